@@ -1,0 +1,1 @@
+//! Images: the OCI model, layer apply and diff, the layer and image stores.

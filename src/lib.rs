@@ -1,0 +1,21 @@
+//! strata: a container storage engine and minimal container runtime.
+//!
+//! Layers, from the kernel up (dependencies point downward only):
+//!
+//! * [`sys`] — syscall and ioctl wrappers; the only home of `unsafe`.
+//! * [`digest`], [`store`], [`mount`] — content addresses, the data root's
+//!   atomic-write and locking rules, mounts as data.
+//! * [`snapshot`] — the driver contract and the shared snapshot metadata.
+//! * [`drivers`] — overlay and copy (btrfs, dm-thin later).
+//! * [`image`] — OCI model, layer apply/diff, layer and image stores,
+//!   import/load/save.
+//! * [`cli`] — the Docker-compatible command line; `main.rs` only calls it.
+
+pub mod cli;
+pub mod digest;
+pub mod drivers;
+pub mod image;
+pub mod mount;
+pub mod snapshot;
+pub mod store;
+pub mod sys;

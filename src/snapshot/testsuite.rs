@@ -1,0 +1,1 @@
+//! The conformance suite every driver must pass (filled in by the copy-driver work).

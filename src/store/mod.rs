@@ -1,0 +1,191 @@
+//! The data root: where everything strata keeps lives, and the two rules
+//! every write into it follows.
+//!
+//! ```text
+//! <root>/                                  default /var/lib/strata, --root, STRATA_ROOT
+//! ├── locks/                               flock(2) files, one per resource
+//! │   ├── content.lock
+//! │   ├── images-<driver>.lock
+//! │   └── chain-<hex>.lock                 serialises registering one layer
+//! ├── content/blobs/sha256/<hex>           content-addressed blobs: layer blobs as
+//! │                                        received (tar, tar+gzip, tar+zstd),
+//! │                                        manifests, configs
+//! ├── image/<driver>/                      Docker's layout: images are per driver
+//! │   ├── repositories.json                name:tag -> image ID
+//! │   ├── imagedb/content/sha256/<hex>     image config JSON (hex = image ID)
+//! │   ├── imagedb/metadata/sha256/<hex>    {manifest digest, layer blobs, loaded-at}
+//! │   └── layerdb/sha256/<chain-hex>/      one committed layer, keyed by chain ID
+//! │       ├── diff                         diff ID
+//! │       ├── parent                       parent chain ID (absent for a base layer)
+//! │       ├── size                         bytes the layer adds on disk
+//! │       └── cache-id                     the driver's snapshot key for it
+//! ├── <driver>/                            owned by the snapshot driver
+//! │   ├── metadata.json                    snapshot metadata (parents, kinds, sizes)
+//! │   └── snapshots/<id>/                  the bytes: fs/, work/, ...
+//! ├── containers/<id>/                     per-container config, state, logs
+//! ├── volumes/<name>/_data                 named volumes, outside any driver
+//! └── staging/                             work in progress; never read as final
+//! ```
+//!
+//! **Invariant: nothing half-written is visible under its final name.**
+//! Files are written to a temporary name in the same directory, fsynced and
+//! renamed over the final name ([`atomic_write`]); directories are built in
+//! `staging/` and renamed into place. A crash leaves at worst debris in
+//! `staging/` or a temporary name, which [`Root::open`] sweeps.
+//!
+//! **Invariant: several strata processes may share a root.** Every
+//! read-modify-write of shared metadata happens under an `flock` from
+//! `locks/`, taken in a fixed order: images before chain locks before
+//! driver metadata.
+
+mod atomic;
+
+pub use atomic::{atomic_write, atomic_write_json, fsync_dir, read_json};
+
+use crate::sys::lock::FileLock;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Default data root, as Docker's `/var/lib/docker`.
+pub const DEFAULT_ROOT: &str = "/var/lib/strata";
+
+/// Errors from the data root itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data root {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: malformed metadata: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> StoreError {
+        StoreError::Io { path: path.into(), source }
+    }
+}
+
+/// An opened data root.
+#[derive(Debug, Clone)]
+pub struct Root {
+    path: PathBuf,
+}
+
+impl Root {
+    /// Opens (creating if needed) the data root at `path` and sweeps
+    /// leftovers of interrupted writes from `staging/`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Root, StoreError> {
+        let path = std::path::absolute(path.into()).map_err(|e| StoreError::io(".", e))?;
+        for sub in ["locks", "content/blobs/sha256", "containers", "volumes", "staging"] {
+            let p = path.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+        let root = Root { path };
+        root.sweep_staging()?;
+        Ok(root)
+    }
+
+    /// Removes staging entries no live process holds. Each staging user
+    /// holds `locks/staging-<name>.lock` while working, so an entry whose
+    /// lock can be taken belongs to a process that died.
+    fn sweep_staging(&self) -> Result<(), StoreError> {
+        let dir = self.staging();
+        let entries = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let lock_path = self.lock_path(&format!("staging-{}", name.to_string_lossy()));
+            if let Ok(Some(_held)) = FileLock::try_exclusive(&lock_path) {
+                let p = entry.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let _ = std::fs::remove_file(&lock_path);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn blobs(&self) -> PathBuf {
+        self.path.join("content/blobs/sha256")
+    }
+    pub fn image_dir(&self, driver: &str) -> PathBuf {
+        self.path.join("image").join(driver)
+    }
+    pub fn driver_dir(&self, driver: &str) -> PathBuf {
+        self.path.join(driver)
+    }
+    pub fn containers(&self) -> PathBuf {
+        self.path.join("containers")
+    }
+    pub fn volumes(&self) -> PathBuf {
+        self.path.join("volumes")
+    }
+    pub fn staging(&self) -> PathBuf {
+        self.path.join("staging")
+    }
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.path.join("locks").join(format!("{name}.lock"))
+    }
+
+    /// Takes the named exclusive lock, waiting for other holders.
+    pub fn lock(&self, name: &str) -> Result<FileLock, StoreError> {
+        let p = self.lock_path(name);
+        FileLock::exclusive(&p).map_err(|e| StoreError::io(p, e))
+    }
+
+    /// A fresh, uniquely named staging directory, removed on drop unless
+    /// [`Staging::keep`] moved it into place.
+    pub fn staging_dir(&self, purpose: &str) -> Result<Staging, StoreError> {
+        let name = format!("{purpose}-{}", unique_suffix());
+        let lock = self.lock(&format!("staging-{name}"))?;
+        let path = self.staging().join(&name);
+        std::fs::create_dir(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok(Staging { path: Some(path), lock_path: lock.path().to_owned(), _lock: lock })
+    }
+}
+
+/// A process-unique suffix: pid, time and a counter.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{:x}-{n}", std::process::id(), t)
+}
+
+/// A directory under `staging/` owned by this process.
+#[derive(Debug)]
+pub struct Staging {
+    path: Option<PathBuf>,
+    lock_path: PathBuf,
+    _lock: FileLock,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.path.as_deref().expect("staging path present until drop")
+    }
+
+    /// Renames the staging directory to `dest` (same filesystem) and fsyncs
+    /// the destination's parent, making it visible atomically.
+    pub fn persist(mut self, dest: &Path) -> io::Result<()> {
+        let src = self.path.take().expect("staging path present");
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(&src, dest)?;
+        if let Some(parent) = dest.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}

@@ -1,0 +1,11 @@
+//! Thin wrappers over the kernel interfaces strata uses: mounts, file locks,
+//! path resolution, cloning and copying, loop devices.
+//!
+//! **Architecture invariant:** this is the only module that talks to the
+//! kernel directly. Wrappers take primitive arguments (paths, file
+//! descriptors, option strings) and know nothing of snapshots, layers or
+//! images. Where rustix already wraps a call safely we use it; the few
+//! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
+
+pub mod lock;
+pub mod mount;
