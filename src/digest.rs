@@ -168,7 +168,7 @@ impl ChainId {
 }
 
 /// An incremental sha256.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct Hasher(Sha256);
 
 impl Hasher {
@@ -184,6 +184,7 @@ impl Hasher {
 }
 
 /// A reader that hashes (and counts) everything read through it.
+#[derive(Debug)]
 pub struct HashingReader<R> {
     inner: R,
     hasher: Hasher,
@@ -217,6 +218,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// A writer that hashes (and counts) everything written through it.
+#[derive(Debug)]
 pub struct HashingWriter<W> {
     inner: W,
     hasher: Hasher,

@@ -12,6 +12,7 @@
 //! * [`cli`] — the Docker-compatible command line; `main.rs` only calls it.
 
 pub mod cli;
+pub mod content;
 pub mod digest;
 pub mod drivers;
 pub mod image;
