@@ -1,1 +1,6 @@
 //! Images: the OCI model, layer apply and diff, the layer and image stores.
+
+pub mod apply;
+pub mod compression;
+pub mod diff;
+pub mod layers;

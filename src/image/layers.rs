@@ -1,0 +1,290 @@
+//! The layer store: committed image layers keyed by chain ID, in Docker's
+//! `layerdb` layout (`<root>/image/<driver>/layerdb/sha256/<chain-hex>/`
+//! holding `diff`, `parent`, `size`, `cache-id` and `blob`).
+//!
+//! Registering a layer streams its blob once: the bytes are teed into the
+//! content store (so `save`/`push` can hand out the exact blob later) while
+//! they are decompressed, hashed and applied into a fresh snapshot. The
+//! snapshot is committed under the chain ID, and only then does the layerdb
+//! entry appear (built in `staging/`, renamed into place). Registering the
+//! same chain twice — concurrently or not — stores it once: a per-chain
+//! lock serialises the check-and-commit.
+//!
+//! On any error the extract snapshot and the partial blob are removed, so a
+//! refused layer leaves nothing behind.
+
+use crate::content::{ContentError, ContentStore};
+use crate::digest::{ChainId, DiffId, Digest};
+use crate::image::apply::{apply_layer, ApplyError};
+use crate::image::compression::Compression;
+use crate::mount::TempMount;
+use crate::snapshot::{SnapshotError, SnapshotKey, Snapshotter, Whiteouts, WriteTarget};
+use crate::store::{Root, StoreError};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+/// Media types of layer blobs by compression (OCI image spec).
+pub fn layer_media_type(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "application/vnd.oci.image.layer.v1.tar",
+        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+    }
+}
+
+/// The blob a layer was registered from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlobRef {
+    pub digest: Digest,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// One committed layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub chain_id: ChainId,
+    pub diff_id: DiffId,
+    pub parent: Option<ChainId>,
+    /// Bytes of file content the layer adds (Docker's layer size).
+    pub size: u64,
+    /// The committed snapshot holding the layer's files.
+    pub snapshot: SnapshotKey,
+    pub blob: BlobRef,
+}
+
+/// Errors of the layer store.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer {layer}: {source}")]
+    Apply { layer: String, source: ApplyError },
+    #[error("layer diff ID mismatch: the image says {expected}, the blob's tar is {actual}")]
+    DiffIdMismatch { expected: DiffId, actual: DiffId },
+    #[error("layer {0} is not in the layer store")]
+    NotFound(ChainId),
+    #[error("layer store entry {path}: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The layer store of one driver.
+pub struct LayerStore<'a> {
+    root: &'a Root,
+    dir: PathBuf,
+    snapshots: &'a Snapshotter,
+    content: ContentStore,
+}
+
+/// Copies everything read into a second writer (the content store).
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn key_of(chain: &ChainId) -> SnapshotKey {
+    SnapshotKey::new(chain.to_string()).expect("a digest is a valid key")
+}
+
+impl<'a> LayerStore<'a> {
+    pub fn new(root: &'a Root, snapshots: &'a Snapshotter) -> LayerStore<'a> {
+        let dir = root.image_dir(snapshots.driver_name()).join("layerdb/sha256");
+        LayerStore { root, dir, snapshots, content: ContentStore::new(root) }
+    }
+
+    fn entry(&self, chain: &ChainId) -> PathBuf {
+        self.dir.join(chain.digest().hex())
+    }
+
+    /// The layer with this chain ID, if registered.
+    pub fn get(&self, chain: &ChainId) -> Result<Option<Layer>, LayerError> {
+        let dir = self.entry(chain);
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let read = |name: &str| -> Result<Option<String>, LayerError> {
+            match std::fs::read_to_string(dir.join(name)) {
+                Ok(s) => Ok(Some(s.trim().to_owned())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::io(dir.join(name), e).into()),
+            }
+        };
+        let corrupt = |detail: String| LayerError::Corrupt { path: dir.clone(), detail };
+        let need = |name: &str| read(name)?.ok_or_else(|| corrupt(format!("missing {name}")));
+        let diff_id: DiffId = need("diff")?.parse().map_err(|e| corrupt(format!("diff: {e}")))?;
+        let parent = match read("parent")? {
+            Some(p) => Some(p.parse::<ChainId>().map_err(|e| corrupt(format!("parent: {e}")))?),
+            None => None,
+        };
+        let size = need("size")?.parse().map_err(|e| corrupt(format!("size: {e}")))?;
+        let snapshot = SnapshotKey::new(need("cache-id")?).map_err(|e| corrupt(e.to_string()))?;
+        let blob = serde_json::from_str(&need("blob")?).map_err(|e| corrupt(format!("blob: {e}")))?;
+        Ok(Some(Layer { chain_id: chain.clone(), diff_id, parent, size, snapshot, blob }))
+    }
+
+    /// The layer, or [`LayerError::NotFound`].
+    pub fn require(&self, chain: &ChainId) -> Result<Layer, LayerError> {
+        self.get(chain)?.ok_or_else(|| LayerError::NotFound(chain.clone()))
+    }
+
+    /// Every registered layer.
+    pub fn list(&self) -> Result<Vec<Layer>, LayerError> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io(&self.dir, e).into()),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            if let Some(d) = e.file_name().to_str().and_then(|h| Digest::from_hex(h).ok()) {
+                if let Some(l) = self.get(&ChainId(d))? {
+                    out.push(l);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies `blob` (a layer tar, plain or compressed) on top of `parent`
+    /// and registers it. When the caller knows the layer's diff ID (from an
+    /// image config), an already-present layer is returned without reading
+    /// the blob, and a blob whose tar hashes differently is refused.
+    /// Returns the layer and whether it was newly stored.
+    pub fn register<R: Read>(
+        &self,
+        parent: Option<&ChainId>,
+        expected: Option<&DiffId>,
+        blob: R,
+    ) -> Result<(Layer, bool), LayerError> {
+        if let Some(diff) = expected {
+            let chain = ChainId::new(parent, diff);
+            if let Some(l) = self.get(&chain)? {
+                return Ok((l, false));
+            }
+        }
+        let parent_key = parent.map(key_of);
+        let extract = SnapshotKey::new(format!("extract-{}", crate::store::unique_suffix()))?;
+        self.snapshots.prepare(&extract, parent_key.as_ref())?;
+        let result = self.apply_and_commit(parent, expected, blob, &extract);
+        if result.is_err() {
+            let _ = self.snapshots.remove(&extract);
+        }
+        result
+    }
+
+    fn apply_and_commit<R: Read>(
+        &self,
+        parent: Option<&ChainId>,
+        expected: Option<&DiffId>,
+        blob: R,
+        extract: &SnapshotKey,
+    ) -> Result<(Layer, bool), LayerError> {
+        let writer = self.content.writer()?;
+        let mut tee = Tee { inner: blob, copy: writer };
+        let layer_name = expected.map(|d| d.to_string()).unwrap_or_else(|| "(new)".into());
+        let apply_err = |source| LayerError::Apply { layer: layer_name.clone(), source };
+        let outcome = match self.snapshots.write_target(extract)? {
+            WriteTarget::Directory { dir, whiteouts } => apply_layer(&mut tee, &dir, whiteouts).map_err(apply_err)?,
+            WriteTarget::Mounted(mounts) => {
+                let staging = self.root.staging_dir("apply")?;
+                let m = TempMount::new(&mounts, staging.path()).map_err(|e| StoreError::io(staging.path(), e))?;
+                let out = apply_layer(&mut tee, m.path(), Whiteouts::Delete).map_err(apply_err)?;
+                m.unmount().map_err(|e| StoreError::io(staging.path(), e))?;
+                out
+            }
+        };
+        if let Some(exp) = expected {
+            if *exp != outcome.diff_id {
+                return Err(LayerError::DiffIdMismatch { expected: exp.clone(), actual: outcome.diff_id });
+            }
+        }
+        let blob_digest = tee.copy.commit(Some(&outcome.compressed))?;
+        let chain = ChainId::new(parent, &outcome.diff_id);
+        let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        if let Some(l) = self.get(&chain)? {
+            self.snapshots.remove(extract)?;
+            return Ok((l, false));
+        }
+        let key = key_of(&chain);
+        if self.snapshots.exists(&key)? {
+            // Debris of a crash between commit and the layerdb write below.
+            self.snapshots.remove(&key)?;
+        }
+        self.snapshots.commit(&key, extract)?;
+        let layer = Layer {
+            chain_id: chain.clone(),
+            diff_id: outcome.diff_id,
+            parent: parent.cloned(),
+            size: outcome.content_size,
+            snapshot: key,
+            blob: BlobRef {
+                digest: blob_digest,
+                media_type: layer_media_type(outcome.compression).to_owned(),
+                size: outcome.compressed_size,
+            },
+        };
+        if let Err(e) = self.write_entry(&layer) {
+            let _ = self.snapshots.remove(&layer.snapshot);
+            return Err(e);
+        }
+        Ok((layer, true))
+    }
+
+    fn write_entry(&self, layer: &Layer) -> Result<(), LayerError> {
+        let staging = self.root.staging_dir("layer")?;
+        let p = staging.path();
+        let w = |name: &str, s: String| std::fs::write(p.join(name), s).map_err(|e| StoreError::io(p.join(name), e));
+        w("diff", layer.diff_id.to_string())?;
+        if let Some(parent) = &layer.parent {
+            w("parent", parent.to_string())?;
+        }
+        w("size", layer.size.to_string())?;
+        w("cache-id", layer.snapshot.to_string())?;
+        w("blob", serde_json::to_string(&layer.blob).expect("plain struct"))?;
+        for name in ["diff", "size", "cache-id", "blob"] {
+            std::fs::File::open(p.join(name)).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(p.join(name), e))?;
+        }
+        let dest = self.entry(&layer.chain_id);
+        staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        Ok(())
+    }
+
+    /// Removes a layer that nothing references any more: its layerdb entry
+    /// first (so it stops being found), then its snapshot. Fails, changing
+    /// nothing, when the snapshot still has children (a layer above it, a
+    /// container, a mounted view).
+    pub fn remove(&self, chain: &ChainId) -> Result<(), LayerError> {
+        let layer = self.require(chain)?;
+        let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        let info_children = {
+            let mut n = 0;
+            self.snapshots.walk(|i| {
+                if i.parent.as_ref() == Some(&layer.snapshot) {
+                    n += 1;
+                }
+            })?;
+            n
+        };
+        if info_children > 0 {
+            return Err(SnapshotError::HasChildren { key: layer.snapshot.clone(), children: info_children }.into());
+        }
+        let dir = self.entry(chain);
+        let trash = self.root.staging_dir("layer-rm")?;
+        std::fs::rename(&dir, trash.path().join("entry")).map_err(|e| StoreError::io(&dir, e))?;
+        self.snapshots.remove(&layer.snapshot)?;
+        Ok(())
+    }
+}
