@@ -15,6 +15,7 @@ pub mod cli;
 pub mod content;
 pub mod digest;
 pub mod drivers;
+pub mod engine;
 pub mod image;
 pub mod mount;
 pub mod snapshot;

@@ -1,6 +1,12 @@
-//! Images: the OCI model, layer apply and diff, the layer and image stores.
+//! Images: the OCI model, layer apply and diff, the layer and image stores,
+//! and the operations that bring images in and out.
 
 pub mod apply;
+pub mod changes;
 pub mod compression;
 pub mod diff;
+pub mod import;
 pub mod layers;
+pub mod mount;
+pub mod remove;
+pub mod store;

@@ -1,0 +1,50 @@
+//! [`Engine`]: one data root opened with one storage driver — the handle
+//! the CLI (and later the runtime, builder and registry client) works
+//! through. It owns no policy of its own; it wires the stores together.
+
+use crate::content::ContentStore;
+use crate::drivers::{self, DriverSelectError};
+use crate::image::layers::LayerStore;
+use crate::image::store::ImageStore;
+use crate::snapshot::Snapshotter;
+use crate::store::{Root, StoreError};
+use std::path::Path;
+
+/// Errors opening an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Driver(#[from] DriverSelectError),
+}
+
+/// A data root with its driver's snapshotter, layer and image stores.
+pub struct Engine {
+    pub root: Root,
+    pub snapshots: Snapshotter,
+    pub images: ImageStore,
+    pub content: ContentStore,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("root", &self.root).field("driver", &self.snapshots.driver_name()).finish()
+    }
+}
+
+impl Engine {
+    /// Opens `root` with the named storage driver.
+    pub fn open(root: &Path, driver: &str) -> Result<Engine, EngineError> {
+        let root = Root::open(root)?;
+        let snapshots = drivers::open(&root, driver)?;
+        let images = ImageStore::new(&root, driver);
+        let content = ContentStore::new(&root);
+        Ok(Engine { root, snapshots, images, content })
+    }
+
+    /// The layer store over this engine's snapshotter.
+    pub fn layers(&self) -> LayerStore<'_> {
+        LayerStore::new(&self.root, &self.snapshots)
+    }
+}
