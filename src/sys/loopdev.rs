@@ -111,6 +111,12 @@ impl LoopDevice {
     /// Attaches `backing` (opened read-write) to a free loop device with
     /// `LO_FLAGS_AUTOCLEAR`.
     pub fn attach(backing: &Path) -> io::Result<LoopDevice> {
+        LoopDevice::attach_with(backing, AttachApi::Configure)
+    }
+
+    /// [`LoopDevice::attach`] through a chosen set of ioctls (tests force
+    /// the legacy path with this; the kernel here would never take it).
+    pub fn attach_with(backing: &Path, api: AttachApi) -> io::Result<LoopDevice> {
         let file = rustix::fs::open(backing, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         let ctl = rustix::fs::open("/dev/loop-control", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         let mut last = io::Error::from_raw_os_error(libc::EBUSY);
@@ -119,21 +125,19 @@ impl LoopDevice {
             let path = PathBuf::from(format!("/dev/loop{number}"));
             let dev = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
             let info = LoopInfo64::new(backing, LO_FLAGS_AUTOCLEAR);
-            let result = match configure(&dev, &file, info) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOTTY) => {
-                    // Pre-5.8 kernel without LOOP_CONFIGURE.
-                    set_fd(&dev, &file).and_then(|()| match set_status64(&dev, &info) {
-                        Ok(()) => Ok(()),
-                        Err(e) => {
-                            let _ = clr_fd(&dev);
-                            Err(e)
-                        }
-                    })
-                }
-                other => other,
+            let result = match api {
+                AttachApi::Configure => match configure(&dev, &file, info) {
+                    // A pre-5.8 kernel does not know LOOP_CONFIGURE.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTTY)) => {
+                        set_fd_and_status(&dev, &file, &info)
+                    }
+                    other => other,
+                },
+                AttachApi::SetFd => set_fd_and_status(&dev, &file, &info),
             };
             match result {
                 Ok(()) => return Ok(LoopDevice { dev: Some(dev), number, path }),
+                // Another process took this device between GET_FREE and now.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = e,
                 Err(e) => return Err(e),
             }
@@ -194,6 +198,23 @@ fn ctl_get_free(ctl: &OwnedFd) -> io::Result<u32> {
     u32::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::ERANGE))
 }
 
+/// Which ioctls bind the backing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachApi {
+    /// `LOOP_CONFIGURE` (Linux 5.8+), falling back to `SetFd` when unknown.
+    Configure,
+    /// `LOOP_SET_FD` then `LOOP_SET_STATUS64`: two steps, so a failure of
+    /// the second undoes the first.
+    SetFd,
+}
+
+fn set_fd_and_status(dev: &OwnedFd, file: &OwnedFd, info: &LoopInfo64) -> io::Result<()> {
+    set_fd(dev, file)?;
+    set_status64(dev, info).inspect_err(|_| {
+        let _ = clr_fd(dev);
+    })
+}
+
 /// `ioctl(dev, LOOP_CONFIGURE, &config)`.
 fn configure(dev: &OwnedFd, file: &OwnedFd, info: LoopInfo64) -> io::Result<()> {
     let fd = u32::try_from(file.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
@@ -237,4 +258,35 @@ fn clr_fd(dev: &OwnedFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backing_file(number: u32) -> Option<String> {
+        std::fs::read_to_string(format!("/sys/block/loop{number}/loop/backing_file")).ok()
+    }
+
+    /// Both ways of binding the file (the kernel here has LOOP_CONFIGURE,
+    /// so the legacy path only runs when forced).
+    #[test]
+    fn attach_and_detach_with_each_api() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root (loop devices)");
+            return;
+        }
+        for api in [AttachApi::Configure, AttachApi::SetFd] {
+            let file = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+            file.as_file().set_len(1 << 20).unwrap();
+            let dev = LoopDevice::attach_with(file.path(), api).unwrap();
+            let number = dev.number();
+            let shown = backing_file(number).unwrap_or_default();
+            assert_eq!(shown.trim(), file.path().to_str().unwrap(), "{api:?}");
+            let flags = std::fs::read_to_string(format!("/sys/block/loop{number}/loop/autoclear")).unwrap();
+            assert_eq!(flags.trim(), "1", "{api:?}: autoclear not set");
+            dev.detach().unwrap();
+            assert!(!is_attached(number), "{api:?}: /dev/loop{number} still attached");
+        }
+    }
 }

@@ -36,8 +36,9 @@ use tree::{copy_tree, CopyError, Strategy};
 
 pub struct Copy {
     snapshots: PathBuf,
-    /// Why reflinks do not work in `home`, or `None` when they do.
+    /// `Ok` when `FICLONE` worked in `home` at open, else why not.
     reflink: Result<(), io::Error>,
+    /// The filesystem `home` is on.
     backing: io::Result<FsMagic>,
 }
 
