@@ -5,6 +5,8 @@
 //! * [`sys`] — syscall and ioctl wrappers; the only home of `unsafe`.
 //! * [`digest`], [`store`], [`mount`] — content addresses, the data root's
 //!   atomic-write and locking rules, mounts as data.
+//! * [`scratch`] — throwaway filesystems on loop devices for tests and
+//!   benchmarks.
 //! * [`snapshot`] — the driver contract and the shared snapshot metadata.
 //! * [`drivers`] — overlay and copy (btrfs, dm-thin later).
 //! * [`image`] — OCI model, layer apply/diff, layer and image stores,
@@ -18,6 +20,7 @@ pub mod drivers;
 pub mod engine;
 pub mod image;
 pub mod mount;
+pub mod scratch;
 pub mod snapshot;
 pub mod store;
 pub mod sys;

@@ -1,9 +1,9 @@
 //! Snapshot drivers: the bytes-on-disk half of the snapshot contract.
 //!
-//! | driver  | a child snapshot is             | copy-up granularity  |
-//! |---------|---------------------------------|----------------------|
-//! | overlay | an empty upper dir over parents | whole file (kernel)  |
-//! | copy    | a full copy (reflink if possible)| none: copied upfront |
+//! | driver  | a child snapshot is               | copy-up granularity  |
+//! |---------|-----------------------------------|----------------------|
+//! | overlay | an empty upper dir over parents   | whole file (kernel)  |
+//! | copy    | a full copy (reflink if possible) | none: copied upfront |
 //!
 //! Each driver owns `<root>/<driver>/snapshots/<id>/` and nothing else.
 

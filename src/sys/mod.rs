@@ -7,5 +7,9 @@
 //! images. Where rustix already wraps a call safely we use it; the few
 //! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
 
+pub mod clone;
 pub mod lock;
+pub mod loopdev;
 pub mod mount;
+pub mod statfs;
+pub mod xattr;

@@ -1,0 +1,227 @@
+//! Scratch filesystems on loop devices, for tests and benchmarks that need
+//! a specific filesystem (ext4, XFS with reflinks, btrfs) regardless of
+//! what the host's root is.
+//!
+//! ```text
+//! <dir>/                                 /var/tmp unless given
+//! ├── strata-scratch-<unique>.img        sparse backing file
+//! └── strata-scratch-<unique>.mnt/       mount point of /dev/loopN
+//! ```
+//!
+//! [`ScratchFs`] owns all three resources (backing file, loop device,
+//! mount) and releases them in reverse order on drop, including while a
+//! test unwinds from a panic. Needs root (`CAP_SYS_ADMIN`) and the mkfs
+//! tool of the chosen filesystem.
+
+use crate::sys::loopdev::LoopDevice;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The filesystems a scratch fixture can be formatted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+    /// ext4 with a journal (`mkfs.ext4`): no reflinks.
+    Ext4,
+    /// XFS with reflinks (`mkfs.xfs -m reflink=1`).
+    Xfs,
+    /// btrfs (`mkfs.btrfs`): reflinks and subvolumes.
+    Btrfs,
+}
+
+impl FsKind {
+    /// The filesystem type as `mount -t` spells it.
+    pub fn fstype(self) -> &'static str {
+        match self {
+            FsKind::Ext4 => "ext4",
+            FsKind::Xfs => "xfs",
+            FsKind::Btrfs => "btrfs",
+        }
+    }
+
+    /// The mkfs command line (without the device). Discards are turned off
+    /// because they only punch holes in a backing file that is new anyway.
+    fn mkfs(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            FsKind::Ext4 => ("mkfs.ext4", &["-q", "-F", "-E", "nodiscard"]),
+            FsKind::Xfs => ("mkfs.xfs", &["-q", "-f", "-K", "-m", "reflink=1"]),
+            FsKind::Btrfs => ("mkfs.btrfs", &["-q", "-f", "-K"]),
+        }
+    }
+
+    /// Whether the mkfs tool is on `PATH` (or in /sbin, /usr/sbin).
+    pub fn mkfs_available(self) -> bool {
+        let tool = self.mkfs().0;
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .any(|dir| dir.join(tool).is_file())
+    }
+}
+
+/// A freshly made filesystem mounted at a temporary directory.
+#[derive(Debug)]
+pub struct ScratchFs {
+    kind: FsKind,
+    backing: PathBuf,
+    mountpoint: PathBuf,
+    mounted: bool,
+    device: Option<LoopDevice>,
+}
+
+impl ScratchFs {
+    /// Makes a `kind` filesystem of `size_bytes` backed by a file in
+    /// /var/tmp.
+    pub fn new(kind: FsKind, size_bytes: u64) -> io::Result<ScratchFs> {
+        ScratchFs::new_in(Path::new("/var/tmp"), kind, size_bytes)
+    }
+
+    /// Makes a `kind` filesystem of `size_bytes` backed by a sparse file in
+    /// `dir`, mounted at a new directory beside it.
+    pub fn new_in(dir: &Path, kind: FsKind, size_bytes: u64) -> io::Result<ScratchFs> {
+        let name = format!("strata-scratch-{}-{}", kind.fstype(), crate::store::unique_suffix());
+        // Build the guard first, so every resource acquired below is released
+        // by its Drop if a later step fails.
+        let mut fs = ScratchFs {
+            kind,
+            backing: dir.join(format!("{name}.img")),
+            mountpoint: dir.join(format!("{name}.mnt")),
+            mounted: false,
+            device: None,
+        };
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&fs.backing)?;
+        file.set_len(size_bytes)?;
+        drop(file);
+        let device = fs.device.insert(LoopDevice::attach(&fs.backing)?);
+        let device_path = device.path().to_owned();
+        let (tool, args) = kind.mkfs();
+        let out = Command::new(tool).args(args).arg(&device_path).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{tool} {}: {}",
+                device_path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        std::fs::create_dir(&fs.mountpoint)?;
+        crate::sys::mount::mount_fs(kind.fstype(), &device_path.display().to_string(), &[], &fs.mountpoint)?;
+        fs.mounted = true;
+        Ok(fs)
+    }
+
+    /// Where the filesystem is mounted.
+    pub fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    pub fn kind(&self) -> FsKind {
+        self.kind
+    }
+
+    /// The loop device (`/dev/loopN`) the filesystem lives on.
+    pub fn device(&self) -> Option<&LoopDevice> {
+        self.device.as_ref()
+    }
+
+    /// The backing file.
+    pub fn backing_file(&self) -> &Path {
+        &self.backing
+    }
+}
+
+impl Drop for ScratchFs {
+    fn drop(&mut self) {
+        if self.mounted {
+            // A busy mount (a test left a file open or a mount on top)
+            // is detached lazily; the loop device then autoclears when the
+            // last user lets go.
+            if crate::sys::mount::unmount_path(&self.mountpoint, false).is_err() {
+                let _ = crate::mount::unmount_all(&self.mountpoint);
+                let _ = crate::sys::mount::unmount_path(&self.mountpoint, true);
+            }
+        }
+        if let Some(device) = self.device.take() {
+            let _ = device.detach();
+        }
+        let _ = std::fs::remove_dir(&self.mountpoint);
+        let _ = std::fs::remove_file(&self.backing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    fn mounted(path: &Path) -> bool {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let p = path.display().to_string();
+        mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    }
+
+    /// The loop device's sysfs entry can linger for a moment after the
+    /// last close while the kernel finishes tearing it down.
+    fn wait_detached(number: u32) -> bool {
+        for _ in 0..100 {
+            if !crate::sys::loopdev::is_attached(number) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn scratch_fs_leaves_nothing_behind() {
+        if !is_root() {
+            eprintln!("skipped: needs root (loop devices and mounts)");
+            return;
+        }
+        for kind in [FsKind::Ext4, FsKind::Xfs] {
+            if !kind.mkfs_available() {
+                eprintln!("skipped {kind:?}: mkfs tool not installed");
+                continue;
+            }
+            let fs = ScratchFs::new(kind, 300 << 20).unwrap();
+            let (mnt, backing) = (fs.path().to_owned(), fs.backing_file().to_owned());
+            let number = fs.device().unwrap().number();
+            assert!(mounted(&mnt));
+            assert!(crate::sys::loopdev::is_attached(number));
+            assert_eq!(
+                crate::sys::statfs::fs_magic(&mnt).unwrap().name(),
+                if kind == FsKind::Xfs { "xfs" } else { "extfs" }
+            );
+            std::fs::write(mnt.join("f"), b"x").unwrap();
+            drop(fs);
+            assert!(!mounted(&mnt));
+            assert!(wait_detached(number), "/dev/loop{number} still attached");
+            assert!(!mnt.exists());
+            assert!(!backing.exists());
+        }
+    }
+
+    #[test]
+    fn scratch_fs_cleans_up_when_the_test_panics() {
+        if !is_root() {
+            eprintln!("skipped: needs root (loop devices and mounts)");
+            return;
+        }
+        let seen = std::sync::Mutex::new(None);
+        let r = std::panic::catch_unwind(|| {
+            let fs = ScratchFs::new(FsKind::Ext4, 64 << 20).unwrap();
+            // A file held open keeps the mount busy: drop must fall back to
+            // a lazy unmount.
+            let open = std::fs::File::create(fs.path().join("held")).unwrap();
+            *seen.lock().unwrap() = Some((fs.path().to_owned(), fs.device().unwrap().number(), open));
+            panic!("test body failed");
+        });
+        assert!(r.is_err());
+        let (mnt, number, open) = seen.into_inner().unwrap().unwrap();
+        assert!(!mounted(&mnt));
+        drop(open);
+        assert!(wait_detached(number), "/dev/loop{number} still attached");
+    }
+}
