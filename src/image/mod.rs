@@ -5,6 +5,7 @@ pub mod apply;
 pub mod changes;
 pub mod compression;
 pub mod diff;
+pub mod export;
 pub mod import;
 pub mod layers;
 pub mod mount;
