@@ -1,1 +1,3 @@
 //! Images: the OCI model, layer apply and diff, the layer and image stores.
+
+pub mod oci;
