@@ -1,3 +1,4 @@
 //! Images: the OCI model, layer apply and diff, the layer and image stores.
 
 pub mod oci;
+pub mod reference;
