@@ -838,4 +838,17 @@ mod tests {
         );
         assert_eq!(LayerCompression::sniff(b"etc/"), LayerCompression::None);
     }
+
+    #[test]
+    fn truncated_documents_are_errors_not_panics() {
+        let docs = [docker_config(), manifest_json(2, 1)];
+        for doc in &docs {
+            for end in 0..doc.len() {
+                let bytes = &doc.as_bytes()[..end];
+                assert!(ImageConfig::from_json(bytes).is_err());
+                assert!(Manifest::from_json(bytes).is_err());
+                assert!(Index::from_json(bytes).is_err());
+            }
+        }
+    }
 }

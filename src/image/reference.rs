@@ -418,4 +418,23 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn never_panics_on_prefixes_or_unicode() {
+        let inputs = [
+            format!("localhost:5000/a_b/c-d:t.1@sha256:{}", hex('c')),
+            "café/é:ü@sha256:é".to_owned(),
+            "[::1/x".to_owned(),
+        ];
+        for input in &inputs {
+            for (i, _) in input.char_indices() {
+                let _ = Reference::parse(&input[..i]);
+                let _ = Reference::parse(&input[i..]);
+            }
+        }
+        assert!(matches!(
+            Reference::parse("café"),
+            Err(ReferenceError::PathComponent { .. })
+        ));
+    }
 }
