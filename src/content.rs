@@ -77,7 +77,11 @@ impl ContentStore {
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
         let tmp = self.staging.join(format!("blob-{}", crate::store::unique_suffix()));
         let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        Ok(BlobWriter { inner: Some(HashingWriter::new(io::BufWriter::with_capacity(1 << 20, f))), tmp, blobs: self.blobs.clone() })
+        Ok(BlobWriter {
+            inner: Some(HashingWriter::new(io::BufWriter::with_capacity(1 << 20, f))),
+            tmp,
+            blobs: self.blobs.clone(),
+        })
     }
 
     /// Deletes a blob; absent blobs are fine.

@@ -37,9 +37,16 @@ pub fn import(engine: &Engine, a: ImportArgs) -> Result<()> {
         (Some(f), None) if a.base.is_some() && f != "-" && !std::path::Path::new(&f).exists() => (None, Some(f)),
         (f, r) => (f, r),
     };
-    let reference = reference.map(|r| r.parse::<Reference>().with_context(|| format!("invalid reference format: {r}"))).transpose()?;
+    let reference = reference
+        .map(|r| r.parse::<Reference>().with_context(|| format!("invalid reference format: {r}")))
+        .transpose()?;
     let base = a.base.map(|b| engine.images.resolve(&b)).transpose()?;
-    let opts = ImportOptions { base, changes: a.change, message: a.message, source: file.clone().unwrap_or_else(|| "-".into()) };
+    let opts = ImportOptions {
+        base,
+        changes: a.change,
+        message: a.message,
+        source: file.clone().unwrap_or_else(|| "-".into()),
+    };
     let id = match file.as_deref() {
         Some("-") => crate::image::import::import(engine, Some(&mut std::io::stdin().lock()), &opts)?,
         Some(path) => {
@@ -95,7 +102,10 @@ pub fn save(engine: &Engine, a: SaveArgs) -> Result<()> {
     let mut which = Vec::new();
     for name in &a.images {
         let id = engine.images.resolve(name)?;
-        let tag = name.parse::<Reference>().ok().filter(|r| engine.images.tags_of(&id).map(|t| t.contains(r)).unwrap_or(false));
+        let tag = name
+            .parse::<Reference>()
+            .ok()
+            .filter(|r| engine.images.tags_of(&id).map(|t| t.contains(r)).unwrap_or(false));
         which.push((id, tag));
     }
     crate::image::export::save(engine, &which, &a.output).with_context(|| format!("save to {}", a.output.display()))?;
@@ -121,6 +131,10 @@ fn image_size(engine: &Engine, img: &Image) -> u64 {
     img.chain_ids().iter().filter_map(|c| layers.get(c).ok().flatten()).map(|l| l.size).sum()
 }
 
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
 fn short_id(id: &ImageId, no_trunc: bool) -> String {
     if no_trunc {
         id.to_string()
@@ -135,15 +149,22 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<()> {
     let mut rows: Vec<(String, String, String, String, u64, String)> = Vec::new();
     for id in engine.images.list()? {
         let Ok(img) = engine.images.get(&id) else { continue };
-        let created = img.config.created.clone().unwrap_or_default();
+        let created = img.config.created.map(rfc3339).unwrap_or_default();
         let size = image_size(engine, &img);
         let mine: Vec<&Reference> = tags.iter().filter(|(_, i)| *i == id).map(|(r, _)| r).collect();
         if mine.is_empty() {
-            rows.push(("<none>".into(), "<none>".into(), short_id(&id, a.no_trunc), created.clone(), size, created));
+            rows.push((
+                "<none>".into(),
+                "<none>".into(),
+                short_id(&id, a.no_trunc),
+                created.clone(),
+                size,
+                created.clone(),
+            ));
         }
         for r in mine {
-            let tag = r.tag().unwrap_or("<none>").to_owned();
-            rows.push((r.repository().to_owned(), tag, short_id(&id, a.no_trunc), created.clone(), size, created.clone()));
+            let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
+            rows.push((r.name(), tag, short_id(&id, a.no_trunc), created.clone(), size, created.clone()));
         }
     }
     rows.sort_by(|x, y| y.5.cmp(&x.5).then(x.0.cmp(&y.0)).then(x.1.cmp(&y.1)));
@@ -194,8 +215,8 @@ pub fn history_rows(engine: &Engine, img: &Image) -> Result<Vec<HistoryRow>> {
     let chains = img.chain_ids();
     let mut rows = Vec::new();
     let mut layer_idx = 0;
-    for h in &img.config.history {
-        let size = if h.empty_layer.unwrap_or(false) {
+    for h in img.config.history.as_deref().unwrap_or_default() {
+        let size = if h.empty_layer {
             0
         } else {
             let s = chains.get(layer_idx).and_then(|c| layers.get(c).ok().flatten()).map(|l| l.size).unwrap_or(0);
@@ -204,7 +225,7 @@ pub fn history_rows(engine: &Engine, img: &Image) -> Result<Vec<HistoryRow>> {
         };
         rows.push(HistoryRow {
             image: None,
-            created: h.created.clone().unwrap_or_default(),
+            created: h.created.map(rfc3339).unwrap_or_default(),
             created_by: h.created_by.clone().unwrap_or_default(),
             size,
             comment: h.comment.clone().unwrap_or_default(),
@@ -213,7 +234,7 @@ pub fn history_rows(engine: &Engine, img: &Image) -> Result<Vec<HistoryRow>> {
     // Mark the rows where a local image of the parent chain ends.
     let mut cur = Some(img.clone());
     while let Some(i) = cur {
-        let n = i.config.history.len();
+        let n = i.config.history.as_ref().map_or(0, Vec::len);
         if n > 0 && n <= rows.len() && rows[n - 1].image.is_none() {
             rows[n - 1].image = Some(i.id.clone());
         }
@@ -229,7 +250,8 @@ pub fn history(engine: &Engine, a: HistoryArgs) -> Result<()> {
     let id = engine.images.resolve(&a.image)?;
     let img = engine.images.get(&id)?;
     let rows = history_rows(engine, &img)?;
-    let idcol = |r: &HistoryRow| r.image.as_ref().map(|i| short_id(i, a.no_trunc)).unwrap_or_else(|| "<missing>".into());
+    let idcol =
+        |r: &HistoryRow| r.image.as_ref().map(|i| short_id(i, a.no_trunc)).unwrap_or_else(|| "<missing>".into());
     if a.quiet {
         for r in rows.iter().rev() {
             println!("{}", idcol(r));
@@ -310,7 +332,7 @@ pub fn inspect_json(engine: &Engine, img: &Image) -> Result<serde_json::Value> {
         "RepoTags": tags,
         "RepoDigests": [],
         "Parent": img.meta.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-        "Comment": img.config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
+        "Comment": img.config.history.as_ref().and_then(|h| h.last()).and_then(|h| h.comment.clone()).unwrap_or_default(),
         "Created": raw.get("created").cloned().unwrap_or_default(),
         "Author": raw.get("author").cloned().unwrap_or_default(),
         "Config": raw.get("config").cloned().unwrap_or(json!({})),
@@ -339,9 +361,15 @@ pub fn inspect(engine: &Engine, a: InspectArgs) -> Result<()> {
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Mount an image's filesystem read-only and print the path.
-    Mount { #[arg(required = true)] images: Vec<String> },
+    Mount {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// Unmount images mounted with `image mount`.
-    Unmount { #[arg(required = true)] images: Vec<String> },
+    Unmount {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// List images.
     Ls(ImagesArgs),
     /// Remove images.

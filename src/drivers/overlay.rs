@@ -138,10 +138,7 @@ impl Driver for Overlay {
 
     fn list(&self) -> Result<Vec<SnapshotId>, DriverError> {
         let rd = std::fs::read_dir(&self.snapshots).map_err(|e| DriverError::io(&self.snapshots, e))?;
-        Ok(rd
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .map(SnapshotId)
-            .collect())
+        Ok(rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).map(SnapshotId).collect())
     }
 
     fn status(&self) -> Vec<(String, String)> {

@@ -55,11 +55,7 @@ pub enum ArchiveError {
     #[error("{}: {source}", archive.display())]
     Io { archive: PathBuf, source: io::Error },
     #[error("{}: {member}: {source}", archive.display())]
-    MemberIo {
-        archive: PathBuf,
-        member: String,
-        source: io::Error,
-    },
+    MemberIo { archive: PathBuf, member: String, source: io::Error },
     #[error("{}: not an image archive: neither manifest.json (docker save) nor index.json (OCI image layout) found", archive.display())]
     UnknownFormat { archive: PathBuf },
     #[error("{}: compressed archives are not supported, decompress it first", archive.display())]
@@ -71,52 +67,21 @@ pub enum ArchiveError {
     #[error("{}: {member}: links nested too deeply (a loop?)", archive.display())]
     LinkLoop { archive: PathBuf, member: String },
     #[error("{}: {member}: invalid JSON: {source}", archive.display())]
-    Json {
-        archive: PathBuf,
-        member: String,
-        source: serde_json::Error,
-    },
+    Json { archive: PathBuf, member: String, source: serde_json::Error },
     #[error("{}: {member}: {source}", archive.display())]
-    Document {
-        archive: PathBuf,
-        member: String,
-        source: OciError,
-    },
+    Document { archive: PathBuf, member: String, source: OciError },
     #[error("{}: {member}: {size} bytes is too large for a JSON document", archive.display())]
-    TooLarge {
-        archive: PathBuf,
-        member: String,
-        size: u64,
-    },
+    TooLarge { archive: PathBuf, member: String, size: u64 },
     #[error("{}: {member}: size mismatch: descriptor says {expected} bytes, found {actual}", archive.display())]
-    SizeMismatch {
-        archive: PathBuf,
-        member: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { archive: PathBuf, member: String, expected: u64, actual: u64 },
     #[error("{}: {member}: digest mismatch: expected {expected}, found {actual}", archive.display())]
-    DigestMismatch {
-        archive: PathBuf,
-        member: String,
-        expected: Digest,
-        actual: Digest,
-    },
+    DigestMismatch { archive: PathBuf, member: String, expected: Digest, actual: Digest },
     #[error("{}: oci-layout: unsupported imageLayoutVersion {version:?}", archive.display())]
     LayoutVersion { archive: PathBuf, version: String },
     #[error("{}: {member}: unsupported media type {media_type:?}", archive.display())]
-    MediaType {
-        archive: PathBuf,
-        member: String,
-        media_type: String,
-    },
+    MediaType { archive: PathBuf, member: String, media_type: String },
     #[error("{}: {member}: no manifest for {wanted} (available: {available})", archive.display())]
-    NoPlatform {
-        archive: PathBuf,
-        member: String,
-        wanted: String,
-        available: String,
-    },
+    NoPlatform { archive: PathBuf, member: String, wanted: String, available: String },
     #[error("{}: {member}: indexes nested more than {MAX_INDEX_DEPTH} deep", archive.display())]
     IndexDepth { archive: PathBuf, member: String },
     #[error("{}: no images in the archive", archive.display())]
@@ -125,22 +90,11 @@ pub enum ArchiveError {
     #[error("image {image}: {source}")]
     OutDocument { image: String, source: OciError },
     #[error("image {image}: config is {actual} ({actual_size} bytes) but the manifest names {expected} ({expected_size} bytes)")]
-    OutConfigMismatch {
-        image: String,
-        expected: Digest,
-        expected_size: u64,
-        actual: Digest,
-        actual_size: u64,
-    },
+    OutConfigMismatch { image: String, expected: Digest, expected_size: u64, actual: Digest, actual_size: u64 },
     #[error("blob {digest}: {source}")]
     BlobRead { digest: Digest, source: io::Error },
     #[error("blob {expected}: the blob source gave {actual_size} bytes with digest {actual}, expected {expected_size} bytes")]
-    BlobMismatch {
-        expected: Digest,
-        expected_size: u64,
-        actual: Digest,
-        actual_size: u64,
-    },
+    BlobMismatch { expected: Digest, expected_size: u64, actual: Digest, actual_size: u64 },
     #[error("writing archive: {0}")]
     Write(io::Error),
 }
@@ -181,11 +135,7 @@ pub enum BlobSource {
     /// A whole file (in a layout directory).
     File(PathBuf),
     /// A member of a tar file: `size` bytes at `offset`.
-    TarMember {
-        archive: PathBuf,
-        offset: u64,
-        size: u64,
-    },
+    TarMember { archive: PathBuf, offset: u64, size: u64 },
 }
 
 impl BlobSource {
@@ -197,11 +147,7 @@ impl BlobSource {
                 let len = f.metadata()?.len();
                 Ok(f.take(len))
             }
-            BlobSource::TarMember {
-                archive,
-                offset,
-                size,
-            } => {
+            BlobSource::TarMember { archive, offset, size } => {
                 let mut f = File::open(archive)?;
                 f.seek(SeekFrom::Start(*offset))?;
                 Ok(f.take(*size))
@@ -226,24 +172,17 @@ pub fn read_archive(path: &Path) -> Result<Vec<ArchiveImage>, ArchiveError> {
 
 /// Reads every image in an archive (a directory or a tar file), choosing
 /// `platform` from multi-platform indexes.
-pub fn read_archive_for(
-    path: &Path,
-    platform: &Platform,
-) -> Result<Vec<ArchiveImage>, ArchiveError> {
+pub fn read_archive_for(path: &Path, platform: &Platform) -> Result<Vec<ArchiveImage>, ArchiveError> {
     let src = Source::open(path)?;
     let images = if src.exists(DOCKER_MANIFEST_FILE) {
         read_docker_save(&src)?
     } else if src.exists(INDEX_FILE) || src.exists(OCI_LAYOUT_FILE) {
         read_oci_layout(&src, platform)?
     } else {
-        return Err(ArchiveError::UnknownFormat {
-            archive: path.to_owned(),
-        });
+        return Err(ArchiveError::UnknownFormat { archive: path.to_owned() });
     };
     if images.is_empty() {
-        return Err(ArchiveError::NoImages {
-            archive: path.to_owned(),
-        });
+        return Err(ArchiveError::NoImages { archive: path.to_owned() });
     }
     Ok(images)
 }
@@ -253,11 +192,7 @@ pub fn read_archive_for(
 /// pops a component and may not climb above the root; `base` is the
 /// directory a relative symlink target is relative to.
 fn normalize(base: &[&str], path: &str) -> Option<String> {
-    let mut out: Vec<&str> = if path.starts_with('/') {
-        Vec::new()
-    } else {
-        base.to_vec()
-    };
+    let mut out: Vec<&str> = if path.starts_with('/') { Vec::new() } else { base.to_vec() };
     for c in path.split('/') {
         match c {
             "" | "." => {}
@@ -276,10 +211,7 @@ fn normalize(base: &[&str], path: &str) -> Option<String> {
 
 /// Checks a path named by `manifest.json`: relative, with no `..`.
 fn safe_member(archive: &Path, name: &str) -> Result<String, ArchiveError> {
-    let traversal = || ArchiveError::PathTraversal {
-        archive: archive.to_owned(),
-        member: name.to_owned(),
-    };
+    let traversal = || ArchiveError::PathTraversal { archive: archive.to_owned(), member: name.to_owned() };
     if name.starts_with('/') || name.split('/').any(|c| c == "..") {
         return Err(traversal());
     }
@@ -316,24 +248,14 @@ enum SourceKind {
 
 impl Source {
     fn open(path: &Path) -> Result<Source, ArchiveError> {
-        let io_err = |source| ArchiveError::Io {
-            archive: path.to_owned(),
-            source,
-        };
+        let io_err = |source| ArchiveError::Io { archive: path.to_owned(), source };
         let meta = std::fs::metadata(path).map_err(io_err)?;
         let kind = if meta.is_dir() {
-            SourceKind::Dir {
-                canonical: path.canonicalize().map_err(io_err)?,
-            }
+            SourceKind::Dir { canonical: path.canonicalize().map_err(io_err)? }
         } else {
-            SourceKind::Tar {
-                members: index_tar(path)?,
-            }
+            SourceKind::Tar { members: index_tar(path)? }
         };
-        Ok(Source {
-            path: path.to_owned(),
-            kind,
-        })
+        Ok(Source { path: path.to_owned(), kind })
     }
 
     fn exists(&self, name: &str) -> bool {
@@ -344,25 +266,15 @@ impl Source {
     }
 
     fn missing(&self, member: &str) -> ArchiveError {
-        ArchiveError::Missing {
-            archive: self.path.clone(),
-            member: member.to_owned(),
-        }
+        ArchiveError::Missing { archive: self.path.clone(), member: member.to_owned() }
     }
 
     fn traversal(&self, member: &str) -> ArchiveError {
-        ArchiveError::PathTraversal {
-            archive: self.path.clone(),
-            member: member.to_owned(),
-        }
+        ArchiveError::PathTraversal { archive: self.path.clone(), member: member.to_owned() }
     }
 
     fn member_io(&self, member: &str, source: io::Error) -> ArchiveError {
-        ArchiveError::MemberIo {
-            archive: self.path.clone(),
-            member: member.to_owned(),
-            source,
-        }
+        ArchiveError::MemberIo { archive: self.path.clone(), member: member.to_owned(), source }
     }
 
     /// Where a member's bytes are, following links within the archive.
@@ -388,9 +300,7 @@ impl Source {
             SourceKind::Tar { members } => {
                 let mut current = name.to_owned();
                 for _ in 0..MAX_LINKS {
-                    let member = members
-                        .get(&current)
-                        .ok_or_else(|| self.missing(&current))?;
+                    let member = members.get(&current).ok_or_else(|| self.missing(&current))?;
                     let next = match member {
                         Member::File { offset, size } => {
                             return Ok(BlobSource::TarMember {
@@ -407,10 +317,7 @@ impl Source {
                     };
                     current = next.ok_or_else(|| self.traversal(&current))?;
                 }
-                Err(ArchiveError::LinkLoop {
-                    archive: self.path.clone(),
-                    member: name.to_owned(),
-                })
+                Err(ArchiveError::LinkLoop { archive: self.path.clone(), member: name.to_owned() })
             }
         }
     }
@@ -420,16 +327,10 @@ impl Source {
         let blob = self.blob(name)?;
         let size = blob.size().map_err(|e| self.member_io(name, e))?;
         if size > MAX_JSON {
-            return Err(ArchiveError::TooLarge {
-                archive: self.path.clone(),
-                member: name.to_owned(),
-                size,
-            });
+            return Err(ArchiveError::TooLarge { archive: self.path.clone(), member: name.to_owned(), size });
         }
         let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        blob.open()
-            .and_then(|mut r| r.read_to_end(&mut buf))
-            .map_err(|e| self.member_io(name, e))?;
+        blob.open().and_then(|mut r| r.read_to_end(&mut buf)).map_err(|e| self.member_io(name, e))?;
         Ok(buf)
     }
 
@@ -437,11 +338,7 @@ impl Source {
     fn read_verified(&self, desc: &Descriptor) -> Result<(String, Vec<u8>), ArchiveError> {
         let name = blob_path(&desc.digest);
         if desc.size > MAX_JSON {
-            return Err(ArchiveError::TooLarge {
-                archive: self.path.clone(),
-                member: name,
-                size: desc.size,
-            });
+            return Err(ArchiveError::TooLarge { archive: self.path.clone(), member: name, size: desc.size });
         }
         let bytes = self.read_small(&name)?;
         self.check_size(&name, desc.size, bytes.len() as u64)?;
@@ -453,21 +350,11 @@ impl Source {
         if expected == actual {
             Ok(())
         } else {
-            Err(ArchiveError::SizeMismatch {
-                archive: self.path.clone(),
-                member: member.to_owned(),
-                expected,
-                actual,
-            })
+            Err(ArchiveError::SizeMismatch { archive: self.path.clone(), member: member.to_owned(), expected, actual })
         }
     }
 
-    fn check_digest(
-        &self,
-        member: &str,
-        expected: &Digest,
-        bytes: &[u8],
-    ) -> Result<(), ArchiveError> {
+    fn check_digest(&self, member: &str, expected: &Digest, bytes: &[u8]) -> Result<(), ArchiveError> {
         let actual = Digest::of(bytes);
         if &actual == expected {
             Ok(())
@@ -482,11 +369,7 @@ impl Source {
     }
 
     fn document(&self, member: &str, source: OciError) -> ArchiveError {
-        ArchiveError::Document {
-            archive: self.path.clone(),
-            member: member.to_owned(),
-            source,
-        }
+        ArchiveError::Document { archive: self.path.clone(), member: member.to_owned(), source }
     }
 }
 
@@ -499,17 +382,12 @@ fn blob_path(digest: &Digest) -> String {
 /// whose names climb out of the archive are left out: nothing can name
 /// them safely.
 fn index_tar(path: &Path) -> Result<HashMap<String, Member>, ArchiveError> {
-    let io_err = |source| ArchiveError::Io {
-        archive: path.to_owned(),
-        source,
-    };
+    let io_err = |source| ArchiveError::Io { archive: path.to_owned(), source };
     let mut file = File::open(path).map_err(io_err)?;
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(io_err)?;
     if LayerCompression::sniff(&magic[..n]) != LayerCompression::None {
-        return Err(ArchiveError::Compressed {
-            archive: path.to_owned(),
-        });
+        return Err(ArchiveError::Compressed { archive: path.to_owned() });
     }
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut archive = tar::Archive::new(file);
@@ -525,16 +403,11 @@ fn index_tar(path: &Path) -> Result<HashMap<String, Member>, ArchiveError> {
         let Some(name) = normalize(&[], &name) else {
             continue;
         };
-        let link_target = || {
-            entry
-                .link_name_bytes()
-                .and_then(|b| std::str::from_utf8(&b).ok().map(str::to_owned))
-        };
+        let link_target = || entry.link_name_bytes().and_then(|b| std::str::from_utf8(&b).ok().map(str::to_owned));
         let member = match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => Member::File {
-                offset: entry.raw_file_position(),
-                size: entry.size(),
-            },
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                Member::File { offset: entry.raw_file_position(), size: entry.size() }
+            }
             tar::EntryType::Symlink => match link_target() {
                 Some(target) => Member::Symlink { target },
                 None => continue,
@@ -573,12 +446,11 @@ fn digest_in_path(member: &str) -> Option<Digest> {
 
 fn read_docker_save(src: &Source) -> Result<Vec<ArchiveImage>, ArchiveError> {
     let bytes = src.read_small(DOCKER_MANIFEST_FILE)?;
-    let entries: Vec<DockerSaveEntry> =
-        serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
-            archive: src.path.clone(),
-            member: DOCKER_MANIFEST_FILE.to_owned(),
-            source,
-        })?;
+    let entries: Vec<DockerSaveEntry> = serde_json::from_slice(&bytes).map_err(|source| ArchiveError::Json {
+        archive: src.path.clone(),
+        member: DOCKER_MANIFEST_FILE.to_owned(),
+        source,
+    })?;
     let mut images = Vec::with_capacity(entries.len());
     for entry in entries {
         let config_name = safe_member(&src.path, &entry.config)?;
@@ -588,10 +460,7 @@ fn read_docker_save(src: &Source) -> Result<Vec<ArchiveImage>, ArchiveError> {
         }
         let parsed = ImageConfig::from_json(&config).map_err(|e| src.document(&config_name, e))?;
         if parsed.rootfs.diff_ids.len() != entry.layers.len() {
-            let e = OciError::LayerCount {
-                layers: entry.layers.len(),
-                diff_ids: parsed.rootfs.diff_ids.len(),
-            };
+            let e = OciError::LayerCount { layers: entry.layers.len(), diff_ids: parsed.rootfs.diff_ids.len() };
             return Err(src.document(DOCKER_MANIFEST_FILE, e));
         }
         let mut layers = Vec::with_capacity(entry.layers.len());
@@ -600,27 +469,16 @@ fn read_docker_save(src: &Source) -> Result<Vec<ArchiveImage>, ArchiveError> {
             let source = src.blob(&name)?;
             let size = source.size().map_err(|e| src.member_io(&name, e))?;
             let mut head = [0u8; 4];
-            let n = source
-                .open()
-                .and_then(|mut r| read_up_to(&mut r, &mut head))
-                .map_err(|e| src.member_io(&name, e))?;
+            let n =
+                source.open().and_then(|mut r| read_up_to(&mut r, &mut head)).map_err(|e| src.member_io(&name, e))?;
             layers.push(ArchiveLayer {
-                media_type: LayerCompression::sniff(&head[..n])
-                    .oci_media_type()
-                    .to_owned(),
-                digest: name
-                    .strip_prefix("blobs/sha256/")
-                    .and_then(|h| Digest::from_hex(h).ok()),
+                media_type: LayerCompression::sniff(&head[..n]).oci_media_type().to_owned(),
+                digest: name.strip_prefix("blobs/sha256/").and_then(|h| Digest::from_hex(h).ok()),
                 size,
                 source,
             });
         }
-        images.push(ArchiveImage {
-            config,
-            manifest: None,
-            layers,
-            repo_tags: entry.repo_tags.unwrap_or_default(),
-        });
+        images.push(ArchiveImage { config, manifest: None, layers, repo_tags: entry.repo_tags.unwrap_or_default() });
     }
     Ok(images)
 }
@@ -641,29 +499,18 @@ fn read_oci_layout(src: &Source, platform: &Platform) -> Result<Vec<ArchiveImage
     let layout = src.read_small(OCI_LAYOUT_FILE)?;
     let layout = OciLayout::from_json(&layout).map_err(|e| src.document(OCI_LAYOUT_FILE, e))?;
     if layout.image_layout_version != OCI_LAYOUT_VERSION {
-        return Err(ArchiveError::LayoutVersion {
-            archive: src.path.clone(),
-            version: layout.image_layout_version,
-        });
+        return Err(ArchiveError::LayoutVersion { archive: src.path.clone(), version: layout.image_layout_version });
     }
     let index = src.read_small(INDEX_FILE)?;
     let index = Index::from_json(&index).map_err(|e| src.document(INDEX_FILE, e))?;
 
     // A top-level index may list one image per platform directly (BuildKit
     // does); keep the wanted platform's when there is one.
-    let any_match = index
-        .manifests
-        .iter()
-        .any(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(platform)));
+    let any_match = index.manifests.iter().any(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(platform)));
     let mut images: Vec<ArchiveImage> = Vec::new();
     let mut seen: HashMap<Digest, usize> = HashMap::new();
     for desc in &index.manifests {
-        if any_match
-            && desc
-                .platform
-                .as_ref()
-                .is_some_and(|p| !p.satisfies(platform))
-        {
+        if any_match && desc.platform.as_ref().is_some_and(|p| !p.satisfies(platform)) {
             continue;
         }
         let name = desc
@@ -706,18 +553,12 @@ fn resolve_manifest(
         });
     }
     if depth >= MAX_INDEX_DEPTH {
-        return Err(ArchiveError::IndexDepth {
-            archive: src.path.clone(),
-            member: name,
-        });
+        return Err(ArchiveError::IndexDepth { archive: src.path.clone(), member: name });
     }
     let index = Index::from_json(&bytes).map_err(|e| src.document(&name, e))?;
     let chosen = choose_platform(&index.manifests, platform).ok_or_else(|| {
-        let available: Vec<String> = index
-            .manifests
-            .iter()
-            .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
-            .collect();
+        let available: Vec<String> =
+            index.manifests.iter().filter_map(|d| d.platform.as_ref().map(Platform::to_string)).collect();
         ArchiveError::NoPlatform {
             archive: src.path.clone(),
             member: name.clone(),
@@ -741,27 +582,16 @@ fn choose_platform<'a>(manifests: &'a [Descriptor], wanted: &Platform) -> Option
     manifests
         .iter()
         .filter(fits)
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.variant == wanted.variant)
-        })
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.variant == wanted.variant))
         .or_else(|| manifests.iter().find(fits))
 }
 
-fn read_oci_image(
-    src: &Source,
-    desc: &Descriptor,
-    manifest_bytes: Vec<u8>,
-) -> Result<ArchiveImage, ArchiveError> {
+fn read_oci_image(src: &Source, desc: &Descriptor, manifest_bytes: Vec<u8>) -> Result<ArchiveImage, ArchiveError> {
     let manifest_name = blob_path(&desc.digest);
-    let manifest =
-        Manifest::from_json(&manifest_bytes).map_err(|e| src.document(&manifest_name, e))?;
+    let manifest = Manifest::from_json(&manifest_bytes).map_err(|e| src.document(&manifest_name, e))?;
     let (config_name, config) = src.read_verified(&manifest.config)?;
     let parsed = ImageConfig::from_json(&config).map_err(|e| src.document(&config_name, e))?;
-    manifest
-        .validate_config(&parsed)
-        .map_err(|e| src.document(&manifest_name, e))?;
+    manifest.validate_config(&parsed).map_err(|e| src.document(&manifest_name, e))?;
     let mut layers = Vec::with_capacity(manifest.layers.len());
     for layer in &manifest.layers {
         let name = blob_path(&layer.digest);
@@ -775,12 +605,7 @@ fn read_oci_image(
             source,
         });
     }
-    Ok(ArchiveImage {
-        config,
-        manifest: Some(manifest_bytes),
-        layers,
-        repo_tags: Vec::new(),
-    })
+    Ok(ArchiveImage { config, manifest: Some(manifest_bytes), layers, repo_tags: Vec::new() })
 }
 
 /// One image to write into an OCI archive.
@@ -831,18 +656,11 @@ where
 /// Every layer is hashed as it is copied and must match its descriptor. On
 /// error the output holds a partial archive, so write to a temporary file
 /// and rename it into place on success. Returns the writer.
-pub fn write_oci_archive<W: Write>(
-    out: W,
-    images: &[OutImage],
-    blobs: &dyn BlobOpener,
-) -> Result<W, ArchiveError> {
+pub fn write_oci_archive<W: Write>(out: W, images: &[OutImage], blobs: &dyn BlobOpener) -> Result<W, ArchiveError> {
     // Check every document before writing a byte.
     let mut manifests = Vec::with_capacity(images.len());
     for image in images {
-        let doc = |source| ArchiveError::OutDocument {
-            image: image.label(),
-            source,
-        };
+        let doc = |source| ArchiveError::OutDocument { image: image.label(), source };
         let manifest = Manifest::from_json(&image.manifest).map_err(doc)?;
         let config = ImageConfig::from_json(&image.config).map_err(doc)?;
         manifest.validate_config(&config).map_err(doc)?;
@@ -909,18 +727,12 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 
 fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> Result<(), ArchiveError> {
     let mut h = header(tar::EntryType::Directory, 0o755, 0);
-    tar.append_data(&mut h, path, io::empty())
-        .map_err(ArchiveError::Write)
+    tar.append_data(&mut h, path, io::empty()).map_err(ArchiveError::Write)
 }
 
-fn append_bytes<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    bytes: &[u8],
-) -> Result<(), ArchiveError> {
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
     let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
-    tar.append_data(&mut h, path, bytes)
-        .map_err(ArchiveError::Write)
+    tar.append_data(&mut h, path, bytes).map_err(ArchiveError::Write)
 }
 
 /// Copies one layer from the opener into the tar, checking its size and
@@ -930,15 +742,9 @@ fn append_blob<W: Write>(
     desc: &Descriptor,
     blobs: &dyn BlobOpener,
 ) -> Result<(), ArchiveError> {
-    let read_err = |source| ArchiveError::BlobRead {
-        digest: desc.digest.clone(),
-        source,
-    };
+    let read_err = |source| ArchiveError::BlobRead { digest: desc.digest.clone(), source };
     let reader = blobs.open_blob(&desc.digest).map_err(read_err)?;
-    let mut exact = ExactReader {
-        inner: HashingReader::new(reader),
-        remaining: desc.size,
-    };
+    let mut exact = ExactReader { inner: HashingReader::new(reader), remaining: desc.size };
     let mut h = header(tar::EntryType::Regular, 0o644, desc.size);
     // The tar header promises `desc.size` bytes; ExactReader fails the copy
     // rather than let a short blob corrupt the archive.

@@ -51,7 +51,8 @@ fn command(text: &str, args: &str) -> Result<Vec<String>, ChangeError> {
 fn pairs(text: &str, args: &str, legacy_space: bool) -> Result<Vec<(String, String)>, ChangeError> {
     let args = args.trim();
     if legacy_space && !args.split_whitespace().next().unwrap_or("").contains('=') {
-        let (k, v) = args.split_once(char::is_whitespace).ok_or_else(|| err(text, "expected KEY VALUE or KEY=VALUE"))?;
+        let (k, v) =
+            args.split_once(char::is_whitespace).ok_or_else(|| err(text, "expected KEY VALUE or KEY=VALUE"))?;
         return Ok(vec![(k.to_owned(), v.trim().to_owned())]);
     }
     let mut out = Vec::new();
@@ -162,12 +163,18 @@ impl Change {
         let body = match self {
             Change::Cmd(c) => format!("CMD {}", go_list(c)),
             Change::Entrypoint(c) => format!("ENTRYPOINT {}", go_list(c)),
-            Change::Env(p) => format!("ENV {}", p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")),
-            Change::Label(p) => format!("LABEL {}", p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")),
+            Change::Env(p) => {
+                format!("ENV {}", p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            }
+            Change::Label(p) => {
+                format!("LABEL {}", p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            }
             Change::Workdir(d) => format!("WORKDIR {d}"),
             Change::User(u) => format!("USER {u}"),
             Change::StopSignal(s) => format!("STOPSIGNAL {s}"),
-            Change::Expose(p) => format!("EXPOSE map[{}]", p.iter().map(|x| format!("{x}:{{}}")).collect::<Vec<_>>().join(" ")),
+            Change::Expose(p) => {
+                format!("EXPOSE map[{}]", p.iter().map(|x| format!("{x}:{{}}")).collect::<Vec<_>>().join(" "))
+            }
             Change::Volume(v) => format!("VOLUME {}", go_list(v)),
         };
         format!("/bin/sh -c #(nop)  {body}")

@@ -43,7 +43,10 @@ pub fn save(engine: &Engine, images: &[(ImageId, Option<Reference>)], out: &Path
         let f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         let content = engine.content.clone();
         let opener = move |d: &Digest| -> io::Result<Box<dyn Read>> {
-            content.open(d).map(|f| Box::new(io::BufReader::with_capacity(1 << 20, f)) as Box<dyn Read>).map_err(io::Error::other)
+            content
+                .open(d)
+                .map(|f| Box::new(io::BufReader::with_capacity(1 << 20, f)) as Box<dyn Read>)
+                .map_err(io::Error::other)
         };
         let w = write_oci_archive(io::BufWriter::with_capacity(1 << 20, f), &list, &opener)?;
         let f = w.into_inner().map_err(|e| StoreError::io(&tmp, e.into_error()))?;

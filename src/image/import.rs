@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::image::archive::{read_archive, ArchiveError};
 use crate::image::changes::{Change, ChangeError};
 use crate::image::layers::LayerError;
-use crate::image::oci::media_type;
+use crate::image::oci::{OCI_CONFIG, OCI_MANIFEST};
 use crate::image::reference::Reference;
 use crate::image::store::ImageError;
 use serde_json::{json, Map, Value};
@@ -66,7 +66,8 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
             let (_, manifest) = engine.images.manifest(&img)?;
             let cfg: Map<String, Value> = serde_json::from_slice(&img.config_bytes)
                 .map_err(|e| ImportError::Invalid(format!("base image config: {e}")))?;
-            let layers: Vec<Value> = manifest.layers.iter().map(|d| descriptor(&d.media_type, &d.digest, d.size)).collect();
+            let layers: Vec<Value> =
+                manifest.layers.iter().map(|d| descriptor(&d.media_type, &d.digest, d.size)).collect();
             (cfg, layers, Some(img))
         }
         None => {
@@ -99,7 +100,10 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
         if parent.is_some() {
             h.insert("created_by".into(), json!(format!("strata import {}", opts.source)));
         }
-        h.insert("comment".into(), json!(opts.message.clone().unwrap_or_else(|| format!("Imported from {}", opts.source))));
+        h.insert(
+            "comment".into(),
+            json!(opts.message.clone().unwrap_or_else(|| format!("Imported from {}", opts.source))),
+        );
         history.push(Value::Object(h));
     }
     let inner = config.entry("config").or_insert_with(|| json!({}));
@@ -117,11 +121,12 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
     let config_digest = engine.content.put(&config_bytes).map_err(ImageError::from)?;
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": descriptor(media_type::OCI_CONFIG, &config_digest, config_bytes.len() as u64),
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config_digest, config_bytes.len() as u64),
         "layers": layers,
     });
-    let manifest_digest = engine.content.put(&serde_json::to_vec(&manifest).expect("json")).map_err(ImageError::from)?;
+    let manifest_digest =
+        engine.content.put(&serde_json::to_vec(&manifest).expect("json")).map_err(ImageError::from)?;
     Ok(engine.images.put(&config_bytes, &manifest_digest, parent.map(|p| p.id))?)
 }
 
@@ -154,7 +159,8 @@ pub fn load(engine: &Engine, path: &std::path::Path) -> Result<Vec<Loaded>, Impo
         let mut new_layers = 0;
         for (i, l) in img.layers.iter().enumerate() {
             let parent = i.checked_sub(1).map(|p| &chains[p]);
-            let blob = l.source.open().map_err(|e| ImportError::Invalid(format!("{}: layer {i}: {e}", path.display())))?;
+            let blob =
+                l.source.open().map_err(|e| ImportError::Invalid(format!("{}: layer {i}: {e}", path.display())))?;
             let (layer, fresh) = engine.layers().register(parent, Some(&diff_ids[i]), blob)?;
             new_layers += usize::from(fresh);
             // Keep the archive's exact blob when the manifest names it, so a
@@ -174,8 +180,8 @@ pub fn load(engine: &Engine, path: &std::path::Path) -> Result<Vec<Loaded>, Impo
             Some(m) => m.clone(),
             None => serde_json::to_vec(&json!({
                 "schemaVersion": 2,
-                "mediaType": media_type::OCI_MANIFEST,
-                "config": descriptor(media_type::OCI_CONFIG, &config_digest, img.config.len() as u64),
+                "mediaType": OCI_MANIFEST,
+                "config": descriptor(OCI_CONFIG, &config_digest, img.config.len() as u64),
                 "layers": descriptors,
             }))
             .expect("json"),

@@ -255,7 +255,9 @@ impl<'a> LayerStore<'a> {
         w("cache-id", layer.snapshot.to_string())?;
         w("blob", serde_json::to_string(&layer.blob).expect("plain struct"))?;
         for name in ["diff", "size", "cache-id", "blob"] {
-            std::fs::File::open(p.join(name)).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(p.join(name), e))?;
+            std::fs::File::open(p.join(name))
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::io(p.join(name), e))?;
         }
         let dest = self.entry(&layer.chain_id);
         staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;

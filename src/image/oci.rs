@@ -46,8 +46,7 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 /// Docker layer, gzip-compressed tar.
 pub const DOCKER_LAYER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Docker "foreign" layer (Windows base layers, fetched from `urls`).
-pub const DOCKER_FOREIGN_LAYER_TAR_GZIP: &str =
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_FOREIGN_LAYER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// `imageLayoutVersion` of the `oci-layout` file this module reads and writes.
 pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
@@ -61,18 +60,11 @@ pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     #[error("{what}: invalid JSON: {source}")]
-    Json {
-        what: &'static str,
-        source: serde_json::Error,
-    },
+    Json { what: &'static str, source: serde_json::Error },
     #[error("{what}: schemaVersion is {found}, expected 2")]
     SchemaVersion { what: &'static str, found: u32 },
     #[error("{what}: mediaType {found:?} is not one of {expected:?}")]
-    MediaType {
-        what: &'static str,
-        found: String,
-        expected: &'static [&'static str],
-    },
+    MediaType { what: &'static str, found: String, expected: &'static [&'static str] },
     #[error("image config: rootfs.type is {0:?}, expected \"layers\"")]
     RootfsType(String),
     #[error("manifest lists {layers} layers but the image config has {diff_ids} diff_ids")]
@@ -94,9 +86,7 @@ impl LayerCompression {
     pub fn of_media_type(media_type: &str) -> Option<LayerCompression> {
         match media_type {
             OCI_LAYER_TAR => Some(LayerCompression::None),
-            OCI_LAYER_TAR_GZIP | DOCKER_LAYER_TAR_GZIP | DOCKER_FOREIGN_LAYER_TAR_GZIP => {
-                Some(LayerCompression::Gzip)
-            }
+            OCI_LAYER_TAR_GZIP | DOCKER_LAYER_TAR_GZIP | DOCKER_FOREIGN_LAYER_TAR_GZIP => Some(LayerCompression::Gzip),
             OCI_LAYER_TAR_ZSTD => Some(LayerCompression::Zstd),
             _ => None,
         }
@@ -131,8 +121,7 @@ type Annotations = BTreeMap<String, String>;
 /// the rest of strata can hold a `u64`.
 fn non_negative_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let n = i64::deserialize(d)?;
-    u64::try_from(n)
-        .map_err(|_| serde::de::Error::custom(format!("descriptor size {n} is negative")))
+    u64::try_from(n).map_err(|_| serde::de::Error::custom(format!("descriptor size {n} is negative")))
 }
 
 /// Writes a time as Go's `time.RFC3339Nano` does (fraction without
@@ -206,17 +195,9 @@ impl Descriptor {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -294,11 +275,7 @@ fn check_media_type(
         // OCI makes mediaType optional in manifests and indexes.
         None => Ok(()),
         Some(m) if expected.contains(&m) => Ok(()),
-        Some(m) => Err(OciError::MediaType {
-            what,
-            found: m.to_owned(),
-            expected,
-        }),
+        Some(m) => Err(OciError::MediaType { what, found: m.to_owned(), expected }),
     }
 }
 
@@ -361,10 +338,7 @@ impl Manifest {
     /// Checks that the manifest and its config describe the same layers.
     pub fn validate_config(&self, config: &ImageConfig) -> Result<(), OciError> {
         if self.layers.len() != config.rootfs.diff_ids.len() {
-            return Err(OciError::LayerCount {
-                layers: self.layers.len(),
-                diff_ids: config.rootfs.diff_ids.len(),
-            });
+            return Err(OciError::LayerCount { layers: self.layers.len(), diff_ids: config.rootfs.diff_ids.len() });
         }
         Ok(())
     }
@@ -441,27 +415,15 @@ pub struct Empty {}
 /// The image config (`config.md`), a superset of OCI's and Docker's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageConfig {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "go_time"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "go_time")]
     pub created: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     pub architecture: String,
     pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -487,11 +449,7 @@ impl ImageConfig {
             os_features: platform.os_features.clone(),
             variant: platform.variant.clone(),
             config: None,
-            rootfs: RootFs {
-                kind: RootFs::LAYERS.to_owned(),
-                diff_ids: Vec::new(),
-                extra: Map::new(),
-            },
+            rootfs: RootFs { kind: RootFs::LAYERS.to_owned(), diff_ids: Vec::new(), extra: Map::new() },
             history: None,
             extra: Map::new(),
         }
@@ -608,11 +566,7 @@ impl RootFs {
 /// One step of an image's build history.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "go_time"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "go_time")]
     pub created: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
@@ -670,10 +624,7 @@ mod tests {
         assert!(cc.exposed_ports.as_ref().unwrap().contains_key("80/tcp"));
         assert!(cc.volumes.as_ref().unwrap().contains_key("/data"));
         assert_eq!(cc.labels.as_ref().unwrap()["a"], "b");
-        assert_eq!(
-            cc.healthcheck.as_ref().unwrap().interval,
-            Some(1_000_000_000)
-        );
+        assert_eq!(cc.healthcheck.as_ref().unwrap().interval, Some(1_000_000_000));
         assert_eq!(cc.extra["Hostname"], "");
         assert_eq!(c.rootfs.diff_ids.len(), 1);
         let h = c.history.as_ref().unwrap();
@@ -716,18 +667,13 @@ mod tests {
     fn config_rejects_other_rootfs_type() {
         let bad = docker_config().replace(r#""type":"layers""#, r#""type":"tarsum""#);
         let err = ImageConfig::from_json(bad.as_bytes()).unwrap_err();
-        assert!(
-            matches!(err, OciError::RootfsType(ref t) if t == "tarsum"),
-            "{err}"
-        );
+        assert!(matches!(err, OciError::RootfsType(ref t) if t == "tarsum"), "{err}");
     }
 
     #[test]
     fn config_rejects_bad_diff_id() {
         let bad = docker_config().replace(&d('a'), "sha256:XYZ");
-        let err = ImageConfig::from_json(bad.as_bytes())
-            .unwrap_err()
-            .to_string();
+        let err = ImageConfig::from_json(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.starts_with("image config: invalid JSON"), "{err}");
         assert!(err.contains("sha256:XYZ"), "{err}");
     }
@@ -753,15 +699,9 @@ mod tests {
     #[test]
     fn manifest_rejects_schema_1_and_negative_sizes() {
         let err = Manifest::from_json(manifest_json(1, 1).as_bytes()).unwrap_err();
-        assert!(
-            matches!(err, OciError::SchemaVersion { found: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, OciError::SchemaVersion { found: 1, .. }), "{err}");
         let err = Manifest::from_json(manifest_json(2, -1).as_bytes()).unwrap_err();
-        assert!(
-            err.to_string().contains("descriptor size -1 is negative"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("descriptor size -1 is negative"), "{err}");
     }
 
     #[test]
@@ -776,16 +716,7 @@ mod tests {
         let m = Manifest::from_json(manifest_json(2, 1).as_bytes()).unwrap();
         let mut c = ImageConfig::new(&Platform::host());
         let err = m.validate_config(&c).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                OciError::LayerCount {
-                    layers: 1,
-                    diff_ids: 0
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, OciError::LayerCount { layers: 1, diff_ids: 0 }), "{err}");
         c.rootfs.diff_ids.push(d('f').parse().unwrap());
         m.validate_config(&c).unwrap();
     }
@@ -823,19 +754,10 @@ mod tests {
 
     #[test]
     fn layer_compression_from_media_type_and_magic() {
-        assert_eq!(
-            LayerCompression::of_media_type(DOCKER_LAYER_TAR_GZIP),
-            Some(LayerCompression::Gzip)
-        );
+        assert_eq!(LayerCompression::of_media_type(DOCKER_LAYER_TAR_GZIP), Some(LayerCompression::Gzip));
         assert_eq!(LayerCompression::of_media_type(OCI_CONFIG), None);
-        assert_eq!(
-            LayerCompression::sniff(&[0x1f, 0x8b, 8]),
-            LayerCompression::Gzip
-        );
-        assert_eq!(
-            LayerCompression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]),
-            LayerCompression::Zstd
-        );
+        assert_eq!(LayerCompression::sniff(&[0x1f, 0x8b, 8]), LayerCompression::Gzip);
+        assert_eq!(LayerCompression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]), LayerCompression::Zstd);
         assert_eq!(LayerCompression::sniff(b"etc/"), LayerCompression::None);
     }
 

@@ -44,19 +44,13 @@ pub enum ReferenceError {
     #[error("invalid reference {reference:?}: repository name must be lowercase")]
     Uppercase { reference: String },
     #[error("invalid reference {reference:?}: path component {component:?} must be lowercase letters and digits separated by '.', '_', '__' or '-'")]
-    PathComponent {
-        reference: String,
-        component: String,
-    },
+    PathComponent { reference: String, component: String },
     #[error("invalid reference {reference:?}: bad registry {domain:?}")]
     Domain { reference: String, domain: String },
     #[error("invalid reference {reference:?}: tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")]
     Tag { reference: String, tag: String },
     #[error("invalid reference {reference:?}: {source}")]
-    Digest {
-        reference: String,
-        source: DigestError,
-    },
+    Digest { reference: String, source: DigestError },
     #[error("invalid reference {reference:?}: name longer than {NAME_MAX} characters")]
     NameTooLong { reference: String },
     #[error("invalid reference {reference:?}: a repository cannot be 64 hex characters (it reads as an image ID)")]
@@ -95,10 +89,7 @@ impl Reference {
         let err_ref = || s.to_owned();
         let (rest, digest) = match s.split_once('@') {
             Some((rest, d)) => {
-                let digest = d.parse().map_err(|source| ReferenceError::Digest {
-                    reference: err_ref(),
-                    source,
-                })?;
+                let digest = d.parse().map_err(|source| ReferenceError::Digest { reference: err_ref(), source })?;
                 (rest, Some(digest))
             }
             None => (s, None),
@@ -111,42 +102,26 @@ impl Reference {
         };
         if let Some(tag) = tag {
             if !valid_tag(tag) {
-                return Err(ReferenceError::Tag {
-                    reference: err_ref(),
-                    tag: tag.to_owned(),
-                });
+                return Err(ReferenceError::Tag { reference: err_ref(), tag: tag.to_owned() });
             }
         }
         if name.len() > NAME_MAX {
-            return Err(ReferenceError::NameTooLong {
-                reference: err_ref(),
-            });
+            return Err(ReferenceError::NameTooLong { reference: err_ref() });
         }
         let (domain, path) = split_domain(name);
         if let Some(domain) = domain {
             if !valid_domain(domain) {
-                return Err(ReferenceError::Domain {
-                    reference: err_ref(),
-                    domain: domain.to_owned(),
-                });
+                return Err(ReferenceError::Domain { reference: err_ref(), domain: domain.to_owned() });
             }
         }
         if path.is_empty() {
-            return Err(ReferenceError::PathComponent {
-                reference: err_ref(),
-                component: String::new(),
-            });
+            return Err(ReferenceError::PathComponent { reference: err_ref(), component: String::new() });
         }
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(ReferenceError::Uppercase {
-                reference: err_ref(),
-            });
+            return Err(ReferenceError::Uppercase { reference: err_ref() });
         }
         if let Some(bad) = path.split('/').find(|c| !valid_path_component(c)) {
-            return Err(ReferenceError::PathComponent {
-                reference: err_ref(),
-                component: bad.to_owned(),
-            });
+            return Err(ReferenceError::PathComponent { reference: err_ref(), component: bad.to_owned() });
         }
         let registry = match domain {
             Some("index.docker.io") | Some(DOCKER_HUB) => None,
@@ -157,16 +132,9 @@ impl Reference {
             Some(_) => path,
         };
         if registry.is_none() && Digest::from_hex(repository).is_ok() {
-            return Err(ReferenceError::HexRepository {
-                reference: err_ref(),
-            });
+            return Err(ReferenceError::HexRepository { reference: err_ref() });
         }
-        Ok(Reference {
-            registry,
-            repository: repository.to_owned(),
-            tag: tag.map(str::to_owned),
-            digest,
-        })
+        Ok(Reference { registry, repository: repository.to_owned(), tag: tag.map(str::to_owned), digest })
     }
 
     /// The registry's domain, `docker.io` for Docker Hub.
@@ -247,10 +215,7 @@ fn split_domain(name: &str) -> (Option<&str>, &str) {
 fn valid_tag(tag: &str) -> bool {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= TAG_MAX
-        && word(b[0])
-        && b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-')
+    !b.is_empty() && b.len() <= TAG_MAX && word(b[0]) && b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-')
 }
 
 fn valid_path_component(c: &str) -> bool {
@@ -432,9 +397,6 @@ mod tests {
                 let _ = Reference::parse(&input[i..]);
             }
         }
-        assert!(matches!(
-            Reference::parse("café"),
-            Err(ReferenceError::PathComponent { .. })
-        ));
+        assert!(matches!(Reference::parse("café"), Err(ReferenceError::PathComponent { .. })));
     }
 }

@@ -89,7 +89,12 @@ pub struct ImageStore {
 
 impl ImageStore {
     pub fn new(root: &Root, driver: &str) -> ImageStore {
-        ImageStore { root: root.clone(), dir: root.image_dir(driver), driver: driver.to_owned(), content: ContentStore::new(root) }
+        ImageStore {
+            root: root.clone(),
+            dir: root.image_dir(driver),
+            driver: driver.to_owned(),
+            content: ContentStore::new(root),
+        }
     }
 
     pub fn content(&self) -> &ContentStore {
@@ -114,8 +119,8 @@ impl ImageStore {
     /// Parses and validates config bytes.
     pub fn parse_config(bytes: &[u8]) -> Result<ImageConfig, ImageError> {
         let id = Digest::of(bytes);
-        let cfg: ImageConfig =
-            serde_json::from_slice(bytes).map_err(|e| ImageError::BadConfig { id: id.to_string(), detail: e.to_string() })?;
+        let cfg: ImageConfig = serde_json::from_slice(bytes)
+            .map_err(|e| ImageError::BadConfig { id: id.to_string(), detail: e.to_string() })?;
         cfg.validate().map_err(|e| ImageError::BadConfig { id: id.to_string(), detail: e.to_string() })?;
         Ok(cfg)
     }
@@ -142,10 +147,8 @@ impl ImageStore {
         let p = self.config_path(id);
         let config_bytes = std::fs::read(&p).map_err(|_| ImageError::NotFound(id.to_string()))?;
         let config = Self::parse_config(&config_bytes)?;
-        let meta = read_json(&self.meta_path(id))?.ok_or_else(|| StoreError::Corrupt {
-            path: self.meta_path(id),
-            detail: "image metadata missing".into(),
-        })?;
+        let meta = read_json(&self.meta_path(id))?
+            .ok_or_else(|| StoreError::Corrupt { path: self.meta_path(id), detail: "image metadata missing".into() })?;
         Ok(Image { id: id.clone(), config_bytes, config, meta })
     }
 
@@ -196,11 +199,7 @@ impl ImageStore {
     pub fn tag(&self, id: &ImageId, reference: &Reference) -> Result<(), ImageError> {
         let _l = self.lock()?;
         let mut repos = self.repos()?;
-        repos
-            .repositories
-            .entry(reference.repository().to_owned())
-            .or_default()
-            .insert(reference.to_string(), id.clone());
+        repos.repositories.entry(reference.name()).or_default().insert(reference.to_string(), id.clone());
         atomic_write_json(&self.repos_path(), &repos)?;
         Ok(())
     }
@@ -209,7 +208,7 @@ impl ImageStore {
     pub fn untag(&self, reference: &Reference) -> Result<ImageId, ImageError> {
         let _l = self.lock()?;
         let mut repos = self.repos()?;
-        let repo = reference.repository().to_owned();
+        let repo = reference.name();
         let id = repos
             .repositories
             .get_mut(&repo)
@@ -232,7 +231,8 @@ impl ImageStore {
         }
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
         if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let matches: Vec<ImageId> = self.list()?.into_iter().filter(|id| id.digest().hex().starts_with(hex)).collect();
+            let matches: Vec<ImageId> =
+                self.list()?.into_iter().filter(|id| id.digest().hex().starts_with(hex)).collect();
             match matches.len() {
                 1 => return Ok(matches.into_iter().next().expect("one")),
                 0 => {}

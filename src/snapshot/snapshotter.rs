@@ -88,7 +88,9 @@ impl Snapshotter {
     pub fn mounts(&self, key: &SnapshotKey) -> Result<Vec<Mount>, SnapshotError> {
         let db = self.meta.read()?;
         let (rec, parents) = Self::lookup(&db, key)?;
-        self.driver.mounts(rec.id, &parents, rec.kind).map_err(|source| SnapshotError::Driver { key: key.clone(), source })
+        self.driver
+            .mounts(rec.id, &parents, rec.kind)
+            .map_err(|source| SnapshotError::Driver { key: key.clone(), source })
     }
 
     fn lookup<'a>(db: &'a Db, key: &SnapshotKey) -> Result<(&'a Record, Vec<super::SnapshotId>), SnapshotError> {
@@ -111,7 +113,10 @@ impl Snapshotter {
             return Err(SnapshotError::AlreadyExists(name.clone()));
         }
         let (rec, parents) = Self::expect_active(&db, key)?;
-        let usage = self.driver.commit(rec.id, &parents).map_err(|source| SnapshotError::Driver { key: key.clone(), source })?;
+        let usage = self
+            .driver
+            .commit(rec.id, &parents)
+            .map_err(|source| SnapshotError::Driver { key: key.clone(), source })?;
         let mut rec = db.snapshots.remove(key).expect("looked up above");
         rec.kind = Kind::Committed;
         rec.usage = Some(usage);
@@ -184,10 +189,10 @@ impl Snapshotter {
     pub fn cleanup(&self) -> Result<usize, SnapshotError> {
         let (lock, db) = self.meta.begin()?;
         let known: std::collections::HashSet<_> = db.snapshots.values().map(|r| r.id).collect();
-        let on_disk = self.driver.list().map_err(|source| SnapshotError::Driver {
-            key: SnapshotKey::new("(cleanup)").expect("valid"),
-            source,
-        })?;
+        let on_disk = self
+            .driver
+            .list()
+            .map_err(|source| SnapshotError::Driver { key: SnapshotKey::new("(cleanup)").expect("valid"), source })?;
         let mut n = 0;
         for id in on_disk.into_iter().filter(|id| !known.contains(id)) {
             self.driver.remove(id).map_err(|source| SnapshotError::Driver {

@@ -38,11 +38,7 @@ impl FileLock {
     }
 
     fn take(path: &Path, op: FlockOperation) -> io::Result<FileLock> {
-        let fd = rustix::fs::open(
-            path,
-            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
+        let fd = rustix::fs::open(path, OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))?;
         loop {
             match flock(&fd, op) {
                 Ok(()) => break,

@@ -12,8 +12,8 @@ use rustix::fd::AsFd;
 use rustix::fs::CWD;
 use rustix::io::Errno;
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, move_mount,
-    unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, move_mount, unmount, FsMountFlags,
+    FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
 };
 use std::io;
 use std::path::Path;
@@ -122,7 +122,11 @@ pub fn mount_classic(fstype: &str, source: &str, options: &[String], target: &Pa
     if relative.len() > MOUNT_DATA_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("mount options are {} bytes even relative to {}; this kernel needs lowerdir+ (6.8+)", relative.len(), base),
+            format!(
+                "mount options are {} bytes even relative to {}; this kernel needs lowerdir+ (6.8+)",
+                relative.len(),
+                base
+            ),
         ));
     }
     let old = std::env::current_dir()?;
@@ -212,7 +216,8 @@ mod tests {
 
     #[test]
     fn relativize_strips_common_parent() {
-        let (base, s) = relativize(&["lowerdir=/r/o/1/fs:/r/o/2/fs", "upperdir=/r/o/3/fs", "workdir=/r/o/3/work"]).unwrap();
+        let (base, s) =
+            relativize(&["lowerdir=/r/o/1/fs:/r/o/2/fs", "upperdir=/r/o/3/fs", "workdir=/r/o/3/work"]).unwrap();
         assert_eq!(base, "/r/o");
         assert_eq!(s, "lowerdir=1/fs:2/fs,upperdir=3/fs,workdir=3/work");
     }

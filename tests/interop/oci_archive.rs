@@ -8,8 +8,8 @@ use std::process::Command;
 use strata::digest::{DiffId, Digest};
 use strata::image::archive::{read_archive, write_oci_archive, ArchiveImage, BlobSource, OutImage};
 use strata::image::oci::{
-    ContainerConfig, Descriptor, ImageConfig, LayerCompression, Manifest, Platform, OCI_CONFIG,
-    OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP,
+    ContainerConfig, Descriptor, ImageConfig, LayerCompression, Manifest, Platform, OCI_CONFIG, OCI_LAYER_TAR,
+    OCI_LAYER_TAR_GZIP,
 };
 use strata::image::reference::Reference;
 
@@ -84,10 +84,7 @@ fn fixture(name: &str, greeting: &str, blobs: &mut BTreeMap<Digest, Vec<u8>>) ->
         ..ContainerConfig::default()
     });
     let mut layers = Vec::new();
-    for (tar, blob, media_type) in [
-        (&base, gzip(&base), OCI_LAYER_TAR_GZIP),
-        (&top, top.clone(), OCI_LAYER_TAR),
-    ] {
+    for (tar, blob, media_type) in [(&base, gzip(&base), OCI_LAYER_TAR_GZIP), (&top, top.clone(), OCI_LAYER_TAR)] {
         config.rootfs.diff_ids.push(DiffId(Digest::of(tar)));
         layers.push(Descriptor::of_bytes(media_type, &blob));
         blobs.insert(Digest::of(&blob), blob);
@@ -95,14 +92,7 @@ fn fixture(name: &str, greeting: &str, blobs: &mut BTreeMap<Digest, Vec<u8>>) ->
     let config = config.to_bytes();
     let layer_digests = layers.iter().map(|d| d.digest.clone()).collect();
     let manifest = Manifest::new(Descriptor::of_bytes(OCI_CONFIG, &config), layers).to_bytes();
-    Fixture {
-        image: OutImage {
-            name: Some(Reference::parse(name).unwrap()),
-            manifest,
-            config,
-        },
-        layer_digests,
-    }
+    Fixture { image: OutImage { name: Some(Reference::parse(name).unwrap()), manifest, config }, layer_digests }
 }
 
 /// Writes the fixtures as an oci-archive at `path`.
@@ -113,10 +103,7 @@ fn write_archive(path: &Path, fixtures: &[&Fixture], blobs: BTreeMap<Digest, Vec
     };
     let images: Vec<OutImage> = fixtures.iter().map(|f| f.image.clone()).collect();
     let file = std::fs::File::create(path).unwrap();
-    write_oci_archive(file, &images, &open)
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    write_oci_archive(file, &images, &open).unwrap().sync_all().unwrap();
 }
 
 fn blob_digest(src: &BlobSource) -> Digest {
@@ -145,12 +132,7 @@ fn assert_layers_match_diff_ids(image: &ArchiveImage) {
         };
         let mut bytes = Vec::new();
         tar.read_to_end(&mut bytes).unwrap();
-        assert_eq!(
-            &Digest::of(&bytes),
-            diff_id.digest(),
-            "{}",
-            layer.media_type
-        );
+        assert_eq!(&Digest::of(&bytes), diff_id.digest(), "{}", layer.media_type);
     }
 }
 
@@ -168,23 +150,13 @@ fn skopeo_reads_our_archive_and_we_read_its_layouts() {
 
     // skopeo inspects each image of our archive by its ref.name tag.
     for (tag, fixture) in [("1.0", &base), ("2.0", &app)] {
-        let out = run(Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci-archive:{}:{tag}", archive.display())));
+        let out = run(Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}:{tag}", archive.display())));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let layers: Vec<String> = fixture
-            .layer_digests
-            .iter()
-            .map(Digest::to_string)
-            .collect();
+        let layers: Vec<String> = fixture.layer_digests.iter().map(Digest::to_string).collect();
         assert_eq!(v["Layers"], serde_json::json!(layers), "{out}");
         assert_eq!(v["Architecture"], "amd64", "{out}");
         assert_eq!(v["Os"], "linux", "{out}");
-        assert_eq!(
-            v["Digest"],
-            Digest::of(&fixture.image.manifest).to_string(),
-            "{out}"
-        );
+        assert_eq!(v["Digest"], Digest::of(&fixture.image.manifest).to_string(), "{out}");
         // The raw config is ours, byte for byte.
         let raw = run(Command::new("skopeo")
             .args(["inspect", "--config", "--raw"])
@@ -229,10 +201,7 @@ fn skopeo_reads_our_archive_and_we_read_its_layouts() {
     assert_eq!(images[0].config, app.image.config);
     assert_layers_match_diff_ids(&images[0]);
     assert_eq!(images[0].repo_tags, ["copied"]);
-    assert!(matches!(
-        images[0].layers[0].source,
-        BlobSource::TarMember { .. }
-    ));
+    assert!(matches!(images[0].layers[0].source, BlobSource::TarMember { .. }));
 
     // And a docker-archive (docker save format) written by skopeo.
     let save = tmp.path().join("save.tar");
@@ -246,10 +215,7 @@ fn skopeo_reads_our_archive_and_we_read_its_layouts() {
     assert_eq!(images[0].manifest, None);
     assert_eq!(images[0].repo_tags, ["docker.io/acme/app:2.0"]);
     // docker-archive layers are uncompressed: each blob is its diff ID.
-    assert!(images[0]
-        .layers
-        .iter()
-        .all(|l| l.media_type == OCI_LAYER_TAR));
+    assert!(images[0].layers.iter().all(|l| l.media_type == OCI_LAYER_TAR));
     assert_layers_match_diff_ids(&images[0]);
 }
 
@@ -264,30 +230,17 @@ fn umoci_unpacks_our_layout() {
     let archive = tmp.path().join("a.tar");
     write_archive(&archive, &[&base], blobs);
     let layout = tmp.path().join("layout");
-    tar::Archive::new(std::fs::File::open(&archive).unwrap())
-        .unpack(&layout)
-        .unwrap();
+    tar::Archive::new(std::fs::File::open(&archive).unwrap()).unpack(&layout).unwrap();
 
     let tags = run(Command::new("umoci").arg("ls").arg("--layout").arg(&layout));
     assert_eq!(tags.trim(), "1.0");
     let bundle = tmp.path().join("bundle");
-    run(Command::new("umoci")
-        .arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:1.0", layout.display()))
-        .arg(&bundle));
+    run(Command::new("umoci").arg("unpack").arg("--image").arg(format!("{}:1.0", layout.display())).arg(&bundle));
     let rootfs = bundle.join("rootfs");
-    assert_eq!(
-        std::fs::read(rootfs.join("hello.txt")).unwrap(),
-        b"hello from strata\n"
-    );
-    assert_eq!(
-        std::fs::read(rootfs.join("etc/greeting")).unwrap(),
-        b"from umoci\n"
-    );
+    assert_eq!(std::fs::read(rootfs.join("hello.txt")).unwrap(), b"hello from strata\n");
+    assert_eq!(std::fs::read(rootfs.join("etc/greeting")).unwrap(), b"from umoci\n");
     // umoci turned the config into a runtime spec.
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["process"]["args"], serde_json::json!(["/bin/sh"]));
 }
 
@@ -318,9 +271,7 @@ fn podman_loads_our_archive() {
     };
     let out = run(podman().arg("load").arg("-i").arg(&archive));
     assert!(out.contains("docker.io/acme/my-base-image:1.0"), "{out}");
-    let id = run(podman()
-        .args(["image", "inspect", "--format", "{{.Id}}"])
-        .arg("docker.io/acme/my-base-image:1.0"));
+    let id = run(podman().args(["image", "inspect", "--format", "{{.Id}}"]).arg("docker.io/acme/my-base-image:1.0"));
     assert_eq!(id.trim(), Digest::of(&base.image.config).hex());
     // Drop the vfs layers before the temp dir goes.
     run(podman().args(["rmi", "--all", "--force"]));

@@ -36,24 +36,13 @@ fn build(name: Option<&str>, layers: &[Vec<u8>], gz: bool) -> Built {
     let mut blobs = BTreeMap::new();
     for tar in layers {
         config.rootfs.diff_ids.push(DiffId(Digest::of(tar)));
-        let (blob, mt) = if gz {
-            (gzip(tar), OCI_LAYER_TAR_GZIP)
-        } else {
-            (tar.clone(), OCI_LAYER_TAR)
-        };
+        let (blob, mt) = if gz { (gzip(tar), OCI_LAYER_TAR_GZIP) } else { (tar.clone(), OCI_LAYER_TAR) };
         descs.push(Descriptor::of_bytes(mt, &blob));
         blobs.insert(Digest::of(&blob), blob);
     }
     let config = config.to_bytes();
     let manifest = Manifest::new(Descriptor::of_bytes(OCI_CONFIG, &config), descs).to_bytes();
-    Built {
-        image: OutImage {
-            name: name.map(|n| Reference::parse(n).unwrap()),
-            manifest,
-            config,
-        },
-        blobs,
-    }
+    Built { image: OutImage { name: name.map(|n| Reference::parse(n).unwrap()), manifest, config }, blobs }
 }
 
 fn opener(blobs: BTreeMap<Digest, Vec<u8>>) -> impl Fn(&Digest) -> io::Result<Box<dyn Read>> {
@@ -77,10 +66,7 @@ fn read_blob(src: &BlobSource) -> Vec<u8> {
 
 fn tar_names(tar: &[u8]) -> Vec<String> {
     let mut a = tar::Archive::new(tar);
-    a.entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect()
+    a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
 }
 
 fn two_images() -> (Built, Built) {
@@ -118,10 +104,7 @@ fn written_archive_reads_back_from_tar_and_dir() {
     std::fs::write(&file, &tar).unwrap();
     let from_tar = read_archive_for(&file, &Platform::new("linux", "amd64")).unwrap();
     check_images(&from_tar, &a, &b);
-    assert!(matches!(
-        from_tar[0].layers[0].source,
-        BlobSource::TarMember { .. }
-    ));
+    assert!(matches!(from_tar[0].layers[0].source, BlobSource::TarMember { .. }));
 
     let dir = tmp.path().join("layout");
     tar::Archive::new(&tar[..]).unpack(&dir).unwrap();
@@ -163,30 +146,21 @@ fn index_names_images_with_tag_and_full_name() {
     assert_eq!(d.media_type, OCI_MANIFEST);
     assert_eq!(d.digest, Digest::of(&a.image.manifest));
     assert_eq!(d.annotation(ANNOTATION_REF_NAME), Some("1.0"));
-    assert_eq!(
-        d.annotation(ANNOTATION_CONTAINERD_NAME),
-        Some("docker.io/acme/base:1.0")
-    );
+    assert_eq!(d.annotation(ANNOTATION_CONTAINERD_NAME), Some("docker.io/acme/base:1.0"));
     assert_eq!(index.manifests[1].annotations, None);
 }
 
 #[test]
 fn same_manifest_under_two_names_is_one_image() {
     let (a, _) = two_images();
-    let mut again = Built {
-        image: a.image.clone(),
-        blobs: a.blobs.clone(),
-    };
+    let mut again = Built { image: a.image.clone(), blobs: a.blobs.clone() };
     again.image.name = Some(Reference::parse("acme/base:latest").unwrap());
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("img.tar");
     std::fs::write(&file, write(&[&a, &again])).unwrap();
     let images = read_archive(&file).unwrap();
     assert_eq!(images.len(), 1);
-    assert_eq!(
-        images[0].repo_tags,
-        ["docker.io/acme/base:1.0", "docker.io/acme/base:latest"]
-    );
+    assert_eq!(images[0].repo_tags, ["docker.io/acme/base:1.0", "docker.io/acme/base:latest"]);
 }
 
 #[test]
@@ -197,38 +171,27 @@ fn writer_rejects_blobs_that_do_not_match() {
     let blob = wrong.get_mut(&layer.digest).unwrap();
     let last = blob.len() - 1;
     blob[last] ^= 1;
-    let err =
-        write_oci_archive(Vec::new(), std::slice::from_ref(&a.image), &opener(wrong)).unwrap_err();
+    let err = write_oci_archive(Vec::new(), std::slice::from_ref(&a.image), &opener(wrong)).unwrap_err();
     assert!(matches!(err, ArchiveError::BlobMismatch { .. }), "{err}");
 
     let mut short = a.blobs.clone();
     short.get_mut(&layer.digest).unwrap().pop();
-    let err =
-        write_oci_archive(Vec::new(), std::slice::from_ref(&a.image), &opener(short)).unwrap_err();
+    let err = write_oci_archive(Vec::new(), std::slice::from_ref(&a.image), &opener(short)).unwrap_err();
     assert!(matches!(err, ArchiveError::BlobRead { .. }), "{err}");
     assert!(err.to_string().contains("1 bytes early"), "{err}");
 
     let mut long = a.blobs.clone();
     long.get_mut(&layer.digest).unwrap().push(0);
-    let err =
-        write_oci_archive(Vec::new(), std::slice::from_ref(&a.image), &opener(long)).unwrap_err();
+    let err = write_oci_archive(Vec::new(), std::slice::from_ref(&a.image), &opener(long)).unwrap_err();
     assert!(matches!(err, ArchiveError::BlobMismatch { .. }), "{err}");
 
-    let err = write_oci_archive(
-        Vec::new(),
-        std::slice::from_ref(&a.image),
-        &opener(BTreeMap::new()),
-    )
-    .unwrap_err();
+    let err = write_oci_archive(Vec::new(), std::slice::from_ref(&a.image), &opener(BTreeMap::new())).unwrap_err();
     assert!(matches!(err, ArchiveError::BlobRead { .. }), "{err}");
 
     let mut bad_config = a.image.clone();
     bad_config.config.push(b' ');
     let err = write_oci_archive(Vec::new(), &[bad_config], &opener(a.blobs)).unwrap_err();
-    assert!(
-        matches!(err, ArchiveError::OutConfigMismatch { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, ArchiveError::OutConfigMismatch { .. }), "{err}");
 }
 
 /// Writes a layout directory from `files` (path, bytes).
@@ -269,10 +232,7 @@ fn picks_the_wanted_platform_from_a_nested_index() {
     let mut top = Descriptor::of_bytes(OCI_INDEX, &nested);
     top.annotations = Some([(ANNOTATION_REF_NAME.to_owned(), "multi".to_owned())].into());
     files.push(("index.json".into(), Index::new(vec![top]).to_bytes()));
-    files.push((
-        "oci-layout".into(),
-        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-    ));
+    files.push(("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()));
 
     let tmp = tempfile::tempdir().unwrap();
     write_dir(tmp.path(), &files);
@@ -300,10 +260,7 @@ fn docker_save_tar(layers_field: Option<&str>) -> (Vec<u8>, Vec<Vec<u8>>, Vec<u8
     config.rootfs.diff_ids = vec![DiffId(Digest::of(&l1)), DiffId(Digest::of(b"x"))];
     let config = config.to_bytes();
     let config_name = format!("{}.json", Digest::of(&config).hex());
-    let layers = layers_field.map_or_else(
-        || r#"["aaa/layer.tar", "bbb/layer.tar"]"#.to_owned(),
-        str::to_owned,
-    );
+    let layers = layers_field.map_or_else(|| r#"["aaa/layer.tar", "bbb/layer.tar"]"#.to_owned(), str::to_owned);
     let manifest = format!(
         r#"[{{"Config":"{config_name}","RepoTags":["busybox:latest","acme/x:1.0"],"Layers":{layers}}},
             {{"Config":"{config_name}","RepoTags":null,"Layers":["ccc/layer.tar","bbb/layer.tar"]}}]"#
@@ -323,8 +280,7 @@ fn docker_save_tar(layers_field: Option<&str>) -> (Vec<u8>, Vec<Vec<u8>>, Vec<u8
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_size(0);
-    b.append_link(&mut h, "ccc/layer.tar", "../aaa/layer.tar")
-        .unwrap();
+    b.append_link(&mut h, "ccc/layer.tar", "../aaa/layer.tar").unwrap();
     (b.into_inner().unwrap(), vec![l1, l2], config)
 }
 
@@ -360,24 +316,16 @@ fn reads_a_docker_save_archive() {
 
 #[test]
 fn docker_save_path_traversal_is_refused() {
-    for layers in [
-        r#"["../x", "bbb/layer.tar"]"#,
-        r#"["aaa/../../x", "bbb/layer.tar"]"#,
-        r#"["/etc/passwd", "bbb/layer.tar"]"#,
-    ] {
+    for layers in
+        [r#"["../x", "bbb/layer.tar"]"#, r#"["aaa/../../x", "bbb/layer.tar"]"#, r#"["/etc/passwd", "bbb/layer.tar"]"#]
+    {
         let (tar, _, _) = docker_save_tar(Some(layers));
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("save.tar");
         std::fs::write(&file, &tar).unwrap();
         let err = read_archive(&file).unwrap_err();
-        assert!(
-            matches!(err, ArchiveError::PathTraversal { .. }),
-            "{layers}: {err}"
-        );
-        assert!(
-            err.to_string().contains("path leads outside the archive"),
-            "{err}"
-        );
+        assert!(matches!(err, ArchiveError::PathTraversal { .. }), "{layers}: {err}");
+        assert!(err.to_string().contains("path leads outside the archive"), "{err}");
     }
 }
 
@@ -391,10 +339,7 @@ fn symlink_out_of_a_layout_directory_is_refused() {
     std::fs::remove_file(dir.join("aaa/layer.tar")).unwrap();
     std::os::unix::fs::symlink("../../outside", dir.join("aaa/layer.tar")).unwrap();
     let err = read_archive(&dir).unwrap_err();
-    assert!(
-        matches!(err, ArchiveError::PathTraversal { ref member, .. } if member == "aaa/layer.tar"),
-        "{err}"
-    );
+    assert!(matches!(err, ArchiveError::PathTraversal { ref member, .. } if member == "aaa/layer.tar"), "{err}");
 }
 
 #[test]
@@ -419,11 +364,7 @@ fn tar_symlink_loop_is_an_error() {
 
 /// Writes one image as a layout directory and returns it with the image.
 fn layout_dir() -> (tempfile::TempDir, Built) {
-    let built = build(
-        Some("acme/base:1.0"),
-        &[layer_tar(&[("f", b"data")])],
-        false,
-    );
+    let built = build(Some("acme/base:1.0"), &[layer_tar(&[("f", b"data")])], false);
     let tar = write(&[&built]);
     let tmp = tempfile::tempdir().unwrap();
     tar::Archive::new(&tar[..]).unpack(tmp.path()).unwrap();
@@ -435,26 +376,18 @@ fn missing_index_json_is_named() {
     let (tmp, _) = layout_dir();
     std::fs::remove_file(tmp.path().join("index.json")).unwrap();
     let err = read_archive(tmp.path()).unwrap_err();
-    assert!(
-        matches!(err, ArchiveError::Missing { ref member, .. } if member == "index.json"),
-        "{err}"
-    );
+    assert!(matches!(err, ArchiveError::Missing { ref member, .. } if member == "index.json"), "{err}");
     assert!(err.to_string().ends_with("index.json: missing"), "{err}");
 }
 
 #[test]
 fn missing_blob_is_named() {
     let (tmp, built) = layout_dir();
-    let layer = Manifest::from_json(&built.image.manifest).unwrap().layers[0]
-        .digest
-        .clone();
+    let layer = Manifest::from_json(&built.image.manifest).unwrap().layers[0].digest.clone();
     std::fs::remove_file(tmp.path().join(blob_path(&layer))).unwrap();
     let err = read_archive(tmp.path()).unwrap_err();
     let want = blob_path(&layer);
-    assert!(
-        matches!(err, ArchiveError::Missing { ref member, .. } if *member == want),
-        "{err}"
-    );
+    assert!(matches!(err, ArchiveError::Missing { ref member, .. } if *member == want), "{err}");
 }
 
 #[test]
@@ -462,25 +395,17 @@ fn config_digest_mismatch_is_detected() {
     let (tmp, built) = layout_dir();
     let path = tmp.path().join(blob_path(&Digest::of(&built.image.config)));
     // Same size, different bytes.
-    let tampered = String::from_utf8(built.image.config.clone())
-        .unwrap()
-        .replace("amd64", "arm64");
+    let tampered = String::from_utf8(built.image.config.clone()).unwrap().replace("amd64", "arm64");
     std::fs::write(&path, tampered).unwrap();
     let err = read_archive(tmp.path()).unwrap_err();
     assert!(matches!(err, ArchiveError::DigestMismatch { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("digest mismatch: expected sha256:"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("digest mismatch: expected sha256:"), "{err}");
 }
 
 #[test]
 fn layer_size_mismatch_is_detected() {
     let (tmp, built) = layout_dir();
-    let layer = Manifest::from_json(&built.image.manifest).unwrap().layers[0]
-        .digest
-        .clone();
+    let layer = Manifest::from_json(&built.image.manifest).unwrap().layers[0].digest.clone();
     let path = tmp.path().join(blob_path(&layer));
     let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     f.write_all(b"extra").unwrap();
@@ -493,10 +418,7 @@ fn bad_json_and_unknown_formats_are_errors() {
     let (tmp, _) = layout_dir();
     std::fs::write(tmp.path().join("index.json"), b"{not json").unwrap();
     let err = read_archive(tmp.path()).unwrap_err();
-    assert!(
-        matches!(err, ArchiveError::Document { ref member, .. } if member == "index.json"),
-        "{err}"
-    );
+    assert!(matches!(err, ArchiveError::Document { ref member, .. } if member == "index.json"), "{err}");
     assert!(err.to_string().contains("invalid JSON"), "{err}");
 
     let empty = tempfile::tempdir().unwrap();
