@@ -7,5 +7,6 @@
 //! images. Where rustix already wraps a call safely we use it; the few
 //! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
 
+pub mod fs;
 pub mod lock;
 pub mod mount;
