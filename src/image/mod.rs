@@ -7,6 +7,7 @@
 //! form ([`crate::snapshot::Whiteouts`]); [`diff`] turns a driver's form
 //! back into them.
 
+pub mod apply;
 pub mod compression;
 
 /// Prefix of a whiteout entry's file name.
