@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod compression;
+pub mod diff;
 
 /// Prefix of a whiteout entry's file name.
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
