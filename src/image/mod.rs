@@ -27,3 +27,6 @@ pub const OVERLAY_OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 /// carries these: in a tar they could forge overlay state (redirects,
 /// metacopy) in an upper dir.
 pub const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
+
+#[cfg(test)]
+mod tests;
