@@ -709,3 +709,35 @@ fn at<'a>(raw: &'a [u8], op: &'static str) -> impl FnOnce(io::Error) -> ApplyErr
 fn enoent() -> io::Error {
     io::Error::from_raw_os_error(libc::ENOENT)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_folds_dot_dot_and_refuses_escapes() {
+        let c = |p: &str| clean(p.as_bytes()).map(|v| String::from_utf8(join(&v)).unwrap());
+        assert_eq!(c("./a//b/./c/").as_deref(), Some("a/b/c"));
+        assert_eq!(c("/etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(c("a/../b").as_deref(), Some("b"));
+        assert_eq!(c("./").as_deref(), Some(""));
+        assert_eq!(c("../x"), None);
+        assert_eq!(c("a/../../x"), None);
+        assert_eq!(c("/../x"), None);
+    }
+
+    #[test]
+    fn parses_pax_times() {
+        assert_eq!(parse_pax_time(b"1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(
+            parse_pax_time(b"1700000000.5"),
+            Some((1_700_000_000, 500_000_000))
+        );
+        assert_eq!(parse_pax_time(b"1.1234567899"), Some((1, 123_456_789)));
+        assert_eq!(parse_pax_time(b"-1000"), Some((-1000, 0)));
+        assert_eq!(parse_pax_time(b"-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(parse_pax_time(b""), None);
+        assert_eq!(parse_pax_time(b"1e9"), None);
+        assert_eq!(parse_pax_time(b"-"), None);
+    }
+}

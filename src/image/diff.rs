@@ -606,3 +606,44 @@ fn write_header(out: &mut impl Write, spec: &HeaderSpec<'_>) -> io::Result<()> {
     }
     out.write_all(header.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_length_counts_itself() {
+        let mut b = Vec::new();
+        pax_record(&mut b, b"path", b"a");
+        assert_eq!(b, b"9 path=a\n");
+        // " key=" + value + "\n" is 97 bytes for 91 value bytes; two digits
+        // make 99. At 92 value bytes, 98 + 2 = 100 needs a third digit, so
+        // the record is 101 bytes (no 100-byte record exists for this key).
+        for (value_len, want) in [(90usize, 98usize), (91, 99), (92, 101)] {
+            let mut b = Vec::new();
+            pax_record(&mut b, b"key", &vec![b'v'; value_len]);
+            assert_eq!(b.len(), want, "{}", String::from_utf8_lossy(&b));
+            assert!(b.starts_with(format!("{want} key=").as_bytes()));
+        }
+    }
+
+    #[test]
+    fn ustar_path_splits_at_a_slash() {
+        let mut h = tar::Header::new_ustar();
+        let u = h.as_ustar_mut().unwrap();
+        let long = format!("{}/{}/", "p".repeat(150), "n".repeat(98));
+        assert!(set_ustar_path(u, long.as_bytes()));
+        assert_eq!(h.path_bytes().as_ref(), long.as_bytes());
+        let mut h = tar::Header::new_ustar();
+        let too_long = format!("{}/{}", "p".repeat(160), "n".repeat(98));
+        assert!(!set_ustar_path(
+            h.as_ustar_mut().unwrap(),
+            too_long.as_bytes()
+        ));
+        let mut h = tar::Header::new_ustar();
+        assert!(!set_ustar_path(
+            h.as_ustar_mut().unwrap(),
+            "x".repeat(101).as_bytes()
+        ));
+    }
+}
