@@ -115,25 +115,20 @@ pub fn apply_layer<R: Read>(
     let (compression, sniffed) = compression::sniff(&mut compressed).map_err(ApplyError::Read)?;
     let decoder = Decompressor::new(BufReader::with_capacity(BUF_SIZE, sniffed), compression)
         .map_err(ApplyError::Read)?;
-    let mut plain = HashingReader::new(decoder);
-
     let mut applier = Applier::new(root, whiteouts);
-    {
-        let mut archive = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, &mut plain));
-        for entry in archive.entries().map_err(ApplyError::Read)? {
-            let mut entry = entry.map_err(ApplyError::Read)?;
-            applier.entry(&mut entry)?;
-        }
-    }
-    applier.finish()?;
-
-    // The tar reader stops at the first zero block; the rest (end-of-archive
-    // blocks, record padding, the gzip trailer whose CRC is checked here) is
-    // still part of what the digests cover.
-    io::copy(&mut plain, &mut io::sink()).map_err(ApplyError::Read)?;
-    let (diff_id, size) = plain.finish();
+    // An uncompressed blob *is* the tar: hashing it twice would double the
+    // CPU cost of apply for nothing.
+    let plain = if compression == Compression::None {
+        extract(decoder, &mut applier)?;
+        None
+    } else {
+        let mut plain = HashingReader::new(decoder);
+        extract(&mut plain, &mut applier)?;
+        Some(plain.finish())
+    };
     io::copy(&mut compressed, &mut io::sink()).map_err(ApplyError::Read)?;
     let (compressed, compressed_size) = compressed.finish();
+    let (diff_id, size) = plain.unwrap_or_else(|| (compressed.clone(), compressed_size));
     Ok(ApplyOutcome {
         diff_id: DiffId(diff_id),
         compressed,
@@ -141,6 +136,23 @@ pub fn apply_layer<R: Read>(
         size,
         compression,
     })
+}
+
+/// Extracts every entry of the tar `stream`, then reads the stream to its
+/// end: the tar reader stops at the first zero block, but the rest
+/// (end-of-archive blocks, record padding, the gzip trailer whose CRC is
+/// checked here) is still covered by the digests.
+fn extract(mut stream: impl Read, applier: &mut Applier) -> Result<(), ApplyError> {
+    {
+        let mut archive = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, &mut stream));
+        for entry in archive.entries().map_err(ApplyError::Read)? {
+            let mut entry = entry.map_err(ApplyError::Read)?;
+            applier.entry(&mut entry)?;
+        }
+    }
+    applier.finish()?;
+    io::copy(&mut stream, &mut io::sink()).map_err(ApplyError::Read)?;
+    Ok(())
 }
 
 /// Splits a tar path into normal components, dropping empty and `.` ones
