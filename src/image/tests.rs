@@ -525,12 +525,6 @@ fn delete_mode_whiteouts_and_opaque_dirs_on_a_full_tree() {
     assert_eq!(std::fs::read(r.join("same")).unwrap(), b"upper");
 }
 
-/// Removes a mount at drop (even when the test panics) — TempMount does
-/// the unmount; this only keeps the directories alive behind it.
-struct Mounted {
-    _mount: TempMount,
-}
-
 #[test]
 fn overlayfs_mount_hides_whited_out_lower_entries() {
     let base = tmp();
@@ -559,11 +553,9 @@ fn overlayfs_mount_hides_whited_out_lower_entries() {
             "index=off".into(),
         ],
     };
-    let m = Mounted {
-        _mount: TempMount::new(&[mount], &merged).unwrap_or_else(|e| {
-            panic!("this test needs overlayfs with trusted xattrs (root): {e}")
-        }),
-    };
+    // Declared after `base`, so dropped (unmounted) first, even on panic.
+    let m = TempMount::new(&[mount], &merged)
+        .unwrap_or_else(|e| panic!("this test needs overlayfs with trusted xattrs (root): {e}"));
     assert!(!merged.join("x").exists(), "whited-out file is visible");
     assert!(
         !merged.join("d/old").exists(),

@@ -368,7 +368,8 @@ pub fn lsetxattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &[u8], value: &[u8]) 
 }
 
 /// `llistxattr` + `lgetxattr` on `<dir>/<name>`: every extended attribute
-/// of the entry itself, as `(name, value)` pairs sorted by name.
+/// of the entry itself, as `(name, value)` pairs sorted by name. An empty
+/// `name` means the directory `dir` itself.
 pub fn lxattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let path = proc_path(dir, name);
     let path = path.as_slice();
