@@ -1,5 +1,12 @@
 //! Images: the OCI model, layer apply and diff, the layer and image stores,
 //! and the operations that bring images in and out.
+//!
+//! Layer tars speak the OCI image-spec's whiteout vocabulary (`layer.md`,
+//! "Whiteouts"): an empty file `.wh.<name>` deletes `<name>` from the
+//! layers below, and `.wh..wh..opq` in a directory hides everything the
+//! layers below put there. [`apply`] turns those into a driver's on-disk
+//! form ([`crate::snapshot::Whiteouts`]); [`diff`] turns a driver's form
+//! back into them.
 
 pub mod apply;
 pub mod archive;
@@ -14,3 +21,23 @@ pub mod oci;
 pub mod reference;
 pub mod remove;
 pub mod store;
+
+/// Prefix of a whiteout entry's file name.
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// File name of the opaque-directory marker.
+pub const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+/// Prefix of AUFS bookkeeping entries (`.wh..wh.plnk`, `.wh..wh.aufs`),
+/// which old Docker layers carry at their root and appliers skip.
+pub const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
+
+/// overlayfs' opaque-directory xattr (kernel
+/// `Documentation/filesystems/overlayfs.rst`, "whiteouts and opaque
+/// directories"); its value is `y`.
+pub const OVERLAY_OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+/// Prefix of every xattr overlayfs keeps for itself. Layer content never
+/// carries these: in a tar they could forge overlay state (redirects,
+/// metacopy) in an upper dir.
+pub const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@
 //! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
 
 pub mod clone;
+pub mod fs;
 pub mod lock;
 pub mod loopdev;
 pub mod mount;

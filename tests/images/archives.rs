@@ -24,7 +24,15 @@ fn two_images(env: &Env) {
     env.ok(&["import", rootfs.to_str().unwrap(), "busybox:latest"]);
     let app = env.scratch("app.tar");
     one_file_tar(&app, "app.txt", b"app\n");
-    env.ok(&["import", "--base", "busybox", "--change", "CMD [\"/bin/cat\", \"/app.txt\"]", app.to_str().unwrap(), "acme/app:1.0"]);
+    env.ok(&[
+        "import",
+        "--base",
+        "busybox",
+        "--change",
+        "CMD [\"/bin/cat\", \"/app.txt\"]",
+        app.to_str().unwrap(),
+        "acme/app:1.0",
+    ]);
 }
 
 fn id_of(env: &Env, name: &str) -> String {
@@ -61,7 +69,9 @@ fn save_load_round_trip_keeps_ids_and_shares_layers() {
     let before = b.inventory();
     b.ok(&["load", "-i", archive.to_str().unwrap()]);
     let after = b.inventory();
-    let meta = |v: &Vec<String>| v.iter().filter(|p| !p.contains("imagedb/metadata") && !p.contains("repositories")).cloned().collect::<Vec<_>>();
+    let meta = |v: &Vec<String>| {
+        v.iter().filter(|p| !p.contains("imagedb/metadata") && !p.contains("repositories")).cloned().collect::<Vec<_>>()
+    };
     assert_eq!(meta(&before), meta(&after), "re-load stores nothing new");
 }
 
@@ -77,12 +87,17 @@ fn skopeo_and_umoci_read_strata_archives() {
     let inspect = sh(Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}", archive.display())));
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["Layers"].as_array().unwrap().len(), 2, "{inspect}");
-    let raw = sh(Command::new("skopeo").args(["inspect", "--config", "--raw"]).arg(format!("oci-archive:{}", archive.display())));
+    let raw = sh(Command::new("skopeo")
+        .args(["inspect", "--config", "--raw"])
+        .arg(format!("oci-archive:{}", archive.display())));
     assert_eq!(format!("sha256:{}", strata::digest::Digest::of(raw.as_bytes()).hex()), id_of(&env, "acme/app:1.0"));
 
     // umoci reads the layout and unpacks the same files.
     let layout = env.scratch("layout");
-    sh(Command::new("skopeo").args(["copy", "--dest-oci-accept-uncompressed-layers"]).arg(format!("oci-archive:{}", archive.display())).arg(format!("oci:{}:1.0", layout.display())));
+    sh(Command::new("skopeo")
+        .args(["copy", "--dest-oci-accept-uncompressed-layers"])
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("oci:{}:1.0", layout.display())));
     let bundle = env.scratch("bundle");
     sh(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:1.0", layout.display())).arg(&bundle));
     assert_eq!(std::fs::read_to_string(bundle.join("rootfs/app.txt")).unwrap(), "app\n");
@@ -93,7 +108,10 @@ fn skopeo_and_umoci_read_strata_archives() {
     fresh.ok(&["load", "-i", layout.to_str().unwrap()]);
     assert_eq!(id_of(&fresh, "acme/app:1.0"), id_of(&env, "acme/app:1.0"));
     let docker_archive = env.scratch("docker.tar");
-    sh(Command::new("skopeo").arg("copy").arg(format!("oci-archive:{}", archive.display())).arg(format!("docker-archive:{}:acme/app:2.0", docker_archive.display())));
+    sh(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("docker-archive:{}:acme/app:2.0", docker_archive.display())));
     let third = Env::new(FsKind::Ext4, "overlay");
     let out = third.ok(&["load", "-i", docker_archive.to_str().unwrap()]);
     assert!(out.contains("acme/app:2.0"), "{out}");
@@ -121,7 +139,22 @@ fn podman_loads_strata_archives() {
         .args(["--storage-driver", "vfs", "load", "-i"])
         .arg(&archive));
     assert!(out.contains("acme/app:1.0"), "{out}");
-    let ids = sh(Command::new("podman").arg("--root").arg(&root).arg("--runroot").arg(&run).args(["--storage-driver", "vfs", "images", "-q", "--no-trunc"]));
-    assert!(ids.contains(id_of(&env, "acme/app:1.0").trim_start_matches("sha256:")), "podman sees the same image ID: {ids}");
-    let _ = Command::new("podman").arg("--root").arg(&root).arg("--runroot").arg(&run).args(["--storage-driver", "vfs", "system", "reset", "-f"]).output();
+    let ids = sh(Command::new("podman").arg("--root").arg(&root).arg("--runroot").arg(&run).args([
+        "--storage-driver",
+        "vfs",
+        "images",
+        "-q",
+        "--no-trunc",
+    ]));
+    assert!(
+        ids.contains(id_of(&env, "acme/app:1.0").trim_start_matches("sha256:")),
+        "podman sees the same image ID: {ids}"
+    );
+    let _ = Command::new("podman")
+        .arg("--root")
+        .arg(&root)
+        .arg("--runroot")
+        .arg(&run)
+        .args(["--storage-driver", "vfs", "system", "reset", "-f"])
+        .output();
 }

@@ -84,7 +84,11 @@ impl Env {
     /// Runs strata, asserts failure, returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "strata {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "strata {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stderr).expect("utf-8 output")
     }
 
@@ -114,7 +118,10 @@ impl Env {
 /// A busybox-static root filesystem as a tar: what `tools/mkrootfs` makes,
 /// built here so the test controls every byte.
 pub fn busybox_rootfs(out: &Path) {
-    let bb = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists()).expect("busybox-static installed");
+    let bb = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static installed");
     let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
     for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root"] {
         dir(&mut b, d, 0o755);
@@ -165,5 +172,9 @@ pub fn one_file_tar(out: &Path, path: &str, data: &[u8]) {
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let d = dir.display().to_string();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&d) && *m != d).map(str::to_owned).collect()
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&d) && *m != d)
+        .map(str::to_owned)
+        .collect()
 }

@@ -24,7 +24,10 @@ fn walkthrough(kind: FsKind, driver: &'static str) {
 
     let images = env.ok(&["images"]);
     let lines: Vec<&str> = images.lines().collect();
-    assert!(lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID") && lines[0].contains("SIZE"), "{images}");
+    assert!(
+        lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID") && lines[0].contains("SIZE"),
+        "{images}"
+    );
     for name in ["busybox", "acme/my-base-image", "acme/my-final-image"] {
         assert!(lines.iter().any(|l| l.starts_with(name)), "{name} listed:\n{images}");
     }

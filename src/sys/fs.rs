@@ -1,0 +1,425 @@
+//! Directory-relative file operations: path resolution confined to a root
+//! (`openat2(2)` with `RESOLVE_IN_ROOT`), the `*at` calls that create,
+//! replace and inspect one directory entry without following a symlink in
+//! its last component, extended attributes and timestamps.
+//!
+//! Everything here takes a directory fd and a single *name* (no `/`) or a
+//! path resolved by the kernel under a root fd; nothing resolves a path by
+//! string manipulation. That is what lets layer apply write a hostile tar
+//! without escaping its target directory: `RESOLVE_IN_ROOT` makes `..` and
+//! absolute symlinks resolve as if the root fd were `/` (see openat2(2)).
+//!
+//! Every call is a thin safe wrapper over rustix; there is no `unsafe` here.
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+use std::io;
+use std::path::Path;
+
+/// What kind of object a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+}
+
+impl Kind {
+    fn from_file_type(t: FileType) -> Kind {
+        match t {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            FileType::Symlink => Kind::Symlink,
+            FileType::CharacterDevice => Kind::CharDevice,
+            FileType::BlockDevice => Kind::BlockDevice,
+            FileType::Fifo => Kind::Fifo,
+            _ => Kind::Socket,
+        }
+    }
+}
+
+/// The parts of `struct stat` strata looks at, in architecture-neutral
+/// types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky (`st_mode & 07777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// `st_mtime` seconds and nanoseconds.
+    pub mtime: (i64, u32),
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    /// Device major/minor for character and block devices.
+    pub rdev: (u32, u32),
+}
+
+fn meta_of(st: &rustix::fs::Stat) -> Meta {
+    Meta {
+        kind: Kind::from_file_type(FileType::from_raw_mode(st.st_mode)),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime: (st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0)),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        nlink: st.st_nlink,
+        rdev: (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)),
+    }
+}
+
+/// Retries a call interrupted by a signal (`EINTR`) or a concurrent rename
+/// that `openat2` refuses to race with (`EAGAIN`, see openat2(2) on
+/// `RESOLVE_IN_ROOT`).
+fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+            r => return r.map_err(Into::into),
+        }
+    }
+}
+
+/// `open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)`: a directory fd to use
+/// as the root or parent of `*at` calls.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    retry(|| rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()))
+}
+
+/// `openat2(root, path, O_RDONLY | O_DIRECTORY, RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS)`: opens a directory as if `root` were `/`.
+///
+/// Symlinks along the way are followed, but an absolute target or `..`
+/// never leaves `root`. An empty `path` opens `root` itself.
+pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    let path: &[u8] = if path.is_empty() { b"." } else { path };
+    retry(|| {
+        rustix::fs::openat2(
+            root,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    })
+}
+
+/// `openat2(root, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, RESOLVE_IN_ROOT
+/// | RESOLVE_NO_MAGICLINKS)`: like [`open_dir_in_root`] but fails with
+/// `ELOOP`/`ENOTDIR` when the last component is a symlink.
+pub fn open_dir_in_root_nofollow(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    retry(|| {
+        rustix::fs::openat2(
+            root,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    })
+}
+
+/// `openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)`: a child
+/// directory, never through a symlink.
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    retry(|| {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    })
+}
+
+/// `openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600)`:
+/// creates a new regular file; fails with `EEXIST` if anything (including a
+/// dangling symlink) is already there.
+pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    retry(|| {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })
+}
+
+/// `openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NOATIME)`: opens a regular
+/// file for reading without touching its atime (`O_NOATIME` needs
+/// ownership or `CAP_FOWNER`; without them it is dropped).
+pub fn open_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match retry(|| rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty())) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            retry(|| rustix::fs::openat(dir, name, flags, Mode::empty()))
+        }
+        r => r,
+    }
+}
+
+/// `mkdirat(dir, name, mode)`.
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+    retry(|| rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)))
+}
+
+/// `symlinkat(target, dir, name)`.
+pub fn symlink_at(target: &[u8], dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    retry(|| rustix::fs::symlinkat(target, dir, name))
+}
+
+/// `linkat(old_dir, old_name, new_dir, new_name, 0)`: a hard link to the
+/// entry itself (a symlink is linked, not followed).
+pub fn link_at(old_dir: BorrowedFd<'_>, old_name: &[u8], new_dir: BorrowedFd<'_>, new_name: &[u8]) -> io::Result<()> {
+    retry(|| rustix::fs::linkat(old_dir, old_name, new_dir, new_name, AtFlags::empty()))
+}
+
+/// The node types `mknodat(2)` creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    Char,
+    Block,
+    Fifo,
+}
+
+/// `mknodat(dir, name, type | mode, makedev(major, minor))`.
+pub fn mknod_at(dir: BorrowedFd<'_>, name: &[u8], node: Node, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+    let ty = match node {
+        Node::Char => FileType::CharacterDevice,
+        Node::Block => FileType::BlockDevice,
+        Node::Fifo => FileType::Fifo,
+    };
+    let dev = rustix::fs::makedev(major, minor);
+    retry(|| rustix::fs::mknodat(dir, name, ty, Mode::from_raw_mode(mode), dev))
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+pub fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Meta> {
+    retry(|| rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)).map(|st| meta_of(&st))
+}
+
+/// `fstat(fd)`.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Meta> {
+    retry(|| rustix::fs::fstat(fd)).map(|st| meta_of(&st))
+}
+
+/// `readlinkat(dir, name)`: a symlink's target bytes.
+pub fn readlink_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    retry(|| rustix::fs::readlinkat(dir, name, Vec::new())).map(|c| c.into_bytes())
+}
+
+/// `unlinkat(dir, name, 0)`: removes a non-directory (`EISDIR` for a
+/// directory).
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    retry(|| rustix::fs::unlinkat(dir, name, AtFlags::empty()))
+}
+
+/// Removes `name` in `dir` and, if it is a directory, everything below it,
+/// never following symlinks. Succeeds if `name` does not exist.
+pub fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    match retry(|| rustix::fs::unlinkat(dir, name, AtFlags::empty())) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        // unlink(2) of a directory is EISDIR on Linux (EPERM per POSIX).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM)) => {}
+        Err(e) => return Err(e),
+    }
+    let child = match open_dir_at(dir, name) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // Collect first: deleting while reading a directory may skip entries.
+    for entry in read_dir_names(child.as_fd())? {
+        remove_all_at(child.as_fd(), &entry)?;
+    }
+    drop(child);
+    match retry(|| rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
+}
+
+/// The names in a directory (without `.` and `..`), in the order the
+/// filesystem returns them.
+pub fn read_dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    let mut d = Dir::read_from(dir)?;
+    while let Some(entry) = d.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// `fchown(fd, uid, gid)`.
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    let (u, g) = ids(uid, gid);
+    retry(|| rustix::fs::fchown(fd, Some(u), Some(g)))
+}
+
+/// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`: `lchown`.
+pub fn lchown_at(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+    let (u, g) = ids(uid, gid);
+    retry(|| rustix::fs::chownat(dir, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW))
+}
+
+fn ids(uid: u32, gid: u32) -> (rustix::fs::Uid, rustix::fs::Gid) {
+    (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid))
+}
+
+/// `fchmod(fd, mode)`.
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    retry(|| rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)))
+}
+
+/// `fchmodat(dir, name, mode, 0)`. Follows a symlink in `name`: callers use
+/// it only on nodes they just created with [`mknod_at`].
+pub fn chmod_at(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+    retry(|| rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty()))
+}
+
+fn timestamps(atime: (i64, u32), mtime: (i64, u32)) -> Timestamps {
+    let ts = |(sec, nsec): (i64, u32)| Timespec { tv_sec: sec, tv_nsec: nsec.into() };
+    Timestamps { last_access: ts(atime), last_modification: ts(mtime) }
+}
+
+/// `futimens(fd, [atime, mtime])`.
+pub fn futimens(fd: BorrowedFd<'_>, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+    let t = timestamps(atime, mtime);
+    retry(|| rustix::fs::futimens(fd, &t))
+}
+
+/// `utimensat(dir, name, [atime, mtime], AT_SYMLINK_NOFOLLOW)`.
+pub fn lutimens_at(dir: BorrowedFd<'_>, name: &[u8], atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+    let t = timestamps(atime, mtime);
+    retry(|| rustix::fs::utimensat(dir, name, &t, AtFlags::SYMLINK_NOFOLLOW))
+}
+
+/// `fsetxattr(fd, key, value, 0)`.
+pub fn fsetxattr(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    retry(|| rustix::fs::fsetxattr(fd, key, value, XattrFlags::empty()))
+}
+
+/// `/proc/self/fd/<dir>/<name>`: a path naming `name` in the directory
+/// `dir` refers to. The magic link resolves to that directory object
+/// itself, so the path cannot be redirected by renames or symlinks above
+/// it; used for the `l*xattr` calls, which have no `*at` form before
+/// Linux 6.13.
+fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    p
+}
+
+/// `lsetxattr(<dir>/<name>, key, value, 0)`: sets an xattr on the entry
+/// itself (a symlink or device), not what it points to.
+pub fn lsetxattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &[u8], value: &[u8]) -> io::Result<()> {
+    let path = proc_path(dir, name);
+    retry(|| rustix::fs::lsetxattr(path.as_slice(), key, value, XattrFlags::empty()))
+}
+
+/// `llistxattr` + `lgetxattr` on `<dir>/<name>`: every extended attribute
+/// of the entry itself, as `(name, value)` pairs sorted by name. An empty
+/// `name` means the directory `dir` itself.
+pub fn lxattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let path = proc_path(dir, name);
+    let path = path.as_slice();
+    let mut list = Vec::new();
+    loop {
+        let len = retry(|| rustix::fs::llistxattr_query(path))?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        list.resize(len, 0);
+        match retry(|| rustix::fs::llistxattr(path, list.as_mut_slice())) {
+            Ok(n) => {
+                list.truncate(n);
+                break;
+            }
+            // The list grew between the two calls.
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut out = Vec::new();
+    for key in list.split(|b| *b == 0).filter(|k| !k.is_empty()) {
+        let mut value = Vec::new();
+        loop {
+            let len = match retry(|| rustix::fs::lgetxattr_query(path, key)) {
+                Ok(len) => len,
+                // Removed between list and get.
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => break,
+                Err(e) => return Err(e),
+            };
+            value.resize(len, 0);
+            if len == 0 {
+                out.push((key.to_vec(), Vec::new()));
+                break;
+            }
+            match retry(|| rustix::fs::lgetxattr(path, key, value.as_mut_slice())) {
+                Ok(n) => {
+                    value.truncate(n);
+                    out.push((key.to_vec(), std::mem::take(&mut value)));
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_dir_in_root_confines_absolute_symlinks() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("../../../..", root.path().join("up")).unwrap();
+        let fd = open_dir(root.path()).unwrap();
+        let etc = open_dir_in_root(fd.as_fd(), b"link").unwrap();
+        let want = lstat_at(fd.as_fd(), b"etc").unwrap();
+        let got = fstat(etc.as_fd()).unwrap();
+        assert_eq!((got.dev, got.ino), (want.dev, want.ino));
+        let up = open_dir_in_root(fd.as_fd(), b"up").unwrap();
+        let me = fstat(fd.as_fd()).unwrap();
+        let got = fstat(up.as_fd()).unwrap();
+        assert_eq!((got.dev, got.ino), (me.dev, me.ino));
+    }
+
+    #[test]
+    fn remove_all_at_does_not_follow_symlinks() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), b"x").unwrap();
+        std::fs::create_dir_all(root.path().join("d/e")).unwrap();
+        std::fs::write(root.path().join("d/e/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("d/link")).unwrap();
+        let fd = open_dir(root.path()).unwrap();
+        remove_all_at(fd.as_fd(), b"d").unwrap();
+        assert!(!root.path().join("d").exists());
+        assert!(outside.path().join("keep").exists());
+        remove_all_at(fd.as_fd(), b"missing").unwrap();
+    }
+}
