@@ -141,9 +141,9 @@ impl BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if self.inner.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        // After a successful commit the temporary name no longer exists;
+        // after a failed one (digest mismatch, I/O error) it must go.
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 

@@ -190,6 +190,12 @@ pub fn load(engine: &Engine, path: &std::path::Path) -> Result<Vec<Loaded>, Impo
         let id = engine.images.put(&img.config, &manifest_digest, None)?;
         let mut tags = Vec::new();
         for t in &img.repo_tags {
+            // skopeo and umoci record a bare tag (`1.0`) in an OCI layout's
+            // `ref.name`; that names no repository, so the image is loaded
+            // untagged rather than as a repository called `1.0`.
+            if !t.contains(['/', ':']) {
+                continue;
+            }
             let r: Reference = t.parse().map_err(|_| ImageError::BadReference(t.clone()))?;
             engine.images.tag(&id, &r)?;
             tags.push(r);

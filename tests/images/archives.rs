@@ -105,8 +105,10 @@ fn skopeo_and_umoci_read_strata_archives() {
 
     // And strata loads what skopeo wrote: the OCI layout directory and a docker-archive.
     let fresh = Env::new(FsKind::Ext4, "copy");
-    fresh.ok(&["load", "-i", layout.to_str().unwrap()]);
-    assert_eq!(id_of(&fresh, "acme/app:1.0"), id_of(&env, "acme/app:1.0"));
+    let out = fresh.ok(&["load", "-i", layout.to_str().unwrap()]);
+    let id = id_of(&env, "acme/app:1.0");
+    assert_eq!(out.trim(), format!("Loaded image ID: {id}"), "a bare layout tag names no repository");
+    assert_eq!(id_of(&fresh, &id), id);
     let docker_archive = env.scratch("docker.tar");
     sh(Command::new("skopeo")
         .arg("copy")
@@ -129,8 +131,9 @@ fn podman_loads_strata_archives() {
     two_images(&env);
     let archive = env.scratch("app.oci.tar");
     env.ok(&["save", "-o", archive.to_str().unwrap(), "acme/app:1.0"]);
-    let store = env.scratch("podman");
-    let (root, run) = (store.join("root"), store.join("run"));
+    // podman refuses a runroot path longer than 50 characters.
+    let store = tempfile::Builder::new().prefix("stp").tempdir_in("/tmp").unwrap();
+    let (root, run) = (store.path().join("root"), store.path().join("run"));
     let out = sh(Command::new("podman")
         .arg("--root")
         .arg(&root)
