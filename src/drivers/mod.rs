@@ -15,6 +15,9 @@ pub use du::tree_usage;
 
 use crate::snapshot::{Driver, SnapshotError, Snapshotter};
 use crate::store::Root;
+use crate::sys::statfs::FsMagic;
+use std::io;
+use std::path::Path;
 
 /// Drivers strata knows by name.
 pub const NAMES: &[&str] = &["overlay", "copy"];
@@ -45,4 +48,35 @@ pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
         other => return Err(DriverSelectError::Unknown(other.into())),
     };
     Ok(Snapshotter::new(&home, driver)?)
+}
+
+/// Whether `FICLONE` works between two files in `dir` (the filesystem
+/// supports reflinks), or why not.
+pub fn probe_reflink(dir: &Path) -> io::Result<()> {
+    let probe = |a: &Path, b: &Path| -> io::Result<()> {
+        std::fs::write(a, b"strata reflink probe\n")?;
+        let src = std::fs::File::open(a)?;
+        let dst = std::fs::File::create(b)?;
+        crate::sys::clone::ficlone(&dst, &src)?;
+        Ok(())
+    };
+    let suffix = crate::store::unique_suffix();
+    let (a, b) = (dir.join(format!(".reflink-probe-{suffix}-a")), dir.join(format!(".reflink-probe-{suffix}-b")));
+    let result = probe(&a, &b);
+    let _ = std::fs::remove_file(&a);
+    let _ = std::fs::remove_file(&b);
+    result
+}
+
+/// `strata info` lines about the filesystem under a driver's home.
+pub(crate) fn backing_status(backing: &io::Result<FsMagic>, reflink: &io::Result<()>) -> Vec<(String, String)> {
+    let backing = match backing {
+        Ok(magic) => magic.name(),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let reflink = match reflink {
+        Ok(()) => "true".to_owned(),
+        Err(e) => format!("false ({e})"),
+    };
+    vec![("Backing Filesystem".into(), backing), ("Reflink".into(), reflink)]
 }

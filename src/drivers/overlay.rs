@@ -27,6 +27,13 @@ pub const MAX_LAYERS: usize = 500;
 
 pub struct Overlay {
     snapshots: PathBuf,
+    home: PathBuf,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("snapshots", &self.snapshots).finish()
+    }
 }
 
 impl Overlay {
@@ -39,7 +46,7 @@ impl Overlay {
         if !fs.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
             return Err(DriverError::Unsupported("the kernel has no overlay filesystem (modprobe overlay)".into()));
         }
-        Ok(Overlay { snapshots })
+        Ok(Overlay { snapshots, home: home.to_owned() })
     }
 
     fn dir(&self, id: SnapshotId) -> PathBuf {
@@ -142,6 +149,11 @@ impl Driver for Overlay {
     }
 
     fn status(&self) -> Vec<(String, String)> {
-        vec![("Max Layers".into(), MAX_LAYERS.to_string())]
+        let mut lines =
+            super::backing_status(&crate::sys::statfs::fs_magic(&self.home), &super::probe_reflink(&self.home));
+        lines.push(("Native Overlay Diff".into(), "true".into()));
+        lines.push(("Mount API".into(), "fsopen/fsconfig(lowerdir+)/fsmount, mount(2) fallback".into()));
+        lines.push(("Max Layers".into(), MAX_LAYERS.to_string()));
+        lines
     }
 }

@@ -62,6 +62,8 @@ pub struct DiffOutcome {
     pub diff_id: DiffId,
     /// Bytes written.
     pub size: u64,
+    /// Bytes of regular-file content in the layer (Docker's layer size).
+    pub content_size: u64,
 }
 
 /// Failures of layer diff. Paths are relative to the snapshot root.
@@ -101,6 +103,7 @@ pub fn write_layer<W: Write>(source: &DiffSource, out: W) -> Result<DiffOutcome,
         links: HashMap::new(),
         pending: Vec::new(),
         written: 0,
+        content: 0,
         buf: vec![0; BUF_SIZE],
     };
     if overlay {
@@ -113,7 +116,7 @@ pub fn write_layer<W: Write>(source: &DiffSource, out: W) -> Result<DiffOutcome,
     w.out.write_all(&[0; 2 * BLOCK]).map_err(DiffError::Write)?;
     let (buffered, digest, size) = w.out.finish();
     buffered.into_inner().map_err(|e| DiffError::Write(e.into_error()))?.flush().map_err(DiffError::Write)?;
-    Ok(DiffOutcome { diff_id: DiffId(digest), size })
+    Ok(DiffOutcome { diff_id: DiffId(digest), size, content_size: w.content })
 }
 
 fn is_opaque(xattrs: &[(Vec<u8>, Vec<u8>)]) -> bool {
@@ -151,6 +154,8 @@ struct Writer<W: Write> {
     pending: Vec<Ancestor>,
     /// How many of `pending`, from the root down, are in the tar already.
     written: usize,
+    /// Regular-file bytes written so far.
+    content: u64,
     buf: Vec<u8>,
 }
 
@@ -332,6 +337,7 @@ impl<W: Write> Writer<W> {
         let h = HeaderSpec { path, kind, meta: Some(meta), size, link: target.as_deref(), xattrs };
         write_header(&mut self.out, &h).map_err(DiffError::Write)?;
         if kind == EntryType::Regular && size > 0 {
+            self.content += size;
             self.file_data(dir, name, path, meta)?;
         }
         Ok(())

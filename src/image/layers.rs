@@ -59,6 +59,8 @@ pub struct Layer {
 pub enum LayerError {
     #[error("layer {layer}: {source}")]
     Apply { layer: String, source: ApplyError },
+    #[error("diff of snapshot {key}: {source}")]
+    Diff { key: String, source: crate::image::diff::DiffError },
     #[error("layer diff ID mismatch: the image says {expected}, the blob's tar is {actual}")]
     DiffIdMismatch { expected: DiffId, actual: DiffId },
     #[error("layer {0} is not in the layer store")]
@@ -262,6 +264,48 @@ impl<'a> LayerStore<'a> {
         let dest = self.entry(&layer.chain_id);
         staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;
         Ok(())
+    }
+
+    /// Turns active snapshot `key` (prepared on `parent`) into a layer: its
+    /// diff against the parent is written once as an uncompressed layer tar
+    /// into the content store (diff ID computed in the same pass), and the
+    /// snapshot itself is committed under the chain ID — no re-apply. This
+    /// is `docker commit` and a build step's commit. If the same chain is
+    /// already registered, the existing layer is returned and `key` removed.
+    pub fn commit_active(&self, key: &SnapshotKey, parent: Option<&ChainId>) -> Result<(Layer, bool), LayerError> {
+        let mut writer = self.content.writer()?;
+        let source = self.snapshots.diff_source(key)?;
+        let outcome = crate::image::diff::write_layer(&source, &mut writer)
+            .map_err(|e| LayerError::Diff { key: key.to_string(), source: e })?;
+        let blob_digest = writer.commit(Some(&outcome.diff_id.0))?;
+        let chain = ChainId::new(parent, &outcome.diff_id);
+        let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        if let Some(l) = self.get(&chain)? {
+            self.snapshots.remove(key)?;
+            return Ok((l, false));
+        }
+        let chain_key = key_of(&chain);
+        if self.snapshots.exists(&chain_key)? {
+            self.snapshots.remove(&chain_key)?;
+        }
+        self.snapshots.commit(&chain_key, key)?;
+        let layer = Layer {
+            chain_id: chain,
+            diff_id: outcome.diff_id,
+            parent: parent.cloned(),
+            size: outcome.content_size,
+            snapshot: chain_key,
+            blob: BlobRef {
+                digest: blob_digest,
+                media_type: layer_media_type(Compression::None).to_owned(),
+                size: outcome.size,
+            },
+        };
+        if let Err(e) = self.write_entry(&layer) {
+            let _ = self.snapshots.remove(&layer.snapshot);
+            return Err(e);
+        }
+        Ok((layer, true))
     }
 
     /// Removes a layer that nothing references any more: its layerdb entry

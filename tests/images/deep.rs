@@ -44,3 +44,44 @@ impl Drop for Unmount<'_> {
 fn scopeguard(env: &Env) -> Unmount<'_> {
     Unmount(env)
 }
+
+/// The classic `mount(2)` fallback (kernels before 6.8 have no
+/// `lowerdir+`) must also mount a 200-layer stack, whose option string is
+/// far over the one-page limit: it rewrites the layer paths relative to
+/// their common parent. The new API must be the one used by default.
+#[test]
+fn classic_mount_fallback_handles_deep_stacks() {
+    use strata::sys::mount::{mount_classic, mount_fs, unmount_path, Api};
+    let Some(()) = require_root("classic overlay mount") else { return };
+    let env = Env::new(FsKind::Ext4, "overlay");
+    let base = env.scratch("a-rather-long-directory-name-to-push-the-options-past-one-page/snapshots");
+    let mut lowers = Vec::new();
+    for i in 0..200 {
+        let d = base.join(format!("{i}/fs"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}")), i.to_string()).unwrap();
+        lowers.push(d.display().to_string());
+    }
+    let options = vec![format!("lowerdir={}", lowers.join(":")), "ro".to_owned()];
+    assert!(options[0].len() > 4096, "the test needs an option string over one page");
+    for classic in [true, false] {
+        let target = env.scratch(&format!("merged-{classic}"));
+        std::fs::create_dir_all(&target).unwrap();
+        if classic {
+            mount_classic("overlay", "overlay", &options, &target).expect("classic mount with relative paths");
+        } else {
+            assert_eq!(
+                mount_fs("overlay", "overlay", &options, &target).unwrap(),
+                Api::New,
+                "new mount API on this kernel"
+            );
+        }
+        let read: Vec<String> =
+            (0..200).map(|i| std::fs::read_to_string(target.join(format!("f{i}"))).unwrap_or_default()).collect();
+        unmount_path(&target, false).unwrap();
+        for (i, r) in read.iter().enumerate() {
+            assert_eq!(r, &i.to_string(), "classic={classic}: layer {i} readable");
+        }
+    }
+    assert_eq!(std::env::current_dir().unwrap(), std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), "cwd restored");
+}

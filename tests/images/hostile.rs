@@ -32,12 +32,15 @@ fn hostile_tar(path: &Path, build: impl FnOnce(&mut tar::Builder<std::fs::File>)
     b.finish().unwrap();
 }
 
+/// Appends the hostile entries; gets a directory outside the store.
+type Build = Box<dyn Fn(&mut tar::Builder<std::fs::File>, &Path)>;
+
 struct Case {
     name: &'static str,
     /// Text the error must contain (the entry's name), or None when the
     /// layer may instead be accepted with the write confined.
     error_names: Option<&'static str>,
-    build: Box<dyn Fn(&mut tar::Builder<std::fs::File>, &Path)>,
+    build: Build,
 }
 
 fn cases() -> Vec<Case> {

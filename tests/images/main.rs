@@ -5,6 +5,7 @@
 //! walkthrough, deep stacks, hostile layers, archives and interop.
 
 mod archives;
+mod commit;
 mod common;
 mod deep;
 mod hostile;

@@ -26,10 +26,10 @@
 mod differential;
 pub mod tree;
 
-use super::tree_usage;
+use super::{backing_status, probe_reflink, tree_usage};
 use crate::mount::Mount;
 use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, Whiteouts, WriteTarget};
-use crate::sys::statfs::{fs_magic, FsMagic};
+use crate::sys::statfs::fs_magic;
 use std::io;
 use std::path::{Path, PathBuf};
 use tree::{copy_tree, CopyError, Strategy};
@@ -37,31 +37,27 @@ use tree::{copy_tree, CopyError, Strategy};
 pub struct Copy {
     snapshots: PathBuf,
     /// `Ok` when `FICLONE` worked in `home` at open, else why not.
-    reflink: Result<(), io::Error>,
-    /// The filesystem `home` is on.
-    backing: io::Result<FsMagic>,
+    home: PathBuf,
 }
 
 impl std::fmt::Debug for Copy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Copy").field("snapshots", &self.snapshots).field("reflink", &self.reflink.is_ok()).finish()
+        f.debug_struct("Copy").field("snapshots", &self.snapshots).finish()
     }
 }
 
 impl Copy {
-    /// Opens the driver at `home` and probes once whether the backing
-    /// filesystem can reflink (for `status`; copies try regardless).
+    /// Opens the driver at `home`. Copies try reflinks on every tree and
+    /// remember a failure per tree, so nothing is probed here.
     pub fn new(home: &Path) -> Result<Copy, DriverError> {
         let snapshots = home.join("snapshots");
         std::fs::create_dir_all(&snapshots).map_err(|e| DriverError::io(&snapshots, e))?;
-        let reflink = probe_reflink(home);
-        let backing = fs_magic(home);
-        Ok(Copy { snapshots, reflink, backing })
+        Ok(Copy { snapshots, home: home.to_owned() })
     }
 
     /// Whether `FICLONE` worked between two files in the driver's home.
     pub fn reflinks(&self) -> bool {
-        self.reflink.is_ok()
+        probe_reflink(&self.home).is_ok()
     }
 
     fn dir(&self, id: SnapshotId) -> PathBuf {
@@ -80,23 +76,6 @@ impl Copy {
             _ => own,
         }
     }
-}
-
-/// Clones one small file to another in `home` with `FICLONE`.
-fn probe_reflink(home: &Path) -> Result<(), io::Error> {
-    let probe = |a: &Path, b: &Path| -> io::Result<()> {
-        std::fs::write(a, b"strata reflink probe\n")?;
-        let src = std::fs::File::open(a)?;
-        let dst = std::fs::File::create(b)?;
-        crate::sys::clone::ficlone(&dst, &src)?;
-        Ok(())
-    };
-    let suffix = crate::store::unique_suffix();
-    let (a, b) = (home.join(format!(".reflink-probe-{suffix}-a")), home.join(format!(".reflink-probe-{suffix}-b")));
-    let result = probe(&a, &b);
-    let _ = std::fs::remove_file(&a);
-    let _ = std::fs::remove_file(&b);
-    result
 }
 
 fn copy_err(e: CopyError) -> DriverError {
@@ -174,14 +153,6 @@ impl Driver for Copy {
     }
 
     fn status(&self) -> Vec<(String, String)> {
-        let backing = match &self.backing {
-            Ok(magic) => magic.name(),
-            Err(e) => format!("unknown ({e})"),
-        };
-        let reflink = match &self.reflink {
-            Ok(()) => "true".to_owned(),
-            Err(e) => format!("false ({e})"),
-        };
-        vec![("Backing Filesystem".into(), backing), ("Reflink".into(), reflink)]
+        backing_status(&fs_magic(&self.home), &probe_reflink(&self.home))
     }
 }
