@@ -8,7 +8,7 @@
 //! absent.
 
 use crate::digest::{Digest, HashingWriter};
-use crate::store::{fsync_dir, Root, StoreError};
+use crate::store::{fsync_dir, Lease, Root, StoreError};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -27,13 +27,14 @@ pub enum ContentError {
 /// Handle on `<root>/content`.
 #[derive(Debug, Clone)]
 pub struct ContentStore {
+    root: Root,
     blobs: PathBuf,
     staging: PathBuf,
 }
 
 impl ContentStore {
     pub fn new(root: &Root) -> ContentStore {
-        ContentStore { blobs: root.blobs(), staging: root.staging() }
+        ContentStore { root: root.clone(), blobs: root.blobs(), staging: root.staging() }
     }
 
     /// Where blob `d` lives (whether or not it exists).
@@ -75,9 +76,12 @@ impl ContentStore {
 
     /// A streaming writer for a new blob.
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
-        let tmp = self.staging.join(format!("blob-{}", crate::store::unique_suffix()));
+        let name = format!("blob-{}", crate::store::unique_suffix());
+        let lease = self.root.lease(&format!("staging-{name}"))?;
+        let tmp = self.staging.join(name);
         let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         Ok(BlobWriter {
+            _lease: lease,
             inner: Some(HashingWriter::new(io::BufWriter::with_capacity(1 << 20, f))),
             tmp,
             blobs: self.blobs.clone(),
@@ -104,6 +108,7 @@ impl ContentStore {
 /// its temporary file is removed.
 #[derive(Debug)]
 pub struct BlobWriter {
+    _lease: Lease,
     inner: Option<HashingWriter<io::BufWriter<File>>>,
     tmp: PathBuf,
     blobs: PathBuf,

@@ -17,6 +17,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Driver(#[from] DriverSelectError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
 }
 
 /// A data root with its driver's snapshotter, layer and image stores.
@@ -40,7 +42,30 @@ impl Engine {
         let snapshots = drivers::open(&root, driver)?;
         let images = ImageStore::new(&root, driver);
         let content = ContentStore::new(&root);
-        Ok(Engine { root, snapshots, images, content })
+        let engine = Engine { root, snapshots, images, content };
+        engine.recover()?;
+        Ok(engine)
+    }
+
+    /// Repairs what a crashed strata process can leave behind: extract
+    /// snapshots no live process leases (a layer apply killed midway), and
+    /// on-disk snapshots the metadata never recorded or already forgot.
+    /// Staging debris is swept by [`Root::open`]. Returns what was removed.
+    pub fn recover(&self) -> Result<usize, EngineError> {
+        let mut stale = Vec::new();
+        self.snapshots.walk(|i| {
+            if i.key.as_str().starts_with(crate::image::layers::EXTRACT_PREFIX) {
+                stale.push(i.key.clone());
+            }
+        })?;
+        let mut n = 0;
+        for key in stale {
+            if !self.root.lease_held(&format!("snapshot-{key}"))? {
+                self.snapshots.remove(&key)?;
+                n += 1;
+            }
+        }
+        Ok(n + self.snapshots.cleanup()?)
     }
 
     /// The layer store over this engine's snapshotter.

@@ -23,6 +23,9 @@ use crate::store::{Root, StoreError};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
+/// Key prefix of the temporary snapshots layers are applied into.
+pub const EXTRACT_PREFIX: &str = "extract-";
+
 /// Media types of layer blobs by compression (OCI image spec).
 pub fn layer_media_type(c: Compression) -> &'static str {
     match c {
@@ -178,7 +181,10 @@ impl<'a> LayerStore<'a> {
             }
         }
         let parent_key = parent.map(key_of);
-        let extract = SnapshotKey::new(format!("extract-{}", crate::store::unique_suffix()))?;
+        let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::store::unique_suffix()))?;
+        // The lease marks the extract snapshot as in use; after a crash,
+        // `Engine::recover` removes extract snapshots nobody leases.
+        let _lease = self.root.lease(&format!("snapshot-{extract}"))?;
         self.snapshots.prepare(&extract, parent_key.as_ref())?;
         let result = self.apply_and_commit(parent, expected, blob, &extract);
         if result.is_err() {

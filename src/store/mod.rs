@@ -30,8 +30,9 @@
 //! **Invariant: nothing half-written is visible under its final name.**
 //! Files are written to a temporary name in the same directory, fsynced and
 //! renamed over the final name ([`atomic_write`]); directories are built in
-//! `staging/` and renamed into place. A crash leaves at worst debris in
-//! `staging/` or a temporary name, which [`Root::open`] sweeps.
+//! `staging/` and renamed into place. Work in progress holds a lease (an
+//! `flock` that dies with its process), so a crash leaves at worst debris
+//! in `staging/`, which [`Root::open`] sweeps, or a `.tmp-*` name.
 //!
 //! **Invariant: several strata processes may share a root.** Every
 //! read-modify-write of shared metadata happens under an `flock` from
@@ -84,22 +85,44 @@ impl Root {
         Ok(root)
     }
 
-    /// Removes staging entries no live process holds. Each staging user
-    /// holds `locks/staging-<name>.lock` while working, so an entry whose
-    /// lock can be taken belongs to a process that died.
+    /// Removes staging entries no live process holds: every staging entry
+    /// `<name>` is covered by the lease `staging-<name>` while its writer
+    /// lives, so an entry whose lease is free belongs to a process that died.
     fn sweep_staging(&self) -> Result<(), StoreError> {
         let dir = self.staging();
         let entries = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let lock_path = self.lock_path(&format!("staging-{}", name.to_string_lossy()));
-            if let Ok(Some(_held)) = FileLock::try_exclusive(&lock_path) {
+            let name = format!("staging-{}", entry.file_name().to_string_lossy());
+            if !self.lease_held(&name)? {
                 let p = entry.path();
                 let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-                let _ = std::fs::remove_file(&lock_path);
             }
         }
         Ok(())
+    }
+
+    /// Takes the lease `name`: a claim that lives exactly as long as this
+    /// process holds the returned guard (an `flock`, so a crash releases
+    /// it). Used to tell work in progress from debris of a dead process.
+    pub fn lease(&self, name: &str) -> Result<Lease, StoreError> {
+        let path = self.lock_path(&format!("lease-{name}"));
+        let lock = FileLock::exclusive(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok(Lease { _lock: lock, path })
+    }
+
+    /// Whether a live process holds the lease `name`.
+    pub fn lease_held(&self, name: &str) -> Result<bool, StoreError> {
+        let path = self.lock_path(&format!("lease-{name}"));
+        if !path.exists() {
+            return Ok(false);
+        }
+        match FileLock::try_exclusive(&path).map_err(|e| StoreError::io(&path, e))? {
+            Some(_free) => {
+                let _ = std::fs::remove_file(&path);
+                Ok(false)
+            }
+            None => Ok(true),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -137,10 +160,10 @@ impl Root {
     /// [`Staging::keep`] moved it into place.
     pub fn staging_dir(&self, purpose: &str) -> Result<Staging, StoreError> {
         let name = format!("{purpose}-{}", unique_suffix());
-        let lock = self.lock(&format!("staging-{name}"))?;
+        let lease = self.lease(&format!("staging-{name}"))?;
         let path = self.staging().join(&name);
         std::fs::create_dir(&path).map_err(|e| StoreError::io(&path, e))?;
-        Ok(Staging { path: Some(path), lock_path: lock.path().to_owned(), _lock: lock })
+        Ok(Staging { path: Some(path), _lease: lease })
     }
 }
 
@@ -157,8 +180,20 @@ pub fn unique_suffix() -> String {
 #[derive(Debug)]
 pub struct Staging {
     path: Option<PathBuf>,
-    lock_path: PathBuf,
+    _lease: Lease,
+}
+
+/// A held lease (see [`Root::lease`]); dropping it releases the claim.
+#[derive(Debug)]
+pub struct Lease {
     _lock: FileLock,
+    path: PathBuf,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Staging {
@@ -186,6 +221,5 @@ impl Drop for Staging {
         if let Some(p) = self.path.take() {
             let _ = std::fs::remove_dir_all(p);
         }
-        let _ = std::fs::remove_file(&self.lock_path);
     }
 }

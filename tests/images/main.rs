@@ -7,6 +7,7 @@
 mod archives;
 mod commit;
 mod common;
+mod crash;
 mod deep;
 mod hostile;
 mod walkthrough;
