@@ -98,7 +98,11 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
         let mut h = Map::new();
         h.insert("created".into(), json!(created));
         if parent.is_some() {
-            h.insert("created_by".into(), json!(format!("strata import {}", opts.source)));
+            // How Docker's builder records a tar added at the root.
+            h.insert(
+                "created_by".into(),
+                json!(format!("/bin/sh -c #(nop) ADD file:{} in / ", layer.diff_id.digest().hex())),
+            );
         }
         h.insert(
             "comment".into(),

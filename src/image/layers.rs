@@ -219,31 +219,39 @@ impl<'a> LayerStore<'a> {
                 return Err(LayerError::DiffIdMismatch { expected: exp.clone(), actual: outcome.diff_id });
             }
         }
-        let blob_digest = tee.copy.commit(Some(&outcome.compressed))?;
-        let chain = ChainId::new(parent, &outcome.diff_id);
+        let blob = BlobRef {
+            digest: tee.copy.commit(Some(&outcome.compressed))?,
+            media_type: layer_media_type(outcome.compression).to_owned(),
+            size: outcome.compressed_size,
+        };
+        self.commit_as_layer(extract, parent, outcome.diff_id, outcome.content_size, blob)
+    }
+
+    /// Commits active snapshot `key`, whose diff against `parent` is
+    /// `diff_id` (stored as `blob`), under its chain ID and records the
+    /// layer. A chain registered meanwhile wins: `key` is removed and the
+    /// existing layer returned.
+    fn commit_as_layer(
+        &self,
+        key: &SnapshotKey,
+        parent: Option<&ChainId>,
+        diff_id: DiffId,
+        size: u64,
+        blob: BlobRef,
+    ) -> Result<(Layer, bool), LayerError> {
+        let chain = ChainId::new(parent, &diff_id);
         let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
         if let Some(l) = self.get(&chain)? {
-            self.snapshots.remove(extract)?;
+            self.snapshots.remove(key)?;
             return Ok((l, false));
         }
-        let key = key_of(&chain);
-        if self.snapshots.exists(&key)? {
+        let chain_key = key_of(&chain);
+        if self.snapshots.exists(&chain_key)? {
             // Debris of a crash between commit and the layerdb write below.
-            self.snapshots.remove(&key)?;
+            self.snapshots.remove(&chain_key)?;
         }
-        self.snapshots.commit(&key, extract)?;
-        let layer = Layer {
-            chain_id: chain.clone(),
-            diff_id: outcome.diff_id,
-            parent: parent.cloned(),
-            size: outcome.content_size,
-            snapshot: key,
-            blob: BlobRef {
-                digest: blob_digest,
-                media_type: layer_media_type(outcome.compression).to_owned(),
-                size: outcome.compressed_size,
-            },
-        };
+        self.snapshots.commit(&chain_key, key)?;
+        let layer = Layer { chain_id: chain, diff_id, parent: parent.cloned(), size, snapshot: chain_key, blob };
         if let Err(e) = self.write_entry(&layer) {
             let _ = self.snapshots.remove(&layer.snapshot);
             return Err(e);
@@ -283,35 +291,12 @@ impl<'a> LayerStore<'a> {
         let source = self.snapshots.diff_source(key)?;
         let outcome = crate::image::diff::write_layer(&source, &mut writer)
             .map_err(|e| LayerError::Diff { key: key.to_string(), source: e })?;
-        let blob_digest = writer.commit(Some(&outcome.diff_id.0))?;
-        let chain = ChainId::new(parent, &outcome.diff_id);
-        let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
-        if let Some(l) = self.get(&chain)? {
-            self.snapshots.remove(key)?;
-            return Ok((l, false));
-        }
-        let chain_key = key_of(&chain);
-        if self.snapshots.exists(&chain_key)? {
-            self.snapshots.remove(&chain_key)?;
-        }
-        self.snapshots.commit(&chain_key, key)?;
-        let layer = Layer {
-            chain_id: chain,
-            diff_id: outcome.diff_id,
-            parent: parent.cloned(),
-            size: outcome.content_size,
-            snapshot: chain_key,
-            blob: BlobRef {
-                digest: blob_digest,
-                media_type: layer_media_type(Compression::None).to_owned(),
-                size: outcome.size,
-            },
+        let blob = BlobRef {
+            digest: writer.commit(Some(&outcome.diff_id.0))?,
+            media_type: layer_media_type(Compression::None).to_owned(),
+            size: outcome.size,
         };
-        if let Err(e) = self.write_entry(&layer) {
-            let _ = self.snapshots.remove(&layer.snapshot);
-            return Err(e);
-        }
-        Ok((layer, true))
+        self.commit_as_layer(key, parent, outcome.diff_id, outcome.content_size, blob)
     }
 
     /// Removes a layer that nothing references any more: its layerdb entry
