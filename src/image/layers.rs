@@ -210,6 +210,7 @@ impl<'a> LayerStore<'a> {
                 let staging = self.root.staging_dir("apply")?;
                 let m = TempMount::new(&mounts, staging.path()).map_err(|e| StoreError::io(staging.path(), e))?;
                 let out = apply_layer(&mut tee, m.path(), Whiteouts::Delete).map_err(apply_err)?;
+                crate::sys::sync::syncfs(m.path()).map_err(|e| StoreError::io(m.path(), e))?;
                 m.unmount().map_err(|e| StoreError::io(staging.path(), e))?;
                 out
             }
@@ -250,6 +251,11 @@ impl<'a> LayerStore<'a> {
             // Debris of a crash between commit and the layerdb write below.
             self.snapshots.remove(&chain_key)?;
         }
+        // One syncfs makes every file of the layer durable before the layer
+        // becomes visible (per-file fsync would cost one flush per file).
+        if let Some(dir) = self.durable_dir(key)? {
+            crate::sys::sync::syncfs(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
         self.snapshots.commit(&chain_key, key)?;
         let layer = Layer { chain_id: chain, diff_id, parent: parent.cloned(), size, snapshot: chain_key, blob };
         if let Err(e) = self.write_entry(&layer) {
@@ -257,6 +263,15 @@ impl<'a> LayerStore<'a> {
             return Err(e);
         }
         Ok((layer, true))
+    }
+
+    /// A directory on the filesystem holding `key`'s bytes (for syncfs).
+    fn durable_dir(&self, key: &SnapshotKey) -> Result<Option<PathBuf>, LayerError> {
+        Ok(match self.snapshots.write_target(key)? {
+            WriteTarget::Directory { dir, .. } => Some(dir),
+            // A mounted target is synced through its mount before unmounting.
+            WriteTarget::Mounted(_) => None,
+        })
     }
 
     fn write_entry(&self, layer: &Layer) -> Result<(), LayerError> {

@@ -13,4 +13,5 @@ pub mod lock;
 pub mod loopdev;
 pub mod mount;
 pub mod statfs;
+pub mod sync;
 pub mod xattr;
