@@ -14,13 +14,16 @@
 //! * [`cli`] — the Docker-compatible command line; `main.rs` only calls it.
 
 pub mod cli;
+pub mod container;
 pub mod content;
 pub mod digest;
 pub mod drivers;
 pub mod engine;
 pub mod image;
 pub mod mount;
+pub mod runtime;
 pub mod scratch;
 pub mod snapshot;
 pub mod store;
 pub mod sys;
+pub mod volume;

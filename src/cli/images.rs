@@ -322,6 +322,12 @@ pub struct InspectArgs {
     images: Vec<String>,
 }
 
+impl InspectArgs {
+    pub fn names(&self) -> &[String] {
+        &self.images
+    }
+}
+
 pub fn inspect_json(engine: &Engine, img: &Image) -> Result<serde_json::Value> {
     let raw: serde_json::Value = serde_json::from_slice(&img.config_bytes)?;
     let tags: Vec<String> = engine.images.tags_of(&img.id)?.iter().map(ToString::to_string).collect();

@@ -4,8 +4,10 @@
 //! parses its arguments, calls one library operation and formats the
 //! result the way Docker does, so people's habits carry over.
 
+mod containers;
 mod format;
 mod images;
+mod volumes;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -48,6 +50,42 @@ enum Command {
     Image(images::ImageCommand),
     /// Display system-wide information.
     Info,
+    /// Create a new container.
+    #[command(disable_help_flag = true)]
+    Create(containers::CreateArgs),
+    /// Create and run a new container from an image.
+    #[command(disable_help_flag = true)]
+    Run(containers::RunArgs),
+    /// Start one or more stopped containers.
+    Start(containers::NamesArgs),
+    /// Stop one or more running containers.
+    Stop(containers::StopArgs),
+    /// Restart one or more containers.
+    Restart(containers::StopArgs),
+    /// Kill one or more running containers.
+    Kill(containers::KillArgs),
+    /// Remove one or more containers.
+    Rm(containers::RmArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(containers::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(containers::NamesArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
+    /// Manage strata.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SystemCommand {
+    /// Show strata disk usage.
+    Df(volumes::DfArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -55,10 +93,18 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => 0,
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            125
-        }
+        Err(e) => match e.downcast_ref::<containers::ExitCode>() {
+            Some(x) => {
+                if !x.message.is_empty() {
+                    eprintln!("Error: {}", x.message);
+                }
+                x.code
+            }
+            None => {
+                eprintln!("Error: {e:#}");
+                125
+            }
+        },
     }
 }
 
@@ -73,8 +119,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(a) => images::history(&engine, a),
         Command::Tag(a) => images::tag(&engine, a),
         Command::Rmi(a) => images::rmi(&engine, a),
-        Command::Inspect(a) => images::inspect(&engine, a),
+        Command::Inspect(a) => inspect(&engine, a),
         Command::Image(c) => images::image(&engine, c),
         Command::Info => images::info(&engine),
+        Command::Create(a) => containers::create(&engine, a),
+        Command::Run(a) => containers::run(&engine, a),
+        Command::Start(a) => containers::start(&engine, a),
+        Command::Stop(a) => containers::stop(&engine, a),
+        Command::Restart(a) => containers::restart(&engine, a),
+        Command::Kill(a) => containers::kill(&engine, a),
+        Command::Rm(a) => containers::rm(&engine, a),
+        Command::Ps(a) => containers::ps(&engine, a),
+        Command::Logs(a) => containers::logs(&engine, a),
+        Command::Exec(a) => containers::exec(&engine, a),
+        Command::Wait(a) => containers::wait(&engine, a),
+        Command::Volume(c) => volumes::volume(&engine, c),
+        Command::System(SystemCommand::Df(a)) => volumes::df(&engine, a),
     }
+}
+
+/// `inspect`: containers first (by name, ID or prefix), then images, as
+/// Docker resolves it.
+fn inspect(engine: &crate::engine::Engine, a: images::InspectArgs) -> anyhow::Result<()> {
+    let store = crate::container::ContainerStore::new(&engine.root);
+    let mut out = Vec::new();
+    for name in a.names() {
+        if let Ok(id) = store.resolve(name) {
+            let (c, s) = store.get(&id)?;
+            out.push(containers::inspect_json(engine, &c, &s));
+        } else {
+            let id = engine.images.resolve(name)?;
+            out.push(images::inspect_json(engine, &engine.images.get(&id)?)?);
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }

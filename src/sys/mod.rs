@@ -12,6 +12,7 @@ pub mod fs;
 pub mod lock;
 pub mod loopdev;
 pub mod mount;
+pub mod process;
 pub mod statfs;
 pub mod sync;
 pub mod xattr;

@@ -31,6 +31,9 @@ fn flag_option(opt: &str) -> Option<(MountFlags, MountAttrFlags)> {
         "nodev" => (MountFlags::NODEV, MountAttrFlags::MOUNT_ATTR_NODEV),
         "noexec" => (MountFlags::NOEXEC, MountAttrFlags::MOUNT_ATTR_NOEXEC),
         "noatime" => (MountFlags::NOATIME, MountAttrFlags::MOUNT_ATTR_NOATIME),
+        "strictatime" => (MountFlags::STRICTATIME, MountAttrFlags::MOUNT_ATTR_STRICTATIME),
+        "relatime" => (MountFlags::RELATIME, MountAttrFlags::MOUNT_ATTR_RELATIME),
+        "nodiratime" => (MountFlags::NODIRATIME, MountAttrFlags::MOUNT_ATTR_NODIRATIME),
         "rw" => (MountFlags::empty(), MountAttrFlags::empty()),
         _ => return None,
     })

@@ -1,0 +1,508 @@
+//! Container commands: create, run, start, stop, kill, rm, ps, logs, exec,
+//! wait, and container inspect.
+
+use super::format::{ago, ellipsis, human_duration, human_size, Table};
+use crate::container::ops::{self, CreateOptions};
+use crate::container::store::ContainerStore;
+use crate::container::supervise::{self, Mode};
+use crate::container::{Config, ContainerId, LogConfig, Resources, State, Status};
+use crate::engine::Engine;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use std::time::Duration;
+
+/// A failure that must end the process with a specific exit code
+/// (Docker's 125/126/127 or the container's own).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitCode {
+    pub code: i32,
+    pub message: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CreateArgs {
+    /// Print help (`-h` is the hostname, as in Docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Assign a name to the container.
+    #[arg(long)]
+    name: Option<String>,
+    /// Keep STDIN open even if not attached.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Set environment variables.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Container host name.
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Bind mount a volume.
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Mount the container's root filesystem as read only.
+    #[arg(long)]
+    read_only: bool,
+    /// Connect a container to a network: none (default) or host.
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Tune container pids limit (-1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Number of CPUs.
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Log driver options: max-size=10m, max-file=3.
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
+    /// Automatically remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    init: bool,
+    /// The image to run.
+    image: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run container in background and print container ID.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+/// `64m`, `1g`, `512k`, `1048576` → bytes.
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("invalid size: {s:?}"))?;
+    if n < 0.0 {
+        bail!("invalid size: {s:?}");
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn options(a: &CreateArgs) -> Result<CreateOptions> {
+    let mut log = LogConfig::default();
+    for o in &a.log_opt {
+        match o.split_once('=') {
+            Some(("max-size", v)) => log.max_size = Some(parse_bytes(v)?),
+            Some(("max-file", v)) => log.max_file = v.parse().with_context(|| format!("invalid max-file: {v}"))?,
+            _ => bail!("unknown log opt {o:?} (json-file supports max-size, max-file)"),
+        }
+    }
+    let nano_cpus = a.cpus.map(|c| (c * 1e9) as u64);
+    Ok(CreateOptions {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        cmd: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        tty: a.tty,
+        interactive: a.interactive,
+        read_only: a.read_only,
+        network: a.network.clone(),
+        volumes: a.volume.clone(),
+        resources: Resources {
+            memory: a.memory.as_deref().map(parse_bytes).transpose()?,
+            pids_limit: a.pids_limit,
+            nano_cpus,
+        },
+        log,
+        auto_remove: a.rm,
+        init: a.init,
+    })
+}
+
+fn created(engine: &Engine, a: &CreateArgs) -> Result<ContainerId> {
+    let o = options(a).map_err(|e| ExitCode { code: 125, message: format!("{e:#}") })?;
+    ops::create(engine, &o).map_err(|e| ExitCode { code: 125, message: e.to_string() }.into())
+}
+
+pub fn create(engine: &Engine, a: CreateArgs) -> Result<()> {
+    println!("{}", created(engine, &a)?);
+    Ok(())
+}
+
+pub fn run(engine: &Engine, a: RunArgs) -> Result<()> {
+    let id = created(engine, &a.create)?;
+    if a.detach {
+        supervise::start_detached(engine, &id).map_err(|e| ExitCode { code: e.code, message: e.message })?;
+        println!("{id}");
+        return Ok(());
+    }
+    let code = supervise::supervise(engine, &id, Mode::Attached, None);
+    if code != 0 {
+        return Err(ExitCode { code, message: String::new() }.into());
+    }
+    Ok(())
+}
+
+fn resolve(engine: &Engine, name: &str) -> Result<ContainerId> {
+    Ok(ContainerStore::new(&engine.root).resolve(name)?)
+}
+
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Runs `f` for each named container, printing the name as Docker does and
+/// reporting all failures.
+fn each(engine: &Engine, names: &[String], mut f: impl FnMut(&ContainerId) -> Result<()>) -> Result<()> {
+    let mut failed = false;
+    for n in names {
+        match resolve(engine, n).and_then(|id| f(&id)) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(ExitCode { code: 1, message: String::new() }.into());
+    }
+    Ok(())
+}
+
+pub fn start(engine: &Engine, a: NamesArgs) -> Result<()> {
+    each(engine, &a.containers, |id| {
+        let (_, st) = ContainerStore::new(&engine.root).get(id)?;
+        if st.status == Status::Running {
+            return Ok(());
+        }
+        supervise::start_detached(engine, id).map_err(|e| anyhow::anyhow!(e.message))
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn stop(engine: &Engine, a: StopArgs) -> Result<()> {
+    each(engine, &a.containers, |id| {
+        ops::stop(engine, id, Duration::from_secs(a.time))?;
+        Ok(())
+    })
+}
+
+pub fn restart(engine: &Engine, a: StopArgs) -> Result<()> {
+    each(engine, &a.containers, |id| {
+        ops::stop(engine, id, Duration::from_secs(a.time))?;
+        supervise::start_detached(engine, id).map_err(|e| anyhow::anyhow!(e.message))
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send to the container.
+    #[arg(short = 's', long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn kill(engine: &Engine, a: KillArgs) -> Result<()> {
+    let sig = ops::parse_signal(&a.signal)?;
+    each(engine, &a.containers, |id| Ok(ops::kill(engine, id, sig)?))
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL).
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Remove anonymous volumes associated with the container.
+    #[arg(short = 'v', long)]
+    volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn rm(engine: &Engine, a: RmArgs) -> Result<()> {
+    each(engine, &a.containers, |id| Ok(ops::remove(engine, id, a.force, a.volumes)?))
+}
+
+pub fn wait(engine: &Engine, a: NamesArgs) -> Result<()> {
+    let mut last = 0;
+    for n in &a.containers {
+        let id = resolve(engine, n)?;
+        let st = ops::wait(engine, &id, None)?;
+        last = st.exit_code.unwrap_or(0);
+        println!("{last}");
+    }
+    let _ = last;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running).
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Display total file sizes.
+    #[arg(short = 's', long)]
+    size: bool,
+    /// Only display container IDs.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Don't truncate output.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+/// Docker's STATUS column.
+pub fn status_text(st: &State) -> String {
+    let since = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0))
+            .unwrap_or(0)
+    };
+    match st.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", human_duration(since(&st.started_at))),
+        Status::Exited => {
+            format!("Exited ({}) {} ago", st.exit_code.unwrap_or(0), human_duration(since(&st.finished_at)))
+        }
+    }
+}
+
+pub fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
+    let store = ContainerStore::new(&engine.root);
+    let mut all = store.list()?;
+    all.retain(|(_, s)| a.all || s.status == Status::Running);
+    all.sort_by(|x, y| y.0.created.cmp(&x.0.created));
+    if a.quiet {
+        for (c, _) in &all {
+            println!("{}", if a.no_trunc { c.id.as_str() } else { c.id.short() });
+        }
+        return Ok(());
+    }
+    let mut header = vec!["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"];
+    if a.size {
+        header.push("SIZE");
+    }
+    let mut t = Table::new(&header);
+    let mut images = std::collections::HashMap::new();
+    for (c, s) in &all {
+        let cmd = format!("\"{}\"", c.args.join(" "));
+        let cmd = if a.no_trunc { cmd } else { format!("\"{}\"", ellipsis(&c.args.join(" "), 20)) };
+        let mut row = vec![
+            if a.no_trunc { c.id.to_string() } else { c.id.short().to_owned() },
+            c.image_name.clone(),
+            cmd,
+            ago(&c.created),
+            status_text(s),
+            String::new(),
+            c.name.clone(),
+        ];
+        if a.size {
+            let img = images
+                .entry(c.image.clone())
+                .or_insert_with(|| c.image.parse().ok().and_then(|id| engine.images.get(&id).ok()))
+                .clone();
+            let (size, virt) = ops::sizes(engine, c, img.as_ref());
+            row.push(format!("{} (virtual {})", human_size(size), human_size(virt)));
+        }
+        t.row(row);
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow log output.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Show timestamps.
+    #[arg(short = 't', long)]
+    timestamps: bool,
+    container: String,
+}
+
+pub fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let store = ContainerStore::new(&engine.root);
+    let id = resolve(engine, &a.container)?;
+    let path = store.log_path(&id);
+    let print = |e: &crate::container::log::Entry| {
+        let line = if a.timestamps { format!("{} {}", e.time, e.log) } else { e.log.clone() };
+        if e.stream == "stderr" {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        } else {
+            let _ = std::io::stdout().write_all(line.as_bytes());
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let entries = crate::container::log::read_all(&path)?;
+    entries.iter().for_each(print);
+    if !a.follow {
+        return Ok(());
+    }
+    // Follow the current file from its end until the container stops.
+    let mut f = std::io::BufReader::new(std::fs::File::open(&path).or_else(|_| {
+        std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        std::fs::File::open(&path)
+    })?);
+    use std::io::Seek;
+    f.seek(std::io::SeekFrom::End(0))?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if f.read_line(&mut line)? > 0 {
+            if let Ok(e) = serde_json::from_str(&line) {
+                print(&e);
+            }
+            continue;
+        }
+        if !store.supervised(&id) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep STDIN open (strata passes its own stdin through).
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY (strata passes its own terminal through).
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Set environment variables.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Username or UID.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+pub fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
+    let store = ContainerStore::new(&engine.root);
+    let id = resolve(engine, &a.container)?;
+    let (config, state) = store.get(&id)?;
+    let pid = match (state.status, state.pid) {
+        (Status::Running, Some(pid)) => pid,
+        _ => return Err(ExitCode { code: 1, message: format!("container {} is not running", id.short()) }.into()),
+    };
+    let mut env = config.env.clone();
+    for e in &a.env {
+        if let Some((k, _)) = e.split_once('=') {
+            env.retain(|x| !x.starts_with(&format!("{k}=")));
+            env.push(e.clone());
+        }
+    }
+    let spec = crate::runtime::exec::ExecSpec {
+        pid,
+        args: a.command.clone(),
+        env,
+        cwd: a.workdir.clone().unwrap_or(config.working_dir.clone()),
+        user: a.user.clone().unwrap_or(config.user.clone()),
+        cgroups: crate::runtime::cgroups::Cgroups::existing(&crate::runtime::cgroups::Layout::detect(), id.as_str()),
+    };
+    let code = crate::runtime::exec::exec(&spec).map_err(|e| ExitCode { code: e.code, message: e.message })?;
+    if code != 0 {
+        return Err(ExitCode { code, message: String::new() }.into());
+    }
+    Ok(())
+}
+
+/// `docker inspect` of a container.
+pub fn inspect_json(engine: &Engine, c: &Config, s: &State) -> serde_json::Value {
+    let (size, virt) = ops::sizes(engine, c, c.image.parse().ok().and_then(|id| engine.images.get(&id).ok()).as_ref());
+    let store = ContainerStore::new(&engine.root);
+    json!({
+        "Id": c.id.as_str(),
+        "Created": c.created,
+        "Path": c.args.first(),
+        "Args": c.args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": match s.status { Status::Created => "created", Status::Running => "running", Status::Exited => "exited" },
+            "Running": s.status == Status::Running,
+            "Pid": s.pid.unwrap_or(0),
+            "ExitCode": s.exit_code.unwrap_or(0),
+            "Error": s.error.clone().unwrap_or_default(),
+            "StartedAt": s.started_at.clone().unwrap_or_default(),
+            "FinishedAt": s.finished_at.clone().unwrap_or_default(),
+        },
+        "Image": c.image,
+        "ResolvConfPath": store.dir(&c.id).join("resolv.conf"),
+        "HostnamePath": store.dir(&c.id).join("hostname"),
+        "HostsPath": store.dir(&c.id).join("hosts"),
+        "LogPath": store.log_path(&c.id),
+        "Name": format!("/{}", c.name),
+        "Driver": c.driver,
+        "HostConfig": {
+            "NetworkMode": c.network,
+            "ReadonlyRootfs": c.read_only,
+            "AutoRemove": c.auto_remove,
+            "Init": c.init,
+            "Memory": c.resources.memory.unwrap_or(0),
+            "PidsLimit": c.resources.pids_limit,
+            "NanoCpus": c.resources.nano_cpus.unwrap_or(0),
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": c.log.max_size.map(|v| v.to_string()), "max-file": c.log.max_file.to_string()}},
+        },
+        "Mounts": c.mounts.iter().map(|m| json!({"Type": m.kind, "Name": if m.kind == "volume" { m.source.clone() } else { String::new() }, "Source": m.source, "Destination": m.destination, "RW": m.rw})).collect::<Vec<_>>(),
+        "SizeRw": size,
+        "SizeRootFs": virt,
+        "Config": {
+            "Hostname": c.hostname,
+            "User": c.user,
+            "Tty": c.tty,
+            "OpenStdin": c.open_stdin,
+            "Env": c.env,
+            "Cmd": c.args,
+            "Image": c.image_name,
+            "WorkingDir": c.working_dir,
+            "StopSignal": c.stop_signal,
+        },
+    })
+}

@@ -1,0 +1,185 @@
+//! The container directory store: create, look up (ID, name, unique ID
+//! prefix), list, update state, remove.
+
+use super::{Config, ContainerId, State, Status};
+use crate::store::{atomic_write, atomic_write_json, read_json, Root, StoreError};
+use crate::sys::lock::FileLock;
+use std::path::{Path, PathBuf};
+
+/// Errors of the container store.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("container name {0:?} is already in use")]
+    NameInUse(String),
+    #[error("multiple containers match {0:?}; use more characters of the ID")]
+    Ambiguous(String),
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed")]
+    BadName(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `<root>/containers`.
+#[derive(Debug, Clone)]
+pub struct ContainerStore {
+    root: Root,
+    dir: PathBuf,
+}
+
+/// The files `create` writes beside the config.
+#[derive(Debug, Clone)]
+pub struct EtcFiles {
+    pub hostname: String,
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+impl ContainerStore {
+    pub fn new(root: &Root) -> ContainerStore {
+        ContainerStore { root: root.clone(), dir: root.containers() }
+    }
+
+    /// A container's directory.
+    pub fn dir(&self, id: &ContainerId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+
+    /// The lock a container's supervisor holds while it lives.
+    pub fn supervisor_lock(&self, id: &ContainerId) -> PathBuf {
+        self.dir(id).join("supervisor.lock")
+    }
+
+    /// The json-file log.
+    pub fn log_path(&self, id: &ContainerId) -> PathBuf {
+        self.dir(id).join(format!("{}-json.log", id.as_str()))
+    }
+
+    /// The empty directory the root filesystem is mounted on (inside the
+    /// container's mount namespace only).
+    pub fn rootfs_dir(&self, id: &ContainerId) -> PathBuf {
+        self.dir(id).join("rootfs")
+    }
+
+    fn valid_name(name: &str) -> bool {
+        let mut b = name.bytes();
+        matches!(b.next(), Some(c) if c.is_ascii_alphanumeric())
+            && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    }
+
+    /// Creates the container's directory with config, state and /etc
+    /// files, atomically (built in staging, renamed into place). Fails if
+    /// the name is taken.
+    pub fn create(&self, config: &Config, etc: &EtcFiles) -> Result<(), ContainerError> {
+        if !Self::valid_name(&config.name) {
+            return Err(ContainerError::BadName(config.name.clone()));
+        }
+        let _lock = self.root.lock("containers")?;
+        if self.list()?.iter().any(|(c, _)| c.name == config.name) {
+            return Err(ContainerError::NameInUse(config.name.clone()));
+        }
+        let staging = self.root.staging_dir("container")?;
+        let p = staging.path();
+        atomic_write_json(&p.join("config.json"), config)?;
+        atomic_write_json(&p.join("state.json"), &State::created())?;
+        atomic_write(&p.join("hostname"), format!("{}\n", etc.hostname).as_bytes())?;
+        atomic_write(&p.join("hosts"), etc.hosts.as_bytes())?;
+        atomic_write(&p.join("resolv.conf"), etc.resolv_conf.as_bytes())?;
+        std::fs::create_dir(p.join("rootfs")).map_err(|e| StoreError::io(p.join("rootfs"), e))?;
+        let dest = self.dir(&config.id);
+        staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        Ok(())
+    }
+
+    /// Config and (reconciled) state of a container.
+    pub fn get(&self, id: &ContainerId) -> Result<(Config, State), ContainerError> {
+        let dir = self.dir(id);
+        let config: Config =
+            read_json(&dir.join("config.json"))?.ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
+        let state: State = read_json(&dir.join("state.json"))?.unwrap_or_else(State::created);
+        Ok((config, self.reconcile(id, state)))
+    }
+
+    /// A state that says running while no supervisor holds the lock
+    /// belongs to a supervisor that died (killed, host crash): the
+    /// container is reported exited, as Docker reports it after a crash.
+    fn reconcile(&self, id: &ContainerId, mut state: State) -> State {
+        if state.status == Status::Running && !self.supervised(id) {
+            state.status = Status::Exited;
+            state.exit_code = state.exit_code.or(Some(255));
+            state.pid = None;
+            state.error.get_or_insert_with(|| "supervisor exited without recording the exit".into());
+        }
+        state
+    }
+
+    /// Whether a live supervisor watches the container.
+    pub fn supervised(&self, id: &ContainerId) -> bool {
+        let p = self.supervisor_lock(id);
+        p.exists() && matches!(FileLock::try_exclusive(&p), Ok(None))
+    }
+
+    /// Replaces the container's state.
+    pub fn set_state(&self, id: &ContainerId, state: &State) -> Result<(), ContainerError> {
+        Ok(atomic_write_json(&self.dir(id).join("state.json"), state)?)
+    }
+
+    /// Every container, in no particular order.
+    pub fn list(&self) -> Result<Vec<(Config, State)>, ContainerError> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io(&self.dir, e).into()),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            if let Some(id) = e.file_name().to_str().and_then(ContainerId::parse) {
+                match self.get(&id) {
+                    Ok(c) => out.push(c),
+                    Err(ContainerError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds a container by full ID, name, or unique ID prefix.
+    pub fn resolve(&self, name: &str) -> Result<ContainerId, ContainerError> {
+        if let Some(id) = ContainerId::parse(name) {
+            if self.dir(&id).join("config.json").exists() {
+                return Ok(id);
+            }
+        }
+        let all = self.list()?;
+        if let Some((c, _)) = all.iter().find(|(c, _)| c.name == name) {
+            return Ok(c.id.clone());
+        }
+        let matches: Vec<&Config> =
+            all.iter().map(|(c, _)| c).filter(|c| !name.is_empty() && c.id.as_str().starts_with(name)).collect();
+        match matches.len() {
+            0 => Err(ContainerError::NotFound(name.to_owned())),
+            1 => Ok(matches[0].id.clone()),
+            _ => Err(ContainerError::Ambiguous(name.to_owned())),
+        }
+    }
+
+    /// Deletes the container's directory (config, state, logs).
+    pub fn remove(&self, id: &ContainerId) -> Result<(), ContainerError> {
+        let dir = self.dir(id);
+        // Move it out of sight first, so a crash mid-delete leaves no
+        // half-container under its ID.
+        let trash = self.root.staging_dir("container-rm")?;
+        match std::fs::rename(&dir, trash.path().join("c")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(&dir, e).into()),
+        }
+    }
+
+    /// The directory holding every container.
+    pub fn base(&self) -> &Path {
+        &self.dir
+    }
+}

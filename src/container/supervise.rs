@@ -1,0 +1,387 @@
+//! The supervisor: the process that starts a container, relays and logs
+//! its output, forwards signals to it, waits for it, records its exit and
+//! cleans up (cgroups, `--rm`).
+//!
+//! `run` without `-d` supervises in the foreground, attached to the
+//! terminal. `run -d` and `start` fork a detached supervisor (double fork,
+//! new session, stdio on /dev/null) that reports "started" or the start
+//! error back through a pipe, then lives as long as the container — the
+//! role conmon plays for podman, built into strata.
+//!
+//! The supervisor holds `supervisor.lock` for its whole life, so anyone can
+//! tell a running container from one whose supervisor died, and `wait`
+//! simply waits for the lock.
+
+use super::log::JsonLog;
+use super::store::ContainerStore;
+use super::{now, Config, ContainerId, State, Status};
+use crate::engine::Engine;
+use crate::runtime::cgroups::{Cgroups, Layout};
+use crate::runtime::rootfs::{Bind, RootfsSpec};
+use crate::runtime::{self, Spec, StartError};
+use crate::snapshot::SnapshotKey;
+use crate::sys::lock::FileLock;
+use crate::sys::process::{exit_immediately, fork, Forked};
+use crate::volume::VolumeStore;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+/// Signals an attached `run` forwards to the container (`--sig-proxy`).
+const FORWARDED: &[Signal] =
+    &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// How the supervisor relates to the user's terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In the foreground: output to our stdout/stderr, stdin relayed when
+    /// the container is interactive.
+    Attached,
+    /// Detached: output only to the log.
+    Detached,
+}
+
+fn fail(code: i32, message: impl Into<String>) -> StartError {
+    StartError { code, message: message.into() }
+}
+
+/// The mounts a container needs besides its root: its /etc files and
+/// volumes (creating named and anonymous volumes on first use).
+pub fn binds(engine: &Engine, config: &Config) -> Result<Vec<Bind>, StartError> {
+    let store = ContainerStore::new(&engine.root);
+    let dir = store.dir(&config.id);
+    let mut out: Vec<Bind> = ["hostname", "hosts", "resolv.conf"]
+        .iter()
+        .map(|f| Bind { source: dir.join(f), destination: format!("/etc/{f}"), readonly: false })
+        .collect();
+    let volumes = VolumeStore::new(&engine.root);
+    for m in &config.mounts {
+        let source = match m.kind.as_str() {
+            "volume" => {
+                volumes.create(Some(&m.source)).map_err(|e| fail(125, e.to_string()))?;
+                volumes.data(&m.source)
+            }
+            _ => std::path::PathBuf::from(&m.source),
+        };
+        if !source.exists() {
+            return Err(fail(
+                125,
+                format!("invalid mount config: bind source path does not exist: {}", source.display()),
+            ));
+        }
+        out.push(Bind { source, destination: m.destination.clone(), readonly: !m.rw });
+    }
+    Ok(out)
+}
+
+/// The pty pair or pipes the container's stdio uses, and our ends.
+struct Stdio {
+    child: [OwnedFd; 3],
+    /// Read ends of stdout and stderr (one master for a tty).
+    outputs: Vec<(&'static str, OwnedFd)>,
+    /// Where to write the container's input, if interactive.
+    input: Option<OwnedFd>,
+    tty: bool,
+}
+
+fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname(&master, Vec::new())?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+        let _ = rustix::termios::tcsetwinsize(&slave, ws);
+    }
+    Ok((master, slave))
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+fn stdio(config: &Config) -> std::io::Result<Stdio> {
+    if config.tty {
+        let (master, slave) = open_pty()?;
+        let input = config.open_stdin.then(|| master.try_clone()).transpose()?;
+        let child = [slave.try_clone()?, slave.try_clone()?, slave];
+        return Ok(Stdio { child, outputs: vec![("stdout", master)], input, tty: true });
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (stdin, input) = if config.open_stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        (runtime::dev_null()?, None)
+    };
+    Ok(Stdio { child: [stdin, out_w, err_w], outputs: vec![("stdout", out_r), ("stderr", err_r)], input, tty: false })
+}
+
+/// Puts the user's terminal in raw mode for a tty session; restores it on drop.
+struct RawTerminal(Option<rustix::termios::Termios>);
+
+impl RawTerminal {
+    fn enter() -> RawTerminal {
+        let stdin = std::io::stdin();
+        match rustix::termios::tcgetattr(&stdin) {
+            Ok(orig) => {
+                let mut raw = orig.clone();
+                raw.make_raw();
+                let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+                RawTerminal(Some(orig))
+            }
+            Err(_) => RawTerminal(None),
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, t);
+        }
+    }
+}
+
+/// Starts `id` detached: forks a supervisor daemon and returns once the
+/// container runs (or failed to start).
+pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartError> {
+    let (r, w) = pipe().map_err(|e| fail(125, format!("pipe: {e}")))?;
+    match fork().map_err(|e| fail(125, format!("fork: {e}")))? {
+        Forked::Child => {
+            drop(r);
+            let _ = rustix::process::setsid();
+            match fork() {
+                Ok(Forked::Child) => {
+                    if let Ok(null) = runtime::dev_null() {
+                        let _ = rustix::stdio::dup2_stdin(&null);
+                        let _ = rustix::stdio::dup2_stdout(&null);
+                        let _ = rustix::stdio::dup2_stderr(&null);
+                    }
+                    let code = supervise(engine, id, Mode::Detached, Some(std::fs::File::from(w)));
+                    exit_immediately(code);
+                }
+                _ => exit_immediately(0),
+            }
+        }
+        Forked::Parent(pid) => {
+            drop(w);
+            let _ = runtime::wait(pid);
+            let mut msg = String::new();
+            std::fs::File::from(r).read_to_string(&mut msg).map_err(|e| fail(125, format!("read supervisor: {e}")))?;
+            match msg.split_once('\t') {
+                None if msg == "ok" => Ok(()),
+                Some((code, m)) => Err(fail(code.parse().unwrap_or(125), m)),
+                None => Err(fail(125, "the supervisor exited before starting the container")),
+            }
+        }
+    }
+}
+
+/// Supervises the container from start to exit; returns its exit code
+/// (or strata's own 125/126/127 when it could not start). `report`
+/// receives `ok` once running, or `<code>\t<message>`.
+pub fn supervise(engine: &Engine, id: &ContainerId, mode: Mode, mut report: Option<std::fs::File>) -> i32 {
+    let mut say = |msg: String| {
+        if let Some(mut r) = report.take() {
+            let _ = r.write_all(msg.as_bytes());
+        }
+    };
+    match run(engine, id, mode, &mut say) {
+        Ok(code) => code,
+        Err(e) => {
+            say(format!("{}\t{}", e.code, e.message));
+            if mode == Mode::Attached {
+                eprintln!("Error: {}", e.message);
+            }
+            e.code
+        }
+    }
+}
+
+fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String)) -> Result<i32, StartError> {
+    let store = ContainerStore::new(&engine.root);
+    let (config, _) = store.get(id).map_err(|e| fail(125, e.to_string()))?;
+    let _lock = FileLock::try_exclusive(&store.supervisor_lock(id))
+        .map_err(|e| fail(125, format!("supervisor lock: {e}")))?
+        .ok_or_else(|| fail(125, format!("container {} is already running", id.short())))?;
+    let key = SnapshotKey::new(id.as_str()).expect("container IDs are valid keys");
+    let mounts = engine.snapshots.mounts(&key).map_err(|e| fail(125, e.to_string()))?;
+    let binds = binds(engine, &config)?;
+    let cgroups =
+        Cgroups::create(&Layout::detect(), id.as_str(), &config.resources).map_err(|e| fail(125, e.to_string()))?;
+    let io = stdio(&config).map_err(|e| fail(125, format!("stdio: {e}")))?;
+    // Block the forwarded signals before any thread exists, so the
+    // forwarding thread receives them (the child unblocks its copy).
+    let mut forwarded = SigSet::empty();
+    FORWARDED.iter().for_each(|s| forwarded.add(*s));
+    if mode == Mode::Attached {
+        forwarded.add(Signal::SIGWINCH);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None);
+    let [stdin, stdout, stderr] = io.child;
+    let spec = Spec {
+        rootfs: RootfsSpec { mounts, dir: store.rootfs_dir(id), binds, readonly: config.read_only },
+        args: config.args.clone(),
+        env: config.env.clone(),
+        cwd: config.working_dir.clone(),
+        user: config.user.clone(),
+        hostname: config.hostname.clone(),
+        own_network: config.network != "host",
+        init: config.init,
+        cgroups: cgroups.clone(),
+        stdin,
+        stdout,
+        stderr,
+        tty: io.tty,
+    };
+    let started = now();
+    let pid = match runtime::spawn(spec) {
+        Ok(pid) => pid,
+        Err(e) => {
+            cgroups.remove();
+            let state = State {
+                status: Status::Exited,
+                exit_code: Some(e.code),
+                finished_at: Some(now()),
+                error: Some(e.message.clone()),
+                ..State::created()
+            };
+            let _ = store.set_state(id, &state);
+            finish(engine, &config);
+            return Err(e);
+        }
+    };
+    let running = State {
+        status: Status::Running,
+        pid: Some(pid),
+        supervisor_pid: Some(std::process::id() as i32),
+        started_at: Some(started.clone()),
+        ..State::created()
+    };
+    store.set_state(id, &running).map_err(|e| fail(125, e.to_string()))?;
+    say("ok".into());
+
+    let log = JsonLog::open(&store.log_path(id), config.log.max_size, config.log.max_file)
+        .map_err(|e| fail(125, format!("log: {e}")))?;
+    let log = Arc::new(Mutex::new(log));
+    let raw = (mode == Mode::Attached && io.tty).then(RawTerminal::enter);
+    // A dup of the pty master, to pass on terminal size changes.
+    let resize_target = io.outputs.first().and_then(|(_, fd)| fd.try_clone().ok());
+    let relays: Vec<_> = io
+        .outputs
+        .into_iter()
+        .map(|(stream, fd)| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || relay_output(stream, fd, log, mode == Mode::Attached))
+        })
+        .collect();
+    // Keep the input end open while detached (an interactive shell waits
+    // for input rather than seeing end-of-file); relay ours when attached.
+    let _held_input = match (mode, io.input) {
+        (Mode::Attached, Some(fd)) => {
+            let tty = io.tty;
+            std::thread::spawn(move || relay_input(fd, tty));
+            None
+        }
+        (_, input) => input,
+    };
+    let winch_target = if io.tty { resize_target } else { None };
+    std::thread::spawn(move || forward_signals(forwarded, pid, winch_target));
+    let code = runtime::wait(pid).map_err(|e| fail(125, format!("wait: {e}")))?;
+    for r in relays {
+        let _ = r.join();
+    }
+    drop(raw);
+    if let Ok(mut l) = log.lock() {
+        let _ = l.flush_partial();
+    }
+    cgroups.remove();
+    let exited = State {
+        status: Status::Exited,
+        exit_code: Some(code),
+        started_at: Some(started),
+        finished_at: Some(now()),
+        ..State::created()
+    };
+    let _ = store.set_state(id, &exited);
+    finish(engine, &config);
+    Ok(code)
+}
+
+/// `--rm`: the container goes with its exit, anonymous volumes included.
+fn finish(engine: &Engine, config: &Config) {
+    if config.auto_remove {
+        let _ = super::ops::remove_files(engine, config, true);
+    }
+}
+
+fn relay_output(stream: &'static str, fd: OwnedFd, log: Arc<Mutex<JsonLog>>, attached: bool) {
+    let mut src = std::fs::File::from(fd);
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A pty master reads EIO once every slave is closed.
+            Err(_) => break,
+        };
+        if let Ok(mut l) = log.lock() {
+            let _ = l.write(stream, &buf[..n]);
+        }
+        if attached {
+            let _ = if stream == "stderr" {
+                std::io::stderr().write_all(&buf[..n]).and_then(|_| std::io::stderr().flush())
+            } else {
+                std::io::stdout().write_all(&buf[..n]).and_then(|_| std::io::stdout().flush())
+            };
+        }
+    }
+}
+
+fn relay_input(fd: OwnedFd, tty: bool) {
+    let mut dst = std::fs::File::from(fd);
+    let mut buf = vec![0u8; 8192];
+    let mut stdin = std::io::stdin();
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if dst.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if tty {
+        // End of input on a terminal session: send EOF (^D) to the line discipline.
+        let _ = dst.write_all(&[4]);
+    }
+    // For pipes, dropping `dst` closes the container's stdin.
+}
+
+fn forward_signals(set: SigSet, pid: i32, pty_master: Option<OwnedFd>) {
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGWINCH) => {
+                if let (Some(m), Ok(ws)) = (&pty_master, rustix::termios::tcgetwinsize(std::io::stdin())) {
+                    let _ = rustix::termios::tcsetwinsize(m, ws);
+                }
+            }
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            }
+            Err(_) => return,
+        }
+    }
+}

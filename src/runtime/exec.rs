@@ -1,0 +1,81 @@
+//! `strata exec`: a new process inside a running container's namespaces
+//! and cgroups, with the container's capability restrictions.
+
+use super::{cgroups::Cgroups, security, StartError};
+use crate::sys::process::{exit_immediately, fork, setns, Forked};
+use std::ffi::CString;
+
+/// What to run in the container.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// Host PID of the container's PID 1.
+    pub pid: i32,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub cgroups: Cgroups,
+}
+
+/// Namespaces joined, in order; the mount namespace last, since joining it
+/// changes the root that `/proc` paths resolve against.
+const NAMESPACES: &[&str] = &["cgroup", "ipc", "uts", "net", "pid", "mnt"];
+
+/// Runs the command and returns its exit code.
+pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
+    let mut fds = Vec::new();
+    for ns in NAMESPACES {
+        let path = format!("/proc/{}/ns/{ns}", spec.pid);
+        let f = std::fs::File::open(&path)
+            .map_err(|e| StartError::new(125, format!("container is not running ({path}: {e})")))?;
+        fds.push((ns, f));
+    }
+    match fork().map_err(|e| StartError::new(125, format!("fork: {e}")))? {
+        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}"))),
+        Forked::Child => {
+            let code = match enter(spec, &fds) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("strata exec: {}", e.message);
+                    e.code
+                }
+            };
+            exit_immediately(code)
+        }
+    }
+}
+
+fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartError> {
+    spec.cgroups.join().map_err(|e| StartError::new(125, e.to_string()))?;
+    for (ns, f) in fds {
+        setns(f).map_err(|e| StartError::new(125, format!("join {ns} namespace: {e}")))?;
+    }
+    // A PID namespace applies to children only: fork once more.
+    match fork().map_err(|e| StartError::new(125, format!("fork: {e}")))? {
+        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}"))),
+        Forked::Child => {
+            let e = match run(spec) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            eprintln!("strata exec: {}", e.message);
+            exit_immediately(e.code)
+        }
+    }
+}
+
+fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
+    security::restrict_capabilities().map_err(|e| StartError::new(125, format!("capabilities: {e}")))?;
+    rustix::thread::set_no_new_privs(true).map_err(|e| StartError::new(125, format!("no_new_privs: {e}")))?;
+    security::become_user(&user).map_err(|e| StartError::new(125, format!("set user: {e}")))?;
+    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    std::env::set_current_dir(cwd).map_err(|e| StartError::new(126, format!("chdir {cwd}: {e}")))?;
+    let path = spec.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH).to_owned();
+    let exe = super::find_executable(spec.args.first().map(String::as_str).unwrap_or(""), &path)?;
+    let argv: Vec<CString> = super::cstrings(&spec.args)?;
+    let envp: Vec<CString> = super::cstrings(&spec.env)?;
+    Err(super::exec_error(&spec.args[0], nix::unistd::execve(&exe, &argv, &envp).unwrap_err()))
+}

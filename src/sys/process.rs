@@ -1,0 +1,152 @@
+//! Process and namespace primitives for the run path: fork, unshare,
+//! setns, a network interface ioctl, and the single-thread check that
+//! makes forking without exec safe.
+#![allow(unsafe_code)]
+
+use rustix::thread::UnshareFlags;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+
+/// What `fork` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// Number of threads in this process, from `/proc/self/status`.
+pub fn thread_count() -> io::Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
+}
+
+/// `fork(2)`, refused unless the process is single-threaded.
+///
+/// The run path forks and then does real work in the child (mounts,
+/// allocation, file I/O) before `execve`; that is only sound when no other
+/// thread could hold a lock (the allocator's, stdio's) at the moment of
+/// the fork. Checking the thread count makes that an enforced invariant
+/// rather than a hope.
+pub fn fork() -> io::Result<Forked> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!("refusing to fork a process with {threads} threads")));
+    }
+    // SAFETY: the process has exactly one thread (checked just above, and
+    // nothing between the check and the call can start one), so the child
+    // inherits no lock held by another thread and may run arbitrary Rust
+    // code; fork(2) itself has no memory-safety preconditions.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw())),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// `clone(CLONE_NEWPID | SIGCHLD)`: runs `child` as PID 1 of a new PID
+/// namespace and returns its host PID. The child's return value is its exit
+/// status.
+///
+/// Unlike `unshare(CLONE_NEWPID)` + `fork`, this leaves the caller able to
+/// start threads afterwards (a process that unshared a PID namespace can
+/// no longer create threads: clone(2), EINVAL).
+pub fn spawn_in_new_pid_namespace(child: &mut dyn FnMut() -> i32) -> io::Result<i32> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!("refusing to clone a process with {threads} threads")));
+    }
+    // The child runs on this stack in its own copy of the address space
+    // (no CLONE_VM): untouched pages cost nothing.
+    let mut stack = vec![0u8; 8 << 20];
+    let flags = nix::sched::CloneFlags::CLONE_NEWPID;
+    let cb: nix::sched::CloneCb<'_> = Box::new(|| isize::try_from(child()).unwrap_or(125));
+    // SAFETY: without CLONE_VM the child gets a copy-on-write copy of the
+    // whole address space, so it cannot race the parent on memory; the
+    // process is single-threaded (checked above), so no lock is held by a
+    // thread that does not exist in the child; `stack` outlives the call in
+    // the parent and is the child's private copy afterwards.
+    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }.map_err(io::Error::from)?;
+    Ok(pid.as_raw())
+}
+
+/// `unshare(flags)` for namespace flags (never `CLONE_FILES`/`CLONE_FS`
+/// sharing changes that could invalidate other threads' descriptors).
+pub fn unshare_namespaces(flags: UnshareFlags) -> io::Result<()> {
+    let forbidden = UnshareFlags::FILES | UnshareFlags::FS | UnshareFlags::SYSVSEM;
+    if flags.intersects(forbidden) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "only namespace flags may be unshared"));
+    }
+    // SAFETY: rustix marks unshare unsafe because CLONE_FILES can make one
+    // thread's descriptors invalid in another; the flags are checked above
+    // to be namespace flags only, which have no such effect.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(Into::into)
+}
+
+/// `setns(fd, 0)`: joins the namespace `fd` (from `/proc/<pid>/ns/<kind>`)
+/// refers to, whatever its type.
+pub fn setns(fd: impl AsFd) -> io::Result<()> {
+    rustix::thread::move_into_link_name_space(fd.as_fd(), None).map_err(Into::into)
+}
+
+/// `ioctl(SIOCSIFFLAGS)`: brings the interface `name` up (`IFF_UP`) in the
+/// current network namespace — what `ip link set lo up` does.
+pub fn interface_up(name: &str) -> io::Result<()> {
+    let sock = rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::DGRAM, None)?;
+    let mut req: libc::ifreq = zeroed_ifreq();
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `sock` is a valid open socket; `req` is a properly sized,
+    // initialised `struct ifreq` that lives across the call; SIOCGIFFLAGS
+    // writes only `ifr_flags` inside it.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS above initialised the `ifru_flags` member of the
+    // union, so reading and updating it is reading initialised memory.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: as for SIOCGIFFLAGS; SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn zeroed_ifreq() -> libc::ifreq {
+    // SAFETY: `ifreq` is a plain C struct of integers, arrays and a union of
+    // plain data; all-zero bytes are a valid value for every field.
+    unsafe { std::mem::zeroed() }
+}
+
+/// `_exit(2)`: leaves a forked child without running the parent's atexit
+/// handlers or flushing its copies of stdio buffers.
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit(2) has no preconditions; it never returns, and skipping
+    // destructors is the point (the parent owns what they would release).
+    unsafe { libc::_exit(code) }
+}
+
+/// `sigaction(sig, act)` restricted to `SIG_DFL`/`SIG_IGN` dispositions.
+pub fn set_default_disposition(
+    sig: nix::sys::signal::Signal,
+    act: &nix::sys::signal::SigAction,
+) -> nix::Result<nix::sys::signal::SigAction> {
+    use nix::sys::signal::SigHandler;
+    if !matches!(act.handler(), SigHandler::SigDfl | SigHandler::SigIgn) {
+        return Err(nix::errno::Errno::EINVAL);
+    }
+    // SAFETY: installing SIG_DFL or SIG_IGN runs no handler code, so none
+    // of sigaction's async-signal-safety requirements on handlers apply.
+    unsafe { nix::sys::signal::sigaction(sig, act) }
+}

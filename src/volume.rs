@@ -1,0 +1,140 @@
+//! Volumes: directories outside any storage driver that outlive
+//! containers (`<root>/volumes/<name>/_data`, as Docker's `local` driver).
+//! Named volumes are created on first use or with `volume create`;
+//! anonymous ones get a random 64-hex name and go with `rm -v`.
+//!
+//! ```text
+//! <root>/volumes/<name>/
+//! ├── volume.json        {Name, CreatedAt, Anonymous, Labels}
+//! └── _data/             bind-mounted into containers; I/O never passes
+//!                        through the storage driver
+//! ```
+
+use crate::store::{atomic_write_json, read_json, Root, StoreError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors of the volume store.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("get {0}: no such volume")]
+    NotFound(String),
+    #[error("remove {name}: volume is in use - [{container}]")]
+    InUse { name: String, container: String },
+    #[error("invalid volume name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    BadName(String),
+    #[error("copy image content into volume {name}: {detail}")]
+    Populate { name: String, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A volume's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Volume {
+    pub name: String,
+    pub created_at: String,
+    #[serde(default)]
+    pub anonymous: bool,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `<root>/volumes`.
+#[derive(Debug, Clone)]
+pub struct VolumeStore {
+    root: Root,
+    dir: PathBuf,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphanumeric())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+impl VolumeStore {
+    pub fn new(root: &Root) -> VolumeStore {
+        VolumeStore { root: root.clone(), dir: root.volumes() }
+    }
+
+    /// The directory containers see.
+    pub fn data(&self, name: &str) -> PathBuf {
+        self.dir.join(name).join("_data")
+    }
+
+    /// Creates a volume (or returns the existing one of that name). `None`
+    /// makes an anonymous volume.
+    pub fn create(&self, name: Option<&str>) -> Result<Volume, VolumeError> {
+        let (name, anonymous) = match name {
+            Some(n) if valid_name(n) => (n.to_owned(), false),
+            Some(n) => return Err(VolumeError::BadName(n.to_owned())),
+            None => (crate::container::ContainerId::generate().to_string(), true),
+        };
+        let _l = self.root.lock("volumes")?;
+        if let Ok(v) = self.get(&name) {
+            return Ok(v);
+        }
+        let v =
+            Volume { name: name.clone(), created_at: crate::container::now(), anonymous, labels: Default::default() };
+        let staging = self.root.staging_dir("volume")?;
+        std::fs::create_dir(staging.path().join("_data")).map_err(|e| StoreError::io(staging.path(), e))?;
+        atomic_write_json(&staging.path().join("volume.json"), &v)?;
+        let dest = self.dir.join(&name);
+        staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        Ok(v)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Volume, VolumeError> {
+        if !valid_name(name) {
+            return Err(VolumeError::NotFound(name.to_owned()));
+        }
+        read_json(&self.dir.join(name).join("volume.json"))?.ok_or_else(|| VolumeError::NotFound(name.to_owned()))
+    }
+
+    pub fn list(&self) -> Result<Vec<Volume>, VolumeError> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+        let mut out: Vec<Volume> = rd.flatten().filter_map(|e| self.get(e.file_name().to_str()?).ok()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Removes a volume no container names (`users` lists, per container
+    /// short ID, the volumes it uses).
+    pub fn remove(&self, name: &str, users: &[(String, Vec<String>)]) -> Result<(), VolumeError> {
+        self.get(name)?;
+        if let Some((c, _)) = users.iter().find(|(_, vols)| vols.iter().any(|v| v == name)) {
+            return Err(VolumeError::InUse { name: name.to_owned(), container: c.clone() });
+        }
+        let _l = self.root.lock("volumes")?;
+        let trash = self.root.staging_dir("volume-rm")?;
+        let dir = self.dir.join(name);
+        std::fs::rename(&dir, trash.path().join("v")).map_err(|e| StoreError::io(&dir, e))?;
+        Ok(())
+    }
+
+    /// Copies `source` (a directory of the image, as mounted) into the
+    /// volume if the volume is still empty — Docker's copy-on-first-use.
+    pub fn populate(&self, name: &str, source: &Path) -> Result<(), VolumeError> {
+        let data = self.data(name);
+        let empty = std::fs::read_dir(&data).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let meta = std::fs::symlink_metadata(source);
+        if !empty || !meta.as_ref().map(|m| m.is_dir()).unwrap_or(false) {
+            return Ok(());
+        }
+        let err = |detail: String| VolumeError::Populate { name: name.to_owned(), detail };
+        let tmp = self.dir.join(name).join("_data.populate");
+        let _ = std::fs::remove_dir_all(&tmp);
+        crate::drivers::copy::tree::copy_tree(source, &tmp, crate::drivers::copy::tree::Strategy::Reflink)
+            .map_err(|e| err(e.to_string()))?;
+        std::fs::remove_dir(&data).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, &data).map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Bytes a volume uses.
+    pub fn usage(&self, name: &str) -> u64 {
+        crate::drivers::tree_usage(&self.data(name)).map(|u| u.size).unwrap_or(0)
+    }
+}
