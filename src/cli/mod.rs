@@ -21,7 +21,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRATA_ROOT", default_value = crate::store::DEFAULT_ROOT)]
     root: PathBuf,
     /// Storage driver: overlay or copy.
-    #[arg(short = 's', long, global = true, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]
+    #[arg(long, global = true, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]
     storage_driver: String,
     #[command(subcommand)]
     command: Command,

@@ -1,13 +1,15 @@
-//! Disk usage of a directory tree, as `du` counts it: allocated blocks
-//! (sparse holes and reflinked extents excepted only as the filesystem
-//! reports them), each hardlinked inode once.
+//! Space a directory tree holds, counted the way Docker reports a layer or
+//! a container's writable layer (`ps -s` SIZE, overlay2's `DiffSize`): the
+//! apparent sizes of every non-directory (each hardlinked inode once),
+//! and the number of inodes. Directories count as inodes but not bytes,
+//! so a fresh container shows `0B`, as in Docker.
 
 use crate::snapshot::Usage;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Sums allocated bytes and inodes under `dir` (including `dir`).
+/// Sums apparent file sizes and inodes under `dir` (including `dir`).
 pub fn tree_usage(dir: &Path) -> std::io::Result<Usage> {
     let mut usage = Usage::default();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
@@ -18,11 +20,12 @@ pub fn tree_usage(dir: &Path) -> std::io::Result<Usage> {
             continue;
         }
         usage.inodes += 1;
-        usage.size += md.blocks() * 512;
         if md.is_dir() {
             for entry in std::fs::read_dir(&p)? {
                 stack.push(entry?.path());
             }
+        } else {
+            usage.size += md.len();
         }
     }
     Ok(usage)

@@ -2,7 +2,7 @@
 //! and cgroups, with the container's capability restrictions.
 
 use super::{cgroups::Cgroups, security, StartError};
-use crate::sys::process::{exit_immediately, fork, setns, Forked};
+use crate::sys::process::{exit_immediately, fork, fork_checked, setns, single_threaded, Forked};
 use std::ffi::CString;
 
 /// What to run in the container.
@@ -46,12 +46,14 @@ pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
 }
 
 fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartError> {
+    // Checked before joining the mount namespace: /proc/self there is not us.
+    let proof = single_threaded().map_err(|e| StartError::new(125, e.to_string()))?;
     spec.cgroups.join().map_err(|e| StartError::new(125, e.to_string()))?;
     for (ns, f) in fds {
         setns(f).map_err(|e| StartError::new(125, format!("join {ns} namespace: {e}")))?;
     }
     // A PID namespace applies to children only: fork once more.
-    match fork().map_err(|e| StartError::new(125, format!("fork: {e}")))? {
+    match fork_checked(&proof).map_err(|e| StartError::new(125, format!("fork: {e}")))? {
         Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}"))),
         Forked::Child => {
             let e = match run(spec) {

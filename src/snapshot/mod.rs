@@ -107,7 +107,8 @@ impl fmt::Display for Kind {
 /// Space a snapshot uses on its own (not counting its parents).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Usage {
-    /// Bytes of disk the snapshot holds exclusively.
+    /// Bytes the snapshot holds on its own: apparent sizes of its files,
+    /// as Docker reports layer and container sizes.
     pub size: u64,
     /// Inodes it holds.
     pub inodes: u64,

@@ -34,12 +34,28 @@ pub fn thread_count() -> io::Result<usize> {
 /// the fork. Checking the thread count makes that an enforced invariant
 /// rather than a hope.
 pub fn fork() -> io::Result<Forked> {
-    let threads = thread_count()?;
-    if threads != 1 {
-        return Err(io::Error::other(format!("refusing to fork a process with {threads} threads")));
+    fork_checked(&single_threaded()?)
+}
+
+/// Proof that the process had one thread when it was made (see
+/// [`single_threaded`]); lets a fork happen where `/proc/self` is no
+/// longer this process's (after joining another mount namespace).
+#[derive(Debug)]
+pub struct SingleThreaded(());
+
+/// Checks that the process has exactly one thread.
+pub fn single_threaded() -> io::Result<SingleThreaded> {
+    match thread_count()? {
+        1 => Ok(SingleThreaded(())),
+        n => Err(io::Error::other(format!("refusing to fork a process with {n} threads"))),
     }
-    // SAFETY: the process has exactly one thread (checked just above, and
-    // nothing between the check and the call can start one), so the child
+}
+
+/// `fork(2)` given a [`SingleThreaded`] proof. The caller must not have
+/// started a thread since taking it.
+pub fn fork_checked(_proof: &SingleThreaded) -> io::Result<Forked> {
+    // SAFETY: the process has exactly one thread (the proof was taken on
+    // this single-threaded path and no thread was started since), so the child
     // inherits no lock held by another thread and may run arbitrary Rust
     // code; fork(2) itself has no memory-safety preconditions.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
