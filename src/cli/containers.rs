@@ -108,7 +108,10 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
     if n < 0.0 {
         bail!("invalid size: {s:?}");
     }
-    Ok((n * mult as f64) as u64)
+    // Sizes are far below 2^53, where f64 is exact; `as` saturates anyway.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bytes = (n * mult as f64).round() as u64;
+    Ok(bytes)
 }
 
 fn options(a: &CreateArgs) -> Result<CreateOptions> {
@@ -120,7 +123,12 @@ fn options(a: &CreateArgs) -> Result<CreateOptions> {
             _ => bail!("unknown log opt {o:?} (json-file supports max-size, max-file)"),
         }
     }
-    let nano_cpus = a.cpus.map(|c| (c * 1e9) as u64);
+    if a.cpus.is_some_and(|c| !(0.0..=1024.0).contains(&c)) {
+        bail!("invalid --cpus: must be between 0 and 1024");
+    }
+    // In range (checked above), so the conversion is exact enough and cannot wrap.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let nano_cpus = a.cpus.map(|c| (c * 1e9).round() as u64);
     Ok(CreateOptions {
         image: a.image.clone(),
         name: a.name.clone(),

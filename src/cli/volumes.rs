@@ -130,10 +130,9 @@ pub struct DfArgs {
 }
 
 fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "0B".into()
-    } else {
-        format!("{} ({}%)", human_size(part), part * 100 / whole)
+    match (part * 100).checked_div(whole) {
+        None => "0B".into(),
+        Some(p) => format!("{} ({p}%)", human_size(part)),
     }
 }
 

@@ -69,10 +69,12 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<User, Strin
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let u = if u.is_empty() { "root" } else { u };
+    let u = if u.is_empty() { "0" } else { u };
     let entry =
         passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 7 && (f[0] == u || f[2] == u));
     let (uid, mut gid, name, home) = match (&entry, u.parse::<u32>()) {
+        // Root needs no passwd entry (an image may have none, or have broken it).
+        (None, Ok(0)) => (0, 0, String::new(), "/root".to_owned()),
         (Some(f), _) => (
             f[2].parse().map_err(|_| format!("bad uid in /etc/passwd for {u}"))?,
             f[3].parse().map_err(|_| format!("bad gid in /etc/passwd for {u}"))?,

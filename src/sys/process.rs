@@ -130,7 +130,7 @@ pub fn interface_up(name: &str) -> io::Result<()> {
     // SAFETY: SIOCGIFFLAGS above initialised the `ifru_flags` member of the
     // union, so reading and updating it is reading initialised memory.
     unsafe {
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        req.ifr_ifru.ifru_flags |= IFF_UP;
     }
     // SAFETY: as for SIOCGIFFLAGS; SIOCSIFFLAGS only reads `req`.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
@@ -138,6 +138,9 @@ pub fn interface_up(name: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `IFF_UP` from `<net/if.h>` (1), in the width of `ifr_flags`.
+const IFF_UP: libc::c_short = 1;
 
 fn zeroed_ifreq() -> libc::ifreq {
     // SAFETY: `ifreq` is a plain C struct of integers, arrays and a union of

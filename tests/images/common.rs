@@ -132,7 +132,8 @@ pub fn busybox_rootfs(out: &Path) {
     h.set_mode(0o755);
     h.set_mtime(1_700_000_000);
     b.append_data(&mut h, "bin/busybox", &data[..]).unwrap();
-    for applet in ["sh", "ls", "cat", "echo", "true"] {
+    let applets = Command::new(bb).arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8_lossy(&applets.stdout).lines().filter(|a| *a != "busybox") {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
@@ -140,7 +141,13 @@ pub fn busybox_rootfs(out: &Path) {
         h.set_mtime(1_700_000_000);
         b.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
     }
-    file(&mut b, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644);
+    file(
+        &mut b,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        0o644,
+    );
+    file(&mut b, "etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644);
     b.finish().unwrap();
 }
 
