@@ -514,3 +514,96 @@ pub fn inspect_json(engine: &Engine, c: &Config, s: &State) -> serde_json::Value
         },
     })
 }
+
+pub fn diff(engine: &Engine, a: NameArg) -> Result<()> {
+    let id = resolve(engine, &a.container)?;
+    for c in crate::container::fs::diff(engine, &id)? {
+        println!("{} {}", c.kind, c.path);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Commit message.
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Apply Dockerfile instructions to the created image.
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    container: String,
+    /// REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+pub fn commit(engine: &Engine, a: CommitArgs) -> Result<()> {
+    let id = resolve(engine, &a.container)?;
+    let image = crate::container::fs::commit(engine, &id, a.message, a.change)?;
+    if let Some(r) = a.reference {
+        let r: crate::image::reference::Reference =
+            r.parse().with_context(|| format!("invalid reference format: {r}"))?;
+        engine.images.tag(&image, &r)?;
+    }
+    println!("{image}");
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to a file instead of STDOUT.
+    #[arg(short = 'o', long)]
+    output: Option<std::path::PathBuf>,
+    container: String,
+}
+
+pub fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
+    let id = resolve(engine, &a.container)?;
+    match a.output {
+        Some(path) => {
+            let f = std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+            crate::container::fs::export(engine, &id, f)?;
+        }
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            crate::container::fs::export(engine, &id, std::io::stdout().lock())?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// CONTAINER:SRC_PATH or a host path.
+    src: String,
+    /// CONTAINER:DEST_PATH or a host path.
+    dest: String,
+}
+
+pub fn cp(engine: &Engine, a: CpArgs) -> Result<()> {
+    let split = |s: &str| -> Option<(String, String)> {
+        let (c, p) = s.split_once(':')?;
+        (!c.is_empty() && !c.contains('/')).then(|| (c.to_owned(), p.to_owned()))
+    };
+    match (split(&a.src), split(&a.dest)) {
+        (Some((c, p)), None) => {
+            let id = resolve(engine, &c)?;
+            crate::container::fs::copy_out(engine, &id, &p, std::path::Path::new(&a.dest))?;
+        }
+        (None, Some((c, p))) => {
+            let id = resolve(engine, &c)?;
+            crate::container::fs::copy_in(engine, &id, std::path::Path::new(&a.src), &p)?;
+        }
+        _ => {
+            bail!("copying between containers is not supported; one side must be a host path (CONTAINER:PATH and PATH)")
+        }
+    }
+    Ok(())
+}

@@ -46,6 +46,7 @@ pub fn import(engine: &Engine, a: ImportArgs) -> Result<()> {
         changes: a.change,
         message: a.message,
         source: file.clone().unwrap_or_else(|| "-".into()),
+        created_by: None,
     };
     let id = match file.as_deref() {
         Some("-") => crate::image::import::import(engine, Some(&mut std::io::stdin().lock()), &opts)?,

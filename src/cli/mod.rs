@@ -74,6 +74,14 @@ enum Command {
     Exec(containers::ExecArgs),
     /// Block until containers stop, then print their exit codes.
     Wait(containers::NamesArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(containers::NameArg),
+    /// Create a new image from a container's changes.
+    Commit(containers::CommitArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(containers::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(containers::CpArgs),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
@@ -133,6 +141,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(a) => containers::logs(&engine, a),
         Command::Exec(a) => containers::exec(&engine, a),
         Command::Wait(a) => containers::wait(&engine, a),
+        Command::Diff(a) => containers::diff(&engine, a),
+        Command::Commit(a) => containers::commit(&engine, a),
+        Command::Export(a) => containers::export(&engine, a),
+        Command::Cp(a) => containers::cp(&engine, a),
         Command::Volume(c) => volumes::volume(&engine, c),
         Command::System(SystemCommand::Df(a)) => volumes::df(&engine, a),
     }

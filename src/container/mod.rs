@@ -18,6 +18,7 @@
 //! container is watched by a small supervisor process of strata's own
 //! ([`supervise`]) that owns its logs and records its exit.
 
+pub mod fs;
 pub mod log;
 pub mod ops;
 pub mod store;

@@ -92,6 +92,18 @@ fn at<'a>(path: &'a [u8], op: &'static str) -> impl FnOnce(io::Error) -> DiffErr
 /// Writes the changes `source` describes to `out` as an uncompressed layer
 /// tar and returns its digest and size.
 pub fn write_layer<W: Write>(source: &DiffSource, out: W) -> Result<DiffOutcome, DiffError> {
+    write_with(source, false, out)
+}
+
+/// Writes a whole tree (`docker export`, `cp`) as a tar, staying on the
+/// filesystem of `root` (`tar --one-file-system`): a directory that is a
+/// mount point of another filesystem (`/proc` of a running container) is
+/// written as an entry, its contents are not.
+pub fn write_tree<W: Write>(root: &Path, out: W) -> Result<DiffOutcome, DiffError> {
+    write_with(&DiffSource::Trees { lower: None, upper: root.to_owned() }, true, out)
+}
+
+fn write_with<W: Write>(source: &DiffSource, one_file_system: bool, out: W) -> Result<DiffOutcome, DiffError> {
     let open = |p: &Path| sysfs::open_dir(p).map_err(|source| DiffError::Open { path: p.to_owned(), source });
     let (upper, lower, overlay) = match source {
         DiffSource::OverlayUpper(upper) => (open(upper)?, None, true),
@@ -105,7 +117,11 @@ pub fn write_layer<W: Write>(source: &DiffSource, out: W) -> Result<DiffOutcome,
         written: 0,
         content: 0,
         buf: vec![0; BUF_SIZE],
+        root_dev: None,
     };
+    if one_file_system {
+        w.root_dev = Some(sysfs::fstat(upper.as_fd()).map_err(at(b"", "stat"))?.dev);
+    }
     if overlay {
         let xattrs = sysfs::lxattrs_at(upper.as_fd(), b"").map_err(at(b"", "list xattrs"))?;
         if is_opaque(&xattrs) {
@@ -156,6 +172,9 @@ struct Writer<W: Write> {
     written: usize,
     /// Regular-file bytes written so far.
     content: u64,
+    /// With `--one-file-system`, the device of the root: directories on
+    /// another device are written but not entered.
+    root_dev: Option<u64>,
     buf: Vec<u8>,
 }
 
@@ -222,7 +241,14 @@ impl<W: Write> Writer<W> {
                 _ => true,
             };
 
-            if meta.kind == Kind::Dir {
+            if meta.kind == Kind::Dir && self.root_dev.is_some_and(|d| d != meta.dev) {
+                let mut dir_path = path;
+                dir_path.push(b'/');
+                self.pending.push(Ancestor { path: dir_path, meta, xattrs });
+                self.flush_pending()?;
+                self.pending.pop();
+                self.written = self.written.min(self.pending.len());
+            } else if meta.kind == Kind::Dir {
                 let sub = sysfs::open_dir_at(upper, &child.name).map_err(at(&path, "open directory"))?;
                 let sub_lower = match (lower, lower_meta) {
                     (Some(l), Some(lm)) if lm.kind == Kind::Dir => {

@@ -45,6 +45,9 @@ pub struct ImportOptions {
     pub message: Option<String>,
     /// Where the tar came from, for the history comment.
     pub source: String,
+    /// The history `created_by` for the new layer (`commit` records the
+    /// container's command); default: Docker's `ADD file:… in /` line.
+    pub created_by: Option<String>,
 }
 
 fn now() -> String {
@@ -98,16 +101,22 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
         let mut h = Map::new();
         h.insert("created".into(), json!(created));
         if parent.is_some() {
-            // How Docker's builder records a tar added at the root.
-            h.insert(
-                "created_by".into(),
-                json!(format!("/bin/sh -c #(nop) ADD file:{} in / ", layer.diff_id.digest().hex())),
-            );
+            // `commit` names the container's command; otherwise record it
+            // as Docker's builder records a tar added at the root.
+            let by = opts
+                .created_by
+                .clone()
+                .unwrap_or_else(|| format!("/bin/sh -c #(nop) ADD file:{} in / ", layer.diff_id.digest().hex()));
+            h.insert("created_by".into(), json!(by));
         }
-        h.insert(
-            "comment".into(),
-            json!(opts.message.clone().unwrap_or_else(|| format!("Imported from {}", opts.source))),
-        );
+        let comment = match (&opts.message, &opts.created_by) {
+            (Some(m), _) => m.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => format!("Imported from {}", opts.source),
+        };
+        if !comment.is_empty() {
+            h.insert("comment".into(), json!(comment));
+        }
         history.push(Value::Object(h));
     }
     let inner = config.entry("config").or_insert_with(|| json!({}));

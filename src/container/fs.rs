@@ -1,0 +1,289 @@
+//! A container's filesystem from the outside: `diff` (A/C/D), `commit`,
+//! `export`, `cp` both ways.
+//!
+//! A running container's root is reached through `/proc/<pid>/root` (its
+//! own mount namespace); a stopped one's by mounting its snapshot in
+//! staging. Paths inside are always resolved with `openat2(…,
+//! RESOLVE_IN_ROOT)`, so a container's symlinks cannot point `cp` at the
+//! host.
+
+use super::store::ContainerStore;
+use super::{ContainerId, Status};
+use crate::engine::Engine;
+use crate::image::diff::{write_layer, write_tree};
+use crate::mount::TempMount;
+use crate::snapshot::{SnapshotKey, Whiteouts};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Errors of the filesystem tools.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+fn io_err(path: impl Into<String>) -> impl FnOnce(io::Error) -> FsError {
+    let path = path.into();
+    move |source| FsError::Io { path, source }
+}
+
+fn other(e: impl std::fmt::Display) -> FsError {
+    FsError::Invalid(e.to_string())
+}
+
+/// The container's root filesystem, for as long as this value lives.
+pub struct RootView {
+    path: PathBuf,
+    _mount: Option<(TempMount, crate::store::Staging)>,
+}
+
+impl RootView {
+    /// Opens the container's root: live through `/proc/<pid>/root` when it
+    /// runs, else by mounting its writable layer.
+    pub fn open(engine: &Engine, id: &ContainerId) -> Result<RootView, FsError> {
+        let (_, state) = ContainerStore::new(&engine.root).get(id).map_err(other)?;
+        if let (Status::Running, Some(pid)) = (state.status, state.pid) {
+            return Ok(RootView { path: PathBuf::from(format!("/proc/{pid}/root")), _mount: None });
+        }
+        let key = SnapshotKey::new(id.as_str()).expect("valid key");
+        let mounts = engine.snapshots.mounts(&key).map_err(other)?;
+        let staging = engine.root.staging_dir("rootview").map_err(other)?;
+        let m = TempMount::new(&mounts, staging.path()).map_err(io_err("mount container root"))?;
+        Ok(RootView { path: staging.path().to_owned(), _mount: Some((m, staging)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `inside` (absolute, in the container) as an `O_PATH` fd,
+    /// resolved within the container's root.
+    pub fn resolve(&self, inside: &str) -> Result<OwnedFd, FsError> {
+        let root = crate::sys::fs::open_dir(&self.path).map_err(io_err("open container root"))?;
+        let rel = inside.trim_start_matches('/');
+        let rel = if rel.is_empty() { "." } else { rel };
+        rustix::fs::openat2(
+            &root,
+            rel,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+            rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| io_err(inside)(e.into()))
+    }
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// One line of `docker diff`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    pub path: String,
+    /// `A` added, `C` changed, `D` deleted.
+    pub kind: char,
+}
+
+/// Streams a tar written by `write` on another thread into `read`.
+fn piped<T: Send + 'static>(
+    write: impl FnOnce(std::fs::File) -> Result<T, FsError> + Send + 'static,
+    read: impl FnOnce(std::fs::File) -> Result<(), FsError>,
+) -> Result<T, FsError> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+    let writer = std::thread::spawn(move || write(std::fs::File::from(w)));
+    let read_result = read(std::fs::File::from(r));
+    let write_result = writer.join().map_err(|_| FsError::Invalid("tar writer panicked".into()))?;
+    read_result?;
+    write_result
+}
+
+/// The container's changes against its image, as `docker diff` lists them.
+pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
+    let key = SnapshotKey::new(id.as_str()).expect("valid key");
+    let source = engine.snapshots.diff_source(&key).map_err(other)?;
+    let info = engine.snapshots.stat(&key).map_err(other)?;
+    // The image's tree, to tell added from changed.
+    let view_key = SnapshotKey::new(format!("diff-{}", crate::store::unique_suffix())).expect("valid");
+    let staging = engine.root.staging_dir("diffview").map_err(other)?;
+    let view = match &info.parent {
+        Some(p) => {
+            let mounts = engine.snapshots.view(&view_key, Some(p)).map_err(other)?;
+            Some(TempMount::new(&mounts, staging.path()).map_err(io_err("mount image view"))?)
+        }
+        None => None,
+    };
+    let lower = view.as_ref().map(|m| m.path().to_owned());
+    let mut out = Vec::new();
+    let result = piped(
+        move |w| write_layer(&source, w).map(|_| ()).map_err(other),
+        |r| {
+            let mut a = tar::Archive::new(r);
+            for e in a.entries().map_err(io_err("diff stream"))? {
+                let e = e.map_err(io_err("diff stream"))?;
+                let p = e.path().map_err(io_err("diff stream"))?.to_string_lossy().trim_end_matches('/').to_owned();
+                let (dir, name) = p
+                    .rsplit_once('/')
+                    .map(|(d, n)| (format!("{d}/"), n.to_owned()))
+                    .unwrap_or((String::new(), p.clone()));
+                if name == ".wh..wh..opq" {
+                    continue;
+                }
+                if let Some(deleted) = name.strip_prefix(".wh.") {
+                    out.push(Change { path: format!("/{dir}{deleted}"), kind: 'D' });
+                    continue;
+                }
+                let existed = lower.as_ref().is_some_and(|l| std::fs::symlink_metadata(l.join(&p)).is_ok());
+                out.push(Change { path: format!("/{p}"), kind: if existed { 'C' } else { 'A' } });
+            }
+            Ok(())
+        },
+    );
+    drop(view);
+    if info.parent.is_some() {
+        let _ = engine.snapshots.remove(&view_key);
+    }
+    result?;
+    Ok(without_runtime_files(out))
+}
+
+/// Mount points the runtime creates for its bind mounts; Docker keeps
+/// them in a hidden init layer, so `diff` never shows them.
+pub const RUNTIME_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+
+/// Drops the runtime's own mount points (when the image lacks them) and
+/// the directory changes that only they caused.
+fn without_runtime_files(mut changes: Vec<Change>) -> Vec<Change> {
+    changes.retain(|c| !(c.kind == 'A' && RUNTIME_FILES.contains(&c.path.as_str())));
+    let kept: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
+    let removed_parent = |p: &str| RUNTIME_FILES.iter().any(|f| Path::new(f).parent() == Some(Path::new(p)));
+    changes.retain(|c| {
+        c.kind != 'C' || !removed_parent(&c.path) || kept.iter().any(|k| k.starts_with(&format!("{}/", c.path)))
+    });
+    changes.sort();
+    changes
+}
+
+/// `docker export`: the merged filesystem as a tar on `out`.
+pub fn export(engine: &Engine, id: &ContainerId, out: impl Write) -> Result<(), FsError> {
+    let root = RootView::open(engine, id)?;
+    write_tree(root.path(), out).map_err(other)?;
+    Ok(())
+}
+
+/// `docker cp CONTAINER:SRC DEST`: copies out of the container.
+pub fn copy_out(engine: &Engine, id: &ContainerId, src: &str, dest: &Path) -> Result<(), FsError> {
+    let root = RootView::open(engine, id)?;
+    let fd = root.resolve(src)?;
+    let meta = rustix::fs::fstat(&fd).map_err(|e| io_err(src)(e.into()))?;
+    let name = Path::new(src).file_name().map(|n| n.to_owned()).unwrap_or_else(|| "root".into());
+    let target = if dest.is_dir() { dest.join(&name) } else { dest.to_owned() };
+    if rustix::fs::FileType::from_raw_mode(meta.st_mode).is_dir() {
+        std::fs::create_dir_all(&target).map_err(io_err(target.display().to_string()))?;
+        let src_path = fd_path(&fd);
+        let tgt = target.clone();
+        piped(
+            move |w| write_tree(&src_path, w).map(|_| ()).map_err(other),
+            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(other),
+        )
+    } else {
+        let mut input = std::fs::File::open(fd_path(&fd)).map_err(io_err(src))?;
+        let mut output = std::fs::File::create(&target).map_err(io_err(target.display().to_string()))?;
+        io::copy(&mut input, &mut output).map_err(io_err(target.display().to_string()))?;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(meta.st_mode & 0o7777))
+            .map_err(io_err(target.display().to_string()))?;
+        Ok(())
+    }
+}
+
+/// `docker cp SRC CONTAINER:DEST`: copies into the container; every path
+/// inside is resolved within its root.
+pub fn copy_in(engine: &Engine, id: &ContainerId, src: &Path, dest: &str) -> Result<(), FsError> {
+    let root = RootView::open(engine, id)?;
+    let src_meta = std::fs::metadata(src).map_err(io_err(src.display().to_string()))?;
+    let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Into an existing directory: under its own name; else as `dest`.
+    let (dir, leaf) = match root.resolve(dest) {
+        Ok(fd)
+            if rustix::fs::fstat(&fd)
+                .map(|m| rustix::fs::FileType::from_raw_mode(m.st_mode).is_dir())
+                .unwrap_or(false) =>
+        {
+            (dest.trim_end_matches('/').to_owned(), name)
+        }
+        _ => {
+            let d = Path::new(dest);
+            let parent = d.parent().map(|p| p.display().to_string()).unwrap_or_else(|| "/".into());
+            (
+                parent,
+                d.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| FsError::Invalid(format!("bad destination {dest:?}")))?,
+            )
+        }
+    };
+    let dir_fd = root.resolve(if dir.is_empty() { "/" } else { &dir })?;
+    let dir_real = crate::sys::fs::open_dir(&fd_path(&dir_fd)).map_err(io_err(dir.clone()))?;
+    if src_meta.is_dir() {
+        match crate::sys::fs::mkdir_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes(), src_meta_mode(&src_meta)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(io_err(format!("{dir}/{leaf}"))(e)),
+        }
+        let target = crate::sys::fs::open_dir_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes())
+            .map_err(io_err(format!("{dir}/{leaf}")))?;
+        let tgt = fd_path(&target);
+        let src = src.to_owned();
+        piped(
+            move |w| write_tree(&src, w).map(|_| ()).map_err(other),
+            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(other),
+        )
+    } else {
+        let _ = crate::sys::fs::unlink_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes());
+        let out = crate::sys::fs::create_file_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes())
+            .map_err(io_err(format!("{dir}/{leaf}")))?;
+        let mut out = std::fs::File::from(out);
+        let mut input = std::fs::File::open(src).map_err(io_err(src.display().to_string()))?;
+        io::copy(&mut input, &mut out).map_err(io_err(format!("{dir}/{leaf}")))?;
+        out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(src_meta_mode(&src_meta)))
+            .map_err(io_err(format!("{dir}/{leaf}")))?;
+        Ok(())
+    }
+}
+
+fn src_meta_mode(m: &std::fs::Metadata) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+}
+
+/// `docker commit`: a new image whose top layer is the container's
+/// changes, with a history entry naming the container's command.
+pub fn commit(
+    engine: &Engine,
+    id: &ContainerId,
+    message: Option<String>,
+    changes: Vec<String>,
+) -> Result<crate::digest::ImageId, FsError> {
+    let (config, _) = ContainerStore::new(&engine.root).get(id).map_err(other)?;
+    let base: crate::digest::ImageId = config.image.parse().map_err(other)?;
+    let key = SnapshotKey::new(id.as_str()).expect("valid key");
+    let source = engine.snapshots.diff_source(&key).map_err(other)?;
+    // The diff goes to the content store once; the layer is registered
+    // from that blob (apply reads it back), so a running container keeps
+    // its writable layer untouched.
+    let mut w = engine.content.writer().map_err(other)?;
+    let outcome = write_layer(&source, &mut w).map_err(other)?;
+    let digest = w.commit(Some(&outcome.diff_id.0)).map_err(other)?;
+    let mut blob = engine.content.open(&digest).map_err(other)?;
+    let opts = crate::image::import::ImportOptions {
+        base: Some(base),
+        changes,
+        message,
+        source: format!("container {}", id.short()),
+        created_by: Some(config.args.join(" ")),
+    };
+    crate::image::import::import(engine, Some(&mut blob), &opts).map_err(other)
+}
