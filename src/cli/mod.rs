@@ -4,6 +4,7 @@
 //! parses its arguments, calls one library operation and formats the
 //! result the way Docker does, so people's habits carry over.
 
+mod bench;
 mod format;
 mod images;
 
@@ -48,6 +49,9 @@ enum Command {
     Image(images::ImageCommand),
     /// Display system-wide information.
     Info,
+    /// Measure strata against its peers (tar, cp, sha256sum, openssl).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -63,9 +67,14 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Benchmarks bring their own scratch filesystems: no data root.
+    let command = match cli.command {
+        Command::Bench(c) => return bench::bench(c),
+        c => c,
+    };
     let engine = crate::engine::Engine::open(&cli.root, &cli.storage_driver)
         .with_context(|| format!("opening data root {}", cli.root.display()))?;
-    match cli.command {
+    match command {
         Command::Import(a) => images::import(&engine, a),
         Command::Load(a) => images::load(&engine, a),
         Command::Save(a) => images::save(&engine, a),
@@ -76,5 +85,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => images::inspect(&engine, a),
         Command::Image(c) => images::image(&engine, c),
         Command::Info => images::info(&engine),
+        Command::Bench(_) => unreachable!("dispatched before the engine is opened"),
     }
 }
