@@ -51,7 +51,8 @@ pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
         "diff",
         format!(
             "write_layer of an overlay upper dir with {changed} rewritten files (+{} deleted) over a {}-file lower; \
-             output discarded, diff ID computed; upper dir in page cache; read-only, so no sync",
+             output discarded, diff ID computed; upper dir in page cache; read-only, so no sync.\n\
+             tar>/dev/null is a floor, not equal work: GNU tar skips reading file data when the archive is /dev/null",
             deletions(changed),
             lower.files
         ),
@@ -118,6 +119,7 @@ fn case(opts: &Options, lower: &TreeSpec, changed: usize, fs: FsKind) -> Result<
     if let Some(m) = super::env::mount_of(scratch.path()) {
         case.fact("fs", m.describe());
     }
+    case.fact("upper", scratch.path().join("upper").display().to_string());
     opts.progress(&format!("diff {name}: making an upper dir ({changed} changed files)"));
     make_upper(scratch.path(), lower, changed)?;
     let upper = scratch.path().join("upper");
@@ -143,7 +145,8 @@ fn case(opts: &Options, lower: &TreeSpec, changed: usize, fs: FsKind) -> Result<
     }
     case.measurements.push(Measurement::new("strata", "strata write_layer(OverlayUpper) -> sink", Unit::Seconds));
     for (tool, stages) in &peers {
-        case.measurements.push(Measurement::new(tool, &describe(stages), Unit::Seconds));
+        let command = describe(stages).replace(&upper.display().to_string(), "UPPER");
+        case.measurements.push(Measurement::new(tool, &command, Unit::Seconds));
     }
     let source = DiffSource::OverlayUpper(upper.clone());
     for round in 0..=opts.runs {

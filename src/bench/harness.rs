@@ -259,6 +259,17 @@ pub fn print_suite(out: &mut impl Write, suite: &Suite) -> io::Result<()> {
         writeln!(out)?;
         print_table(out, &["case", "tool", "median", "min", "max", "runs"], &rows, 2)?;
     }
+    // Where each case ran: the filesystem and its mount options.
+    let mut fs_rows = Vec::new();
+    for case in &suite.cases {
+        if let Some(fs) = case.facts.get("fs") {
+            fs_rows.push(vec![case.name.clone(), fs.clone()]);
+        }
+    }
+    if !fs_rows.is_empty() {
+        writeln!(out)?;
+        print_table(out, &["case", "filesystem (mount options; superblock options)"], &fs_rows, 2)?;
+    }
     let mut ratio_rows = Vec::new();
     for case in &suite.cases {
         for r in &case.ratios {

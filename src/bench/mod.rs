@@ -232,6 +232,36 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
     report
 }
 
+/// The body of a `cargo bench` target (`benches/`, `harness = false`):
+/// runs `benches` at the quick scale, prints the tables, writes
+/// `results.json` under `out_dir`, and returns the exit code. Benchmarks
+/// that need root (all but `hash`) are skipped, with the reason printed,
+/// when not root.
+pub fn cargo_bench(benches: Vec<Bench>, out_dir: &Path) -> i32 {
+    let root = rustix::process::geteuid().is_root();
+    let (run_these, skipped): (Vec<Bench>, Vec<Bench>) =
+        benches.into_iter().partition(|b| root || matches!(b, Bench::Hash));
+    for b in &skipped {
+        eprintln!("skipped bench {}: needs root (loop devices, mounts)", b.name());
+    }
+    if run_these.is_empty() {
+        return 0;
+    }
+    let report = run(&Options::new(Scale::Quick), &run_these);
+    if let Err(e) = report.print(&mut io::stdout().lock()) {
+        eprintln!("error: print results: {e}");
+        return 1;
+    }
+    match report.write_json(out_dir) {
+        Ok(path) => eprintln!("[bench] results written to {}", path.display()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    }
+    i32::from(!report.failures.is_empty())
+}
+
 /// Parses `ext4`, `xfs`, `btrfs`.
 pub fn parse_fs(s: &str) -> Result<FsKind, BenchError> {
     match s {

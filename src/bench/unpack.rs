@@ -81,7 +81,9 @@ impl Tool {
     fn command(&self, blob: &Path) -> String {
         match self {
             Tool::Strata { .. } => format!("strata apply_layer {}", file_name(blob)),
-            Tool::Peer { stages, .. } => describe(stages),
+            // File names only: the table stays readable, the full path is
+            // in the case's facts.
+            Tool::Peer { stages, .. } => describe(stages).replace(&blob.display().to_string(), &file_name(blob)),
         }
     }
 }
@@ -96,11 +98,15 @@ fn strata_variants() -> Vec<Tool> {
     vec![Tool::Strata { label: "strata" }]
 }
 
-/// The peer pipeline for a blob; `TARGET` in the last stage is replaced by
-/// the directory at run time.
+/// Stands for the target directory in a peer's command line until a run
+/// knows it.
+const TARGET: &str = "DIR";
+
+/// The peer pipeline for a blob; [`TARGET`] in the last stage is replaced
+/// by the directory at run time.
 fn peer(compression: Compression, blob: &Path) -> Tool {
     let os = |s: &str| OsString::from(s);
-    let tar_x = |input: OsString| vec![os("tar"), os("--numeric-owner"), os("-xf"), input, os("-C"), os("TARGET")];
+    let tar_x = |input: OsString| vec![os("tar"), os("--numeric-owner"), os("-xf"), input, os("-C"), os(TARGET)];
     match compression {
         Compression::None => Tool::Peer { name: "tar", stages: vec![tar_x(blob.into())] },
         Compression::Gzip => {
@@ -115,7 +121,7 @@ fn peer(compression: Compression, blob: &Path) -> Tool {
 fn with_target(stages: &[Vec<OsString>], target: &Path) -> Vec<Vec<OsString>> {
     stages
         .iter()
-        .map(|s| s.iter().map(|a| if a == "TARGET" { target.as_os_str().to_owned() } else { a.clone() }).collect())
+        .map(|s| s.iter().map(|a| if a == TARGET { target.as_os_str().to_owned() } else { a.clone() }).collect())
         .collect()
 }
 
