@@ -11,8 +11,11 @@
 //! * [`drivers`] — overlay and copy (btrfs, dm-thin later).
 //! * [`image`] — OCI model, layer apply/diff, layer and image stores,
 //!   import/load/save.
+//! * [`bench`] — the benchmark suite: strata against its peers, ratios
+//!   not assertions.
 //! * [`cli`] — the Docker-compatible command line; `main.rs` only calls it.
 
+pub mod bench;
 pub mod cli;
 pub mod container;
 pub mod content;

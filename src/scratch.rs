@@ -41,8 +41,15 @@ impl FsKind {
 
     /// The mkfs command line (without the device). Discards are turned off
     /// because they only punch holes in a backing file that is new anyway.
-    fn mkfs(self) -> (&'static str, &'static [&'static str]) {
+    /// `eager` initialises ext4's inode tables and journal in mkfs rather
+    /// than leaving them to the `ext4lazyinit` kernel thread, which would
+    /// otherwise write to the device for a while after the mount (see
+    /// `mke2fs(8)`, `lazy_itable_init`); XFS and btrfs have no such work.
+    fn mkfs(self, eager: bool) -> (&'static str, &'static [&'static str]) {
         match self {
+            FsKind::Ext4 if eager => {
+                ("mkfs.ext4", &["-q", "-F", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0"])
+            }
             FsKind::Ext4 => ("mkfs.ext4", &["-q", "-F", "-E", "nodiscard"]),
             FsKind::Xfs => ("mkfs.xfs", &["-q", "-f", "-K", "-m", "reflink=1"]),
             FsKind::Btrfs => ("mkfs.btrfs", &["-q", "-f", "-K"]),
@@ -51,7 +58,7 @@ impl FsKind {
 
     /// Whether the mkfs tool is on `PATH` (or in /sbin, /usr/sbin).
     pub fn mkfs_available(self) -> bool {
-        let tool = self.mkfs().0;
+        let tool = self.mkfs(false).0;
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
             .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
@@ -79,6 +86,18 @@ impl ScratchFs {
     /// Makes a `kind` filesystem of `size_bytes` backed by a sparse file in
     /// `dir`, mounted at a new directory beside it.
     pub fn new_in(dir: &Path, kind: FsKind, size_bytes: u64) -> io::Result<ScratchFs> {
+        ScratchFs::make(dir, kind, size_bytes, false)
+    }
+
+    /// Like [`ScratchFs::new_in`], but with all of the filesystem's
+    /// metadata initialised before it is mounted, so that no background
+    /// kernel work competes with what is measured on it. For benchmarks;
+    /// slower to make.
+    pub fn new_settled_in(dir: &Path, kind: FsKind, size_bytes: u64) -> io::Result<ScratchFs> {
+        ScratchFs::make(dir, kind, size_bytes, true)
+    }
+
+    fn make(dir: &Path, kind: FsKind, size_bytes: u64, eager: bool) -> io::Result<ScratchFs> {
         let name = format!("strata-scratch-{}-{}", kind.fstype(), crate::store::unique_suffix());
         // Build the guard first, so every resource acquired below is released
         // by its Drop if a later step fails.
@@ -94,7 +113,7 @@ impl ScratchFs {
         drop(file);
         let device = fs.device.insert(LoopDevice::attach(&fs.backing)?);
         let device_path = device.path().to_owned();
-        let (tool, args) = kind.mkfs();
+        let (tool, args) = kind.mkfs(eager);
         let out = Command::new(tool).args(args).arg(&device_path).output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(

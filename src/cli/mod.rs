@@ -4,6 +4,7 @@
 //! parses its arguments, calls one library operation and formats the
 //! result the way Docker does, so people's habits carry over.
 
+mod bench;
 mod containers;
 mod format;
 mod images;
@@ -88,6 +89,9 @@ enum Command {
     /// Manage strata.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Measure strata against its peers (tar, cp, sha256sum, openssl).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,9 +121,14 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Benchmarks bring their own scratch filesystems: no data root.
+    let command = match cli.command {
+        Command::Bench(c) => return bench::bench(c),
+        c => c,
+    };
     let engine = crate::engine::Engine::open(&cli.root, &cli.storage_driver)
         .with_context(|| format!("opening data root {}", cli.root.display()))?;
-    match cli.command {
+    match command {
         Command::Import(a) => images::import(&engine, a),
         Command::Load(a) => images::load(&engine, a),
         Command::Save(a) => images::save(&engine, a),
@@ -147,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cp(a) => containers::cp(&engine, a),
         Command::Volume(c) => volumes::volume(&engine, c),
         Command::System(SystemCommand::Df(a)) => volumes::df(&engine, a),
+        Command::Bench(_) => unreachable!("dispatched before the engine is opened"),
     }
 }
 

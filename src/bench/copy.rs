@@ -1,0 +1,165 @@
+//! `bench copy`: a tree of many files copied within one filesystem, by
+//! strata's copy engine with its default chain (`FICLONE` first), by the
+//! same engine restricted to read/write (its slow twin), and by
+//! `cp -a --reflink=auto`.
+//!
+//! One scratch filesystem per filesystem type holds the source tree, made
+//! before any timing; every run copies it to a new destination which is
+//! removed (and the removal synced) outside the timed region. The source
+//! is in the page cache for every tool after the warm-up round.
+
+use super::dataset::{write_tree, TreeSpec};
+use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
+use super::run::{pipeline, syncfs};
+use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
+use crate::drivers::copy::tree::{copy_tree, CopyStats, Strategy};
+use crate::scratch::FsKind;
+use std::path::Path;
+
+/// Which filesystems to copy on.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub fs: Vec<FsKind>,
+}
+
+impl Params {
+    pub fn defaults(_scale: Scale) -> Params {
+        Params { fs: vec![FsKind::Xfs, FsKind::Btrfs, FsKind::Ext4] }
+    }
+}
+
+/// The tree's shape at each scale.
+pub fn tree_spec(scale: Scale) -> TreeSpec {
+    match scale {
+        Scale::Full => TreeSpec { files: 20_000, total_bytes: 1 << 30, seed: 2 },
+        Scale::Quick => TreeSpec { files: 2_000, total_bytes: 100 << 20, seed: 2 },
+        Scale::Tiny => TreeSpec { files: 50, total_bytes: 1 << 20, seed: 2 },
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Tool {
+    Strata(Strategy),
+    Cp,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Strata(Strategy::Reflink) => "strata",
+            Tool::Strata(Strategy::CopyRange) => "strata-copy-range",
+            Tool::Strata(Strategy::ReadWrite) => "strata-read-write",
+            Tool::Cp => "cp",
+        }
+    }
+
+    fn command(self) -> &'static str {
+        match self {
+            Tool::Strata(Strategy::Reflink) => "strata copy_tree Reflink (FICLONE, copy_file_range, read/write)",
+            Tool::Strata(Strategy::CopyRange) => "strata copy_tree CopyRange",
+            Tool::Strata(Strategy::ReadWrite) => "strata copy_tree ReadWrite",
+            Tool::Cp => "cp -a --reflink=auto",
+        }
+    }
+}
+
+/// Runs the copy suite.
+pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
+    let spec = tree_spec(opts.scale);
+    let mut suite = Suite::new(
+        "copy",
+        format!(
+            "a {}-file, {} MiB tree copied within one scratch fs; {}; source in page cache",
+            spec.files,
+            spec.total_bytes >> 20,
+            opts.sync_policy()
+        ),
+    );
+    for &fs in &p.fs {
+        match case(opts, &spec, fs) {
+            Ok(c) => suite.cases.push(c),
+            Err(BenchError::Unavailable { what, reason }) => suite.skip(what, reason),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(suite)
+}
+
+fn describe_stats(s: &CopyStats) -> String {
+    let mut d = format!(
+        "{} files, {} bytes: {} reflinked, {} copy_file_range, {} read/write",
+        s.files, s.bytes, s.reflinked, s.range_copied, s.read_written
+    );
+    if let Some(e) = s.reflink_unsupported {
+        d.push_str(&format!("; FICLONE unsupported ({e})"));
+    }
+    d
+}
+
+fn case(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Case, BenchError> {
+    let name = fs.fstype().to_owned();
+    let mut case = Case::new(&name);
+    // Source, one copy in flight and its not-yet-reclaimed predecessor.
+    let scratch = scratch(opts, fs, fs_size(spec.total_bytes * 4, 512 << 20))?;
+    if let Some(m) = super::env::mount_of(scratch.path()) {
+        case.fact("fs", m.describe());
+    }
+    let src = scratch.path().join("src");
+    opts.progress(&format!("copy {name}: writing the source tree ({} files)", spec.files));
+    let bytes = write_tree(spec, &src)?;
+    case.fact("tree", format!("{} files, {bytes} bytes", spec.files));
+    syncfs(&src)?;
+    let mut tools = vec![Tool::Strata(Strategy::Reflink), Tool::Strata(Strategy::ReadWrite)];
+    if super::env::have_tool("cp") {
+        tools.push(Tool::Cp);
+    } else {
+        case.skipped.push(Skip { what: "cp".into(), reason: "not installed".into() });
+    }
+    case.measurements = tools.iter().map(|t| Measurement::new(t.name(), t.command(), Unit::Seconds)).collect();
+    for round in 0..=opts.runs {
+        for i in rotation(tools.len(), round) {
+            let dst = scratch.path().join(format!("dst-{round}-{i}"));
+            let (stats, secs) = time(|| -> Result<Option<CopyStats>, BenchError> {
+                let stats = match tools[i] {
+                    Tool::Strata(strategy) => Some(copy_tree(&src, &dst, strategy)?),
+                    Tool::Cp => {
+                        pipeline(&[vec![
+                            "cp".into(),
+                            "-a".into(),
+                            "--reflink=auto".into(),
+                            src.clone().into(),
+                            dst.clone().into(),
+                        ]])?;
+                        None
+                    }
+                };
+                if opts.sync {
+                    syncfs(&dst)?;
+                }
+                Ok(stats)
+            });
+            if let (0, Some(stats)) = (round, stats?) {
+                case.fact(&format!("{} did", tools[i].name()), describe_stats(&stats));
+            }
+            let label = if round == 0 { "warm-up".to_owned() } else { format!("run {round}/{}", opts.runs) };
+            opts.progress(&format!("copy {name} {label}: {} {secs:.3} s", tools[i].name()));
+            if round > 0 {
+                case.measurements[i].push(secs);
+            }
+            remove(&dst)?;
+        }
+    }
+    case.add_ratio("strata", "strata-read-write");
+    case.add_ratio("strata", "cp");
+    case.add_ratio("strata-read-write", "cp");
+    Ok(case)
+}
+
+/// Removes a copy and lets the filesystem settle before the next run.
+fn remove(dst: &Path) -> Result<(), BenchError> {
+    std::fs::remove_dir_all(dst).map_err(|source| BenchError::Io { what: "remove", path: dst.to_owned(), source })?;
+    match dst.parent() {
+        Some(p) => syncfs(p),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,179 @@
+//! `bench diff`: the writable layer of a container turned into a layer
+//! tar with its diff ID — strata's `write_layer` on an overlay upper dir —
+//! against GNU tar doing the same work (`tar -c | sha256sum`) and tar
+//! alone (`tar -cf /dev/null`).
+//!
+//! The upper dir is made for real: a lower tree on a scratch filesystem,
+//! an overlay mounted over it, `changed` files rewritten and a few deleted
+//! through the overlay (copy-ups and whiteouts), then unmounted. Only the
+//! upper dir is read afterwards, by every tool; it is in the page cache.
+//!
+//! Beware the `/dev/null` row: GNU tar notices that its archive is
+//! `/dev/null` and does not read file contents at all, so it is a floor
+//! for the tree walk, not equal work. `tar -c | sha256sum` reads, writes
+//! and hashes every byte, as `write_layer` does.
+
+use super::dataset::{synthetic_path, write_tree, Rng, TextGen, TreeSpec};
+use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
+use super::run::{describe, pipeline, syncfs};
+use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
+use crate::mount::{Mount, TempMount};
+use crate::scratch::FsKind;
+use crate::snapshot::DiffSource;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// Which filesystems to hold the upper dir.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub fs: Vec<FsKind>,
+}
+
+impl Params {
+    pub fn defaults(_scale: Scale) -> Params {
+        Params { fs: vec![FsKind::Ext4] }
+    }
+}
+
+/// `(lower tree, files changed through the overlay)` at each scale.
+pub fn shape(scale: Scale) -> (TreeSpec, usize) {
+    match scale {
+        Scale::Full => (TreeSpec { files: 25_000, total_bytes: 25_000 * (8 << 10), seed: 3 }, 20_000),
+        Scale::Quick => (TreeSpec { files: 2_500, total_bytes: 2_500 * (8 << 10), seed: 3 }, 2_000),
+        Scale::Tiny => (TreeSpec { files: 60, total_bytes: 60 * (8 << 10), seed: 3 }, 50),
+    }
+}
+
+/// Runs the diff suite.
+pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
+    let (lower, changed) = shape(opts.scale);
+    let mut suite = Suite::new(
+        "diff",
+        format!(
+            "write_layer of an overlay upper dir with {changed} rewritten files (+{} deleted) over a {}-file lower; \
+             output discarded, diff ID computed; upper dir in page cache; read-only, so no sync.\n\
+             tar>/dev/null is a floor, not equal work: GNU tar skips reading file data when the archive is /dev/null",
+            deletions(changed),
+            lower.files
+        ),
+    );
+    for &fs in &p.fs {
+        match case(opts, &lower, changed, fs) {
+            Ok(c) => suite.cases.push(c),
+            Err(BenchError::Unavailable { what, reason }) => suite.skip(what, reason),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(suite)
+}
+
+/// Files deleted through the overlay besides the `changed` rewritten:
+/// one in a hundred, at least one, so whiteouts are always exercised.
+fn deletions(changed: usize) -> usize {
+    changed.div_ceil(100)
+}
+
+/// Builds `<fs>/upper`: `changed` files rewritten and
+/// [`deletions`]`(changed)` deleted through an overlay over `<fs>/lower`.
+fn make_upper(root: &Path, lower_spec: &TreeSpec, changed: usize) -> Result<(), BenchError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| BenchError::Io { what, path, source }
+    };
+    let (lower, upper, work, merged) = (root.join("lower"), root.join("upper"), root.join("work"), root.join("merged"));
+    write_tree(lower_spec, &lower)?;
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).map_err(io("mkdir", d))?;
+    }
+    let options = vec![
+        format!("lowerdir={}", lower.display()),
+        format!("upperdir={}", upper.display()),
+        format!("workdir={}", work.display()),
+        "index=off".to_owned(),
+    ];
+    let m = TempMount::new(&[Mount { kind: "overlay".into(), source: "overlay".into(), options }], &merged)
+        .map_err(io("mount overlay", &merged))?;
+    let mut rng = Rng::new(lower_spec.seed ^ 0xd1ff);
+    let mut gen = TextGen::new(lower_spec.seed ^ 0xc4a9);
+    let mut buf = Vec::new();
+    let files = lower_spec.files;
+    // Every file index below `changed` is rewritten (copy-up, new data),
+    // then the last few of the rest are deleted (whiteouts).
+    for n in 0..changed.min(files) {
+        let p = merged.join(synthetic_path(n).0);
+        buf.resize(rng.range_usize(1 << 10, 16 << 10), 0);
+        gen.fill(&mut buf);
+        std::fs::write(&p, &buf).map_err(io("rewrite", &p))?;
+    }
+    for n in files.saturating_sub(deletions(changed)).max(changed)..files {
+        let p = merged.join(synthetic_path(n).0);
+        std::fs::remove_file(&p).map_err(io("delete", &p))?;
+    }
+    m.unmount().map_err(io("unmount overlay", &merged))
+}
+
+fn case(opts: &Options, lower: &TreeSpec, changed: usize, fs: FsKind) -> Result<Case, BenchError> {
+    let name = fs.fstype().to_owned();
+    let mut case = Case::new(&name);
+    let scratch = scratch(opts, fs, fs_size(lower.total_bytes * 6, 512 << 20))?;
+    if let Some(m) = super::env::mount_of(scratch.path()) {
+        case.fact("fs", m.describe());
+    }
+    case.fact("upper", scratch.path().join("upper").display().to_string());
+    opts.progress(&format!("diff {name}: making an upper dir ({changed} changed files)"));
+    make_upper(scratch.path(), lower, changed)?;
+    let upper = scratch.path().join("upper");
+    syncfs(&upper)?;
+
+    let os = |s: &str| OsString::from(s);
+    let tar_c = |out: &str| vec![os("tar"), os("-cf"), os(out), os("-C"), upper.clone().into(), os(".")];
+    let hashed = vec![tar_c("-"), vec![os("sha256sum")]];
+    let devnull = vec![tar_c("/dev/null")];
+    let mut peers: Vec<(&str, Vec<Vec<OsString>>)> = Vec::new();
+    for (tool, stages) in [("tar|sha256sum", hashed), ("tar>/dev/null", devnull)] {
+        let missing: Vec<String> = stages
+            .iter()
+            .filter_map(|s| s[0].to_str())
+            .filter(|t| !super::env::have_tool(t))
+            .map(str::to_owned)
+            .collect();
+        if missing.is_empty() {
+            peers.push((tool, stages));
+        } else {
+            case.skipped.push(Skip { what: tool.into(), reason: format!("{} not installed", missing.join(", ")) });
+        }
+    }
+    case.measurements.push(Measurement::new("strata", "strata write_layer(OverlayUpper) -> sink", Unit::Seconds));
+    for (tool, stages) in &peers {
+        let command = describe(stages).replace(&upper.display().to_string(), "UPPER");
+        case.measurements.push(Measurement::new(tool, &command, Unit::Seconds));
+    }
+    let source = DiffSource::OverlayUpper(upper.clone());
+    for round in 0..=opts.runs {
+        for i in rotation(case.measurements.len(), round) {
+            let (result, secs) = time(|| -> Result<Option<String>, BenchError> {
+                if i == 0 {
+                    let out = crate::image::diff::write_layer(&source, std::io::sink())?;
+                    Ok(Some(format!("{} ({} bytes)", out.diff_id, out.size)))
+                } else {
+                    pipeline(&peers[i - 1].1).map(|out| {
+                        let text = String::from_utf8_lossy(&out);
+                        text.split_whitespace().next().map(|h| format!("sha256:{h} (GNU tar's own layout)"))
+                    })
+                }
+            });
+            if let (0, Some(digest)) = (round, result?) {
+                case.fact(&format!("{} digest", case.measurements[i].tool), digest);
+            }
+            let tool = case.measurements[i].tool.clone();
+            let label = if round == 0 { "warm-up".to_owned() } else { format!("run {round}/{}", opts.runs) };
+            opts.progress(&format!("diff {name} {label}: {tool} {secs:.3} s"));
+            if round > 0 {
+                case.measurements[i].push(secs);
+            }
+        }
+    }
+    case.add_ratio("strata", "tar|sha256sum");
+    case.add_ratio("strata", "tar>/dev/null");
+    Ok(case)
+}
