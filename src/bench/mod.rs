@@ -34,6 +34,7 @@ pub mod env;
 pub mod harness;
 pub mod hash;
 pub mod run;
+pub mod start;
 pub mod unpack;
 
 use crate::scratch::FsKind;
@@ -137,6 +138,7 @@ pub enum Bench {
     Copy(copy::Params),
     Diff(diff::Params),
     Hash,
+    Start,
 }
 
 impl Bench {
@@ -147,6 +149,7 @@ impl Bench {
             Bench::Unpack(unpack::Params::defaults(scale)),
             Bench::Copy(copy::Params::defaults(scale)),
             Bench::Diff(diff::Params::defaults(scale)),
+            Bench::Start,
         ]
     }
 
@@ -156,6 +159,7 @@ impl Bench {
             Bench::Copy(_) => "copy",
             Bench::Diff(_) => "diff",
             Bench::Hash => "hash",
+            Bench::Start => "start",
         }
     }
 }
@@ -220,6 +224,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Copy(p) => copy::run(opts, p),
             Bench::Diff(p) => diff::run(opts, p),
             Bench::Hash => hash::run(opts),
+            Bench::Start => start::run(opts),
         };
         match result {
             Ok(suite) => report.suites.push(suite),

@@ -45,6 +45,11 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Container start latency vs crun, runc, podman, docker; ps -s vs du.
+    Start {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Every benchmark with its default matrix.
     All {
         #[command(flatten)]
@@ -108,6 +113,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
             (common, vec![Bench::Diff(bench::diff::Params { fs: parse_all(fs, bench::parse_fs, d.fs)? })])
         }
         BenchCommand::Hash { common } => (common, vec![Bench::Hash]),
+        BenchCommand::Start { common } => (common, vec![Bench::Start]),
         BenchCommand::All { common } => {
             let benches = Bench::all(scale(&common));
             (common, benches)

@@ -61,11 +61,20 @@ const NAMES: &[&str] = &[
     "noether", "pascal", "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak", "yalow",
 ];
 
-fn random_name(id: &ContainerId) -> String {
-    let b = hex::decode(&id.as_str()[..8]).unwrap_or_default();
-    let a = ADJECTIVES[usize::from(b.first().copied().unwrap_or(0)) % ADJECTIVES.len()];
-    let n = NAMES[usize::from(b.get(1).copied().unwrap_or(0)) % NAMES.len()];
-    format!("{a}_{n}")
+/// Docker-style `adjective_name`, taken from the ID's bytes; on a
+/// collision the next bytes, and after 16 tries a numeric suffix, as
+/// Docker's name generator retries.
+fn random_name(id: &ContainerId, taken: &dyn Fn(&str) -> bool) -> String {
+    let b = hex::decode(id.as_str()).unwrap_or_default();
+    for pair in b.chunks(2).take(16) {
+        let a = ADJECTIVES[usize::from(pair[0]) % ADJECTIVES.len()];
+        let n = NAMES[usize::from(pair.get(1).copied().unwrap_or(0)) % NAMES.len()];
+        let name = format!("{a}_{n}");
+        if !taken(&name) {
+            return name;
+        }
+    }
+    format!("{}_{}", ADJECTIVES[usize::from(b[0]) % ADJECTIVES.len()], id.short())
 }
 
 /// Parses one `-v` spec.
@@ -162,9 +171,11 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
         }
     }
     let hostname = o.hostname.clone().unwrap_or_else(|| id.short().to_owned());
+    let store = ContainerStore::new(&engine.root);
+    let names: Vec<String> = store.list()?.into_iter().map(|(c, _)| c.name).collect();
     let config = Config {
         id: id.clone(),
-        name: o.name.clone().unwrap_or_else(|| random_name(&id)),
+        name: o.name.clone().unwrap_or_else(|| random_name(&id, &|n| names.iter().any(|x| x == n))),
         created: now(),
         image: image_id.to_string(),
         image_name: o.image.clone(),
@@ -185,8 +196,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
         stop_signal: ic.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         driver: engine.snapshots.driver_name().to_owned(),
     };
-    let store = ContainerStore::new(&engine.root);
-    if store.list()?.iter().any(|(c, _)| c.name == config.name) {
+    if names.contains(&config.name) {
         return Err(ContainerError::NameInUse(config.name.clone()).into());
     }
     let parent = image

@@ -2,7 +2,7 @@
 //! prefix), list, update state, remove.
 
 use super::{Config, ContainerId, State, Status};
-use crate::store::{atomic_write, atomic_write_json, read_json, Root, StoreError};
+use crate::store::{atomic_write_json_volatile, read_json, Root, StoreError};
 use crate::sys::lock::FileLock;
 use std::path::{Path, PathBuf};
 
@@ -81,14 +81,19 @@ impl ContainerStore {
         }
         let staging = self.root.staging_dir("container")?;
         let p = staging.path();
-        atomic_write_json(&p.join("config.json"), config)?;
-        atomic_write_json(&p.join("state.json"), &State::created())?;
-        atomic_write(&p.join("hostname"), format!("{}\n", etc.hostname).as_bytes())?;
-        atomic_write(&p.join("hosts"), etc.hosts.as_bytes())?;
-        atomic_write(&p.join("resolv.conf"), etc.resolv_conf.as_bytes())?;
+        // Container state is not fsynced: it is small, rewritten often, and
+        // reconciled after a crash (see `reconcile`); the directory still
+        // appears whole or not at all.
+        let write =
+            |name: &str, bytes: &[u8]| std::fs::write(p.join(name), bytes).map_err(|e| StoreError::io(p.join(name), e));
+        write("config.json", &serde_json::to_vec(config).expect("plain struct"))?;
+        write("state.json", &serde_json::to_vec(&State::created()).expect("plain struct"))?;
+        write("hostname", format!("{}\n", etc.hostname).as_bytes())?;
+        write("hosts", etc.hosts.as_bytes())?;
+        write("resolv.conf", etc.resolv_conf.as_bytes())?;
         std::fs::create_dir(p.join("rootfs")).map_err(|e| StoreError::io(p.join("rootfs"), e))?;
         let dest = self.dir(&config.id);
-        staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        staging.persist_volatile(&dest).map_err(|e| StoreError::io(&dest, e))?;
         Ok(())
     }
 
@@ -122,7 +127,7 @@ impl ContainerStore {
 
     /// Replaces the container's state.
     pub fn set_state(&self, id: &ContainerId, state: &State) -> Result<(), ContainerError> {
-        Ok(atomic_write_json(&self.dir(id).join("state.json"), state)?)
+        Ok(atomic_write_json_volatile(&self.dir(id).join("state.json"), state)?)
     }
 
     /// Every container, in no particular order.

@@ -7,7 +7,7 @@
 //! thousand snapshots rewrites about 2 MiB per change.
 
 use super::{Info, Kind, SnapshotId, SnapshotKey, Usage};
-use crate::store::{atomic_write_json, read_json, StoreError};
+use crate::store::{atomic_write_json, atomic_write_json_volatile, read_json, StoreError};
 use crate::sys::lock::FileLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,7 +91,15 @@ impl MetaStore {
     }
 
     /// Writes the document; the caller still holds the lock from `begin`.
-    pub fn save(&self, _held: &FileLock, db: &Db) -> Result<(), StoreError> {
-        atomic_write_json(&self.file, db)
+    /// `durable` changes (anything touching a committed snapshot) are
+    /// fsynced; changes to active/view snapshots only are not, since a
+    /// crash that loses one leaves either debris `cleanup` removes or a
+    /// record whose bytes are gone, which `remove` tolerates.
+    pub fn save(&self, _held: &FileLock, db: &Db, durable: bool) -> Result<(), StoreError> {
+        if durable {
+            atomic_write_json(&self.file, db)
+        } else {
+            atomic_write_json_volatile(&self.file, db)
+        }
     }
 }

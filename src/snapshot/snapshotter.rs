@@ -76,7 +76,7 @@ impl Snapshotter {
         let drv = |source| SnapshotError::Driver { key: key.clone(), source };
         self.driver.create(id, &parents, kind).map_err(drv)?;
         let mounts = self.driver.mounts(id, &parents, kind).map_err(drv)?;
-        if let Err(e) = self.meta.save(&lock, &db) {
+        if let Err(e) = self.meta.save(&lock, &db, false) {
             let _ = self.driver.remove(id);
             return Err(e.into());
         }
@@ -122,20 +122,21 @@ impl Snapshotter {
         rec.usage = Some(usage);
         rec.created = now();
         db.snapshots.insert(name.clone(), rec);
-        self.meta.save(&lock, &db)?;
+        self.meta.save(&lock, &db, true)?;
         Ok(())
     }
 
     /// Removes a snapshot with no children.
     pub fn remove(&self, key: &SnapshotKey) -> Result<(), SnapshotError> {
         let (lock, mut db) = self.meta.begin()?;
-        let id = Self::lookup(&db, key)?.0.id;
+        let (rec, _) = Self::lookup(&db, key)?;
+        let (id, durable) = (rec.id, rec.kind == Kind::Committed);
         let children = db.children(key);
         if children > 0 {
             return Err(SnapshotError::HasChildren { key: key.clone(), children });
         }
         db.snapshots.remove(key);
-        self.meta.save(&lock, &db)?;
+        self.meta.save(&lock, &db, durable)?;
         drop(lock);
         self.driver.remove(id).map_err(|source| SnapshotError::Driver { key: key.clone(), source })
     }

@@ -8,8 +8,27 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-/// Atomically replaces `path` with `bytes`.
+/// Atomically and durably replaces `path` with `bytes`.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_replace(path, bytes, true)
+}
+
+/// Atomically replaces `path` with `bytes`, without waiting for the disk:
+/// readers see the old content or the new, and after a crash the file is
+/// one of the two, but possibly the old one. For container state, which
+/// is reconciled after a crash anyway; never for image or layer metadata.
+pub fn atomic_write_volatile(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_replace(path, bytes, false)
+}
+
+/// [`atomic_write_json`] without the fsyncs (see [`atomic_write_volatile`]).
+pub fn atomic_write_json_volatile<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let bytes =
+        serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+    atomic_write_volatile(path, &bytes)
+}
+
+fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -17,9 +36,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        fsync_dir(dir)
+        if durable {
+            fsync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

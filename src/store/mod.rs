@@ -41,7 +41,9 @@
 
 mod atomic;
 
-pub use atomic::{atomic_write, atomic_write_json, fsync_dir, read_json};
+pub use atomic::{
+    atomic_write, atomic_write_json, atomic_write_json_volatile, atomic_write_volatile, fsync_dir, read_json,
+};
 
 use crate::sys::lock::FileLock;
 use std::io;
@@ -202,14 +204,24 @@ impl Staging {
     }
 
     /// Renames the staging directory to `dest` (same filesystem) and fsyncs
-    /// the destination's parent, making it visible atomically.
-    pub fn persist(mut self, dest: &Path) -> io::Result<()> {
+    /// the destination's parent, making it visible atomically and durably.
+    pub fn persist(self, dest: &Path) -> io::Result<()> {
+        self.persist_with(dest, true)
+    }
+
+    /// [`Staging::persist`] without the fsync (see
+    /// [`atomic_write_volatile`]).
+    pub fn persist_volatile(self, dest: &Path) -> io::Result<()> {
+        self.persist_with(dest, false)
+    }
+
+    fn persist_with(mut self, dest: &Path, durable: bool) -> io::Result<()> {
         let src = self.path.take().expect("staging path present");
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::rename(&src, dest)?;
-        if let Some(parent) = dest.parent() {
+        if let (true, Some(parent)) = (durable, dest.parent()) {
             fsync_dir(parent)?;
         }
         Ok(())

@@ -1,0 +1,275 @@
+//! `bench start`: container start-up latency — the whole `strata run --rm
+//! busybox true` command (mounting the image's layers, writing the
+//! container's state, namespaces, exec, exit, cleanup) against `crun run`
+//! and `runc run` of a bare OCI bundle on the same root filesystem,
+//! `podman run --rm` and `docker run --rm` where they work — and `ps -s`
+//! over 100 containers against a plain `du` walk of their filesystems.
+//!
+//! Facts of this host that the peers need (measured, not guessed):
+//! crun 1.8 refuses the hybrid cgroup layout (`cgroups in hybrid mode not
+//! supported`), so it runs inside `unshare -m` with
+//! `/sys/fs/cgroup/unified` unmounted in that namespace only; podman needs
+//! `--ulimit nofile=… --ulimit nproc=…` and `--cgroup-manager cgroupfs`
+//! because root here lacks CAP_SYS_RESOURCE. strata needs neither: it only
+//! ever lowers rlimits.
+
+use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
+use super::run::pipeline;
+use super::{rotation, scratch, BenchError, Options, Scale};
+use crate::scratch::FsKind;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The `strata` executable to time: this one when running as `strata
+/// bench`, else `strata` beside the `cargo bench` binary's directory.
+fn strata_binary() -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    if me.file_name().is_some_and(|n| n == "strata") {
+        return Some(me);
+    }
+    let sibling = me.parent()?.parent()?.join("strata");
+    sibling.is_file().then_some(sibling)
+}
+
+/// A busybox-static root filesystem at `dir/rootfs` and as `dir/rootfs.tar`.
+fn rootfs(dir: &Path) -> Result<PathBuf, BenchError> {
+    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
+        let path = path.to_owned();
+        move |source| BenchError::Io { what, path, source }
+    }
+    let bb =
+        ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(Path::new).find(|p| p.is_file()).ok_or_else(|| {
+            BenchError::Unavailable { what: "busybox rootfs".into(), reason: "busybox-static is not installed".into() }
+        })?;
+    let root = dir.join("rootfs");
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).map_err(io("create", &root))?;
+    }
+    std::fs::copy(bb, root.join("bin/busybox")).map_err(io("copy busybox", bb))?;
+    for applet in ["sh", "true", "ls", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).map_err(io("symlink", &root))?;
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").map_err(io("write", &root))?;
+    let tar = dir.join("rootfs.tar");
+    pipeline(&[vec!["tar".into(), "-C".into(), root.clone().into(), "-cf".into(), tar.clone().into(), ".".into()]])?;
+    Ok(tar)
+}
+
+/// An OCI bundle for crun/runc: `runc spec`'s defaults, running `true`
+/// without a terminal, on the same rootfs.
+fn bundle(dir: &Path) -> Result<(), BenchError> {
+    let spec = dir.join("config.json");
+    pipeline(&[vec!["runc".into(), "spec".into(), "--bundle".into(), dir.into()]])?;
+    let text =
+        std::fs::read_to_string(&spec).map_err(|source| BenchError::Io { what: "read", path: spec.clone(), source })?;
+    let mut v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| BenchError::Unavailable { what: "runc spec".into(), reason: e.to_string() })?;
+    v["process"]["terminal"] = serde_json::json!(false);
+    v["process"]["args"] = serde_json::json!(["/bin/true"]);
+    std::fs::write(&spec, v.to_string()).map_err(|source| BenchError::Io { what: "write", path: spec, source })
+}
+
+struct Tool {
+    name: &'static str,
+    command: String,
+    argv: Box<dyn Fn(usize) -> Vec<OsString>>,
+}
+
+fn os(v: &[&str]) -> Vec<OsString> {
+    v.iter().map(OsString::from).collect()
+}
+
+/// Runs the start suite.
+pub fn run(opts: &Options) -> Result<Suite, BenchError> {
+    let mut suite = Suite::new(
+        "start",
+        "wall time of one whole command that starts a container running `true` and waits for it; lower is better",
+    );
+    let fs = scratch(opts, FsKind::Ext4, 2 << 30)?;
+    let work = fs.path().to_owned();
+    let tar = rootfs(&work)?;
+    let strata = strata_binary().ok_or_else(|| BenchError::Unavailable {
+        what: "strata".into(),
+        reason: "no strata binary beside the benchmark (cargo build --release first)".into(),
+    })?;
+    let data_root = work.join("strata-root");
+    pipeline(&[vec![
+        strata.clone().into(),
+        "--root".into(),
+        data_root.clone().into(),
+        "import".into(),
+        tar.clone().into(),
+        "busybox:bench".into(),
+    ]])?;
+
+    let mut case = Case::new("run --rm true");
+    case.fact("rootfs", "busybox-static, 4 applets");
+    let mut tools: Vec<Tool> = Vec::new();
+    {
+        let (s, r) = (strata.clone(), data_root.clone());
+        tools.push(Tool {
+            name: "strata",
+            command: "strata run --rm busybox true".into(),
+            argv: Box::new(move |_| {
+                let mut v = vec![s.clone().into_os_string(), "--root".into(), r.clone().into_os_string()];
+                v.extend(os(&["run", "--rm", "busybox:bench", "true"]));
+                v
+            }),
+        });
+    }
+    let bundle_ok = super::env::have_tool("runc") && bundle(&work).is_ok();
+    if bundle_ok && super::env::have_tool("crun") {
+        let b = work.display().to_string();
+        tools.push(Tool {
+            name: "crun",
+            command: "crun run --bundle B (in unshare -m, cgroup2 hybrid mount hidden)".into(),
+            argv: Box::new(move |i| {
+                os(&["unshare", "-m", "sh", "-c", &format!("umount /sys/fs/cgroup/unified 2>/dev/null; exec crun run --bundle {b} strata-bench-crun-{}-{i}", std::process::id())])
+            }),
+        });
+    } else {
+        case.skipped
+            .push(Skip { what: "crun".into(), reason: "crun or runc (for the bundle's spec) is not installed".into() });
+    }
+    if bundle_ok {
+        let b = work.display().to_string();
+        tools.push(Tool {
+            name: "runc",
+            command: "runc run --bundle B".into(),
+            argv: Box::new(move |i| {
+                os(&["runc", "run", "--bundle", &b, &format!("strata-bench-runc-{}-{i}", std::process::id())])
+            }),
+        });
+    } else {
+        case.skipped.push(Skip { what: "runc".into(), reason: "runc is not installed".into() });
+    }
+    // podman keeps its store on the scratch fs; its runroot must be short.
+    let podman_run = PathBuf::from(format!("/tmp/spb-{}", std::process::id()));
+    let podman_root = work.join("podman");
+    let podman_base = |extra: &[&str]| -> Vec<OsString> {
+        let mut v = os(&["podman", "--root"]);
+        v.push(podman_root.clone().into());
+        v.push("--runroot".into());
+        v.push(podman_run.clone().into());
+        v.extend(os(&["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs"]));
+        v.extend(os(extra));
+        v
+    };
+    let podman_ok = super::env::have_tool("podman") && {
+        let mut v = podman_base(&["import"]);
+        v.push(tar.clone().into());
+        v.push("strata-bench-busybox".into());
+        pipeline(&[v]).is_ok()
+    };
+    if podman_ok {
+        // podman's crun refuses the hybrid layout too: same workaround.
+        let inner: Vec<String> = podman_base(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=32768:32768",
+            "strata-bench-busybox",
+            "true",
+        ])
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+        let script = format!("umount /sys/fs/cgroup/unified 2>/dev/null; exec {}", inner.join(" "));
+        tools.push(Tool {
+            name: "podman",
+            command: "podman run --rm (crun; in unshare -m, cgroup2 hybrid mount hidden)".into(),
+            argv: Box::new(move |_| os(&["unshare", "-m", "sh", "-c", &script])),
+        });
+    } else {
+        case.skipped.push(Skip {
+            what: "podman".into(),
+            reason: "podman is not installed or could not import the rootfs".into(),
+        });
+    }
+    let docker_ok = super::env::have_tool("docker") && pipeline(&[os(&["docker", "info"])]).is_ok();
+    if docker_ok && pipeline(&[os(&["docker", "import", &tar.display().to_string(), "strata-bench-busybox"])]).is_ok() {
+        tools.push(Tool {
+            name: "docker",
+            command: "docker run --rm".into(),
+            argv: Box::new(|_| os(&["docker", "run", "--rm", "--network", "none", "strata-bench-busybox", "true"])),
+        });
+    } else {
+        case.skipped
+            .push(Skip { what: "docker".into(), reason: "no Docker engine is running on this host (dockerd)".into() });
+    }
+    case.measurements = tools.iter().map(|t| Measurement::new(t.name, &t.command, Unit::Seconds)).collect();
+    let runs = match opts.scale {
+        Scale::Full => opts.runs.max(20),
+        Scale::Quick => opts.runs.max(10),
+        Scale::Tiny => opts.runs,
+    };
+    let mut n = 0;
+    for round in 0..=runs {
+        for i in rotation(tools.len(), round) {
+            n += 1;
+            let argv = (tools[i].argv)(n);
+            let (res, secs) = time(|| pipeline(&[argv]));
+            res?;
+            if round > 0 {
+                case.measurements[i].push(secs);
+            }
+        }
+        opts.progress(&format!("start: round {round}/{runs}"));
+    }
+    for peer in ["crun", "runc", "podman", "docker"] {
+        case.add_ratio("strata", peer);
+    }
+    suite.cases.push(case);
+    if podman_ok {
+        let _ = pipeline(&[podman_base(&["system", "reset", "-f"])]);
+    }
+    let _ = std::fs::remove_dir_all(&podman_run);
+    suite.cases.push(size_case(opts, &strata, &data_root)?);
+    Ok(suite)
+}
+
+/// `ps -a -s` over 100 containers (their writable layers walked, the
+/// image's layers taken from the layer store) against what a naive tool
+/// does: `du` of each container's whole filesystem.
+fn size_case(opts: &Options, strata: &Path, root: &Path) -> Result<Case, BenchError> {
+    let count = if opts.scale == Scale::Tiny { 5 } else { 100 };
+    let base = |args: &[&str]| -> Vec<OsString> {
+        let mut v = vec![strata.into(), "--root".into(), root.into()];
+        v.extend(os(args));
+        v
+    };
+    opts.progress(&format!("sizes: creating {count} containers"));
+    for _ in 0..count {
+        pipeline(&[base(&["create", "busybox:bench", "true"])])?;
+    }
+    let mnt = String::from_utf8_lossy(&pipeline(&[base(&["image", "mount", "busybox:bench"])])?).trim().to_owned();
+    let mut case = Case::new(&format!("sizes of {count} containers"));
+    case.fact("what", "strata ps -a -s vs du -s of each container's merged filesystem (image included)");
+    case.measurements = vec![
+        Measurement::new("strata", "strata ps -a -s", Unit::Seconds),
+        Measurement::new("du", &format!("du -s <merged fs>, {count} times"), Unit::Seconds),
+    ];
+    let du_loop =
+        os(&["sh", "-c", &format!("i=0; while [ $i -lt {count} ]; do du -s {mnt} >/dev/null; i=$((i+1)); done")]);
+    for round in 0..=opts.runs {
+        for i in rotation(2, round) {
+            let argv = if i == 0 { base(&["ps", "-a", "-s"]) } else { du_loop.clone() };
+            let (res, secs) = time(|| pipeline(&[argv]));
+            res?;
+            if round > 0 {
+                case.measurements[i].push(secs);
+            }
+        }
+    }
+    case.add_ratio("strata", "du");
+    let _ = pipeline(&[base(&["image", "unmount", "busybox:bench"])]);
+    let ids = String::from_utf8_lossy(&pipeline(&[base(&["ps", "-aq", "--no-trunc"])])?).into_owned();
+    for id in ids.lines() {
+        let _ = pipeline(&[base(&["rm", "-f", id])]);
+    }
+    Ok(case)
+}
