@@ -247,7 +247,7 @@ fn size_case(opts: &Options, strata: &Path, root: &Path) -> Result<Case, BenchEr
         pipeline(&[base(&["create", "busybox:bench", "true"])])?;
     }
     let mnt = String::from_utf8_lossy(&pipeline(&[base(&["image", "mount", "busybox:bench"])])?).trim().to_owned();
-    let mut case = Case::new(&format!("sizes of {count} containers"));
+    let mut case = Case::new(format!("sizes of {count} containers"));
     case.fact("what", "strata ps -a -s vs du -s of each container's merged filesystem (image included)");
     case.measurements = vec![
         Measurement::new("strata", "strata ps -a -s", Unit::Seconds),
