@@ -13,4 +13,5 @@ pub mod lock;
 pub mod loopdev;
 pub mod mount;
 pub mod statfs;
+pub mod uring;
 pub mod xattr;
