@@ -53,6 +53,8 @@ mod sync;
 mod tree;
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;
 
 pub mod bench;
