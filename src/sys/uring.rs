@@ -68,10 +68,15 @@ pub enum Op {
     /// `buf` when the op comes back. An empty `path` with `AT_EMPTY_PATH`
     /// stats `dir` itself.
     Statx { dir: SharedFd, path: CString, flags: i32, buf: Box<libc::statx> },
-    /// `pread(fd, buf's spare capacity, offset + buf.len())`, repeated until
-    /// `buf.len() == len` or the file ends; `buf.len()` grows by what was
-    /// read (the ring reserves the room).
-    Read { fd: SharedFd, buf: Vec<u8>, offset: u64, len: usize },
+    /// `pread(fd, buf's spare capacity, offset + buf.len())` for up to
+    /// `len - buf.len()` bytes; `buf.len()` grows by what was read (the ring
+    /// reserves the room). With `fill`, a short read is resubmitted until
+    /// `buf.len() == len` or a read returns 0 (end of file). Without it the
+    /// first completion ends the op: for a regular file a short read means
+    /// end of file, since the kernel itself retries short buffered reads of
+    /// regular files before completing (io_uring's `REQ_F_ISREG` retry), so
+    /// whole-file readers save the extra zero-length read.
+    Read { fd: SharedFd, buf: Vec<u8>, offset: u64, len: usize, fill: bool },
     /// `pwrite(fd, buf[done..], offset + done)`, repeated until `done ==
     /// buf.len()`.
     Write { fd: SharedFd, buf: Vec<u8>, done: usize, offset: u64 },
@@ -264,7 +269,7 @@ impl<T> Ring<T> {
                     .mask(libc::STATX_BASIC_STATS)
                     .build()
             }
-            Op::Read { fd, buf, offset, len } => {
+            Op::Read { fd, buf, offset, len, .. } => {
                 let want = len.saturating_sub(buf.len()).min(MAX_RW);
                 let at = *offset + buf.len() as u64;
                 let spare = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
@@ -372,13 +377,13 @@ impl<T> Ring<T> {
         }
         let Ok(n) = usize::try_from(res) else { return true };
         match op {
-            Op::Read { buf, len, .. } => {
+            Op::Read { buf, len, fill, .. } => {
                 // SAFETY: the kernel reports it initialised `n` bytes of the
                 // spare capacity we gave it, which started at `buf.len()` and
                 // was no longer than `len - buf.len() <= capacity - buf.len()`
                 // (`push` reserved it); the `min` guards a kernel bug.
                 unsafe { buf.set_len(buf.len() + n.min(buf.capacity() - buf.len())) };
-                n == 0 || buf.len() >= *len
+                !*fill || n == 0 || buf.len() >= *len
             }
             Op::Write { buf, done, .. } => {
                 *done += n;
@@ -461,7 +466,7 @@ mod tests {
         std::fs::write(tmp.path().join("f"), b"hello").unwrap();
         let file: SharedFd = Arc::new(std::fs::File::open(tmp.path().join("f")).unwrap().into());
         let mut ring: Ring<()> = Ring::new(4).unwrap();
-        ring.push(Op::Read { fd: file.clone(), buf: b"xx".to_vec(), offset: 1, len: 100 }, ());
+        ring.push(Op::Read { fd: file.clone(), buf: b"xx".to_vec(), offset: 1, len: 100, fill: true }, ());
         let c = ring.wait_next().unwrap().unwrap();
         let Op::Read { buf, .. } = c.op else { panic!("not a read") };
         // Read at offset 1 + the 2 bytes already in the buffer.

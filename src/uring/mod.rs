@@ -287,8 +287,11 @@ pub(crate) struct WriteJob {
     pub data: Vec<u8>,
 }
 
-/// Largest piece of a file read in one op; bigger files come in several
-/// [`Chunk`]s.
+/// The first read of a file asks for this much: most files of a layer fit,
+/// and a short read ends the file without a stat.
+pub const FIRST_READ: usize = 64 << 10;
+
+/// Later reads of a bigger file ask for this much each.
 pub const CHUNK: usize = 1 << 20;
 
 /// Files (or copies) in flight at once in the uring engine.
@@ -373,9 +376,12 @@ impl Engine {
     }
 
     /// Reads every item (a regular file, not followed if a symlink) and
-    /// passes its contents to `f(index, piece)` in pieces of at most
-    /// [`CHUNK`] bytes, in file order; each item ends with one `eof` piece
-    /// or one error. Items of different files interleave.
+    /// passes its contents to `f(index, piece)` in pieces — the first up to
+    /// [`FIRST_READ`] bytes, the rest up to [`CHUNK`] — in file order; each
+    /// item ends with one `eof` piece (possibly empty) or one error. Pieces
+    /// of different files interleave. The end of a file is the first short
+    /// read, so no stat is needed. A fifo would block the open: callers
+    /// pass names they know to be regular files.
     pub fn read_files_with(&mut self, items: &[At<'_>], f: impl FnMut(usize, Result<Chunk<'_>, UringError>)) {
         match &mut self.backend {
             Backend::Sync(s) => s.read_files_with(items, f),

@@ -7,7 +7,7 @@
 //! empty again when a batch call returns. Per item:
 //!
 //! ```text
-//! read:   OPENAT ─► STATX(fd, "", AT_EMPTY_PATH) ─► READ ×⌈size/CHUNK⌉ ─► CLOSE
+//! read:   OPENAT ─► READ(FIRST_READ) ─► READ(CHUNK)… until short ─► CLOSE
 //! stat:   STATX(dir, name, AT_SYMLINK_NOFOLLOW)
 //! write:  OPENAT(O_CREAT|O_EXCL or existing) ─► WRITE ─► CLOSE
 //! copy:   (READ src ─► WRITE dst) per COPY_CHUNK of every segment
@@ -17,8 +17,8 @@
 //! file is in flight, so when a step completes its fd is unshared again
 //! and can be handed to `CLOSE`.
 
-use super::{stat_from_statx, At, Chunk, Kind, RangeCopy, UringError, WriteJob, CHUNK, DEPTH};
-use crate::sys::uring::{Completion, Op, Outcome, Ring, RingError, SharedFd};
+use super::{stat_from_statx, At, Chunk, RangeCopy, UringError, WriteJob, CHUNK, DEPTH, FIRST_READ};
+use crate::sys::uring::{Op, Outcome, Ring, RingError, SharedFd};
 use rustix::io::Errno;
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -79,24 +79,6 @@ impl RingIo {
         }
     }
 
-    /// The next completion; on a ring failure, every unfinished item gets
-    /// the error through `fail` and `None` is returned.
-    fn next(
-        &mut self,
-        unfinished: impl Iterator<Item = usize>,
-        mut fail: impl FnMut(usize, &RingError),
-    ) -> Option<Completion<Tag>> {
-        match self.ring.wait_next() {
-            Ok(c) => c,
-            Err(e) => {
-                for i in unfinished {
-                    fail(i, &e);
-                }
-                None
-            }
-        }
-    }
-
     pub(super) fn statx(&mut self, items: &[At<'_>]) -> Vec<Result<super::Stat, UringError>> {
         let mut out: Vec<Option<Result<super::Stat, UringError>>> = items.iter().map(|_| None).collect();
         for (i, at) in items.iter().enumerate() {
@@ -114,11 +96,15 @@ impl RingIo {
             }
         }
         loop {
-            let pending = out.iter().enumerate().filter(|(_, o)| o.is_none()).map(|(i, _)| i).collect::<Vec<_>>();
-            let Some(c) = self.next(pending.into_iter(), |i, e| {
-                out[i] = Some(Err(ring_failed(items[i].dir.child_path(items[i].name), e)));
-            }) else {
-                break;
+            let c = match self.ring.wait_next() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    for (i, o) in out.iter_mut().enumerate().filter(|(_, o)| o.is_none()) {
+                        *o = Some(Err(ring_failed(items[i].dir.child_path(items[i].name), &e)));
+                    }
+                    break;
+                }
             };
             let Tag::Stat(i) = c.tag else { continue };
             let at = &items[i];
@@ -136,8 +122,7 @@ impl RingIo {
         items: &[At<'_>],
         mut f: impl FnMut(usize, Result<Chunk<'_>, UringError>),
     ) {
-        // Per item: the file size from statx; `done` once `f` had its end.
-        let mut size = vec![0u64; items.len()];
+        // Per item: `done` once `f` had its end.
         let mut done = vec![false; items.len()];
         let mut spare: Vec<Vec<u8>> = Vec::new();
         let (mut next, mut active) = (0, 0);
@@ -157,11 +142,15 @@ impl RingIo {
                     }
                 }
             }
-            let unfinished = (0..next).filter(|&i| !done[i]).collect::<Vec<_>>();
-            let Some(c) = self.next(unfinished.into_iter(), |i, e| {
-                f(i, Err(ring_failed(items[i].dir.child_path(items[i].name), e)));
-            }) else {
-                break;
+            let c = match self.ring.wait_next() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    for i in (0..items.len()).filter(|&i| !done[i]) {
+                        f(i, Err(ring_failed(items[i].dir.child_path(items[i].name), &e)));
+                    }
+                    break;
+                }
             };
             let path = |i: usize| items[i].dir.child_path(items[i].name);
             match (c.tag, c.op, c.result) {
@@ -177,63 +166,31 @@ impl RingIo {
                     f(i, Err(UringError::io("openat", path(i), e)));
                 }
                 (Tag::Open(i), _, Ok(Outcome::Opened(fd))) => {
-                    let fd = Arc::new(fd);
-                    let op = Op::Statx {
-                        dir: fd,
-                        path: CString::default(),
-                        flags: libc::AT_EMPTY_PATH,
-                        buf: Op::statx_buf(),
-                    };
-                    self.ring.push(op, Tag::Stat(i));
+                    let buf = spare.pop().unwrap_or_default();
+                    let op = Op::Read { fd: Arc::new(fd), buf, offset: 0, len: FIRST_READ, fill: false };
+                    self.ring.push(op, Tag::Read(i));
                 }
-                (Tag::Stat(i), Op::Statx { dir: fd, buf, .. }, result) => {
-                    let st = result.map(|_| stat_from_statx!(&*buf));
-                    let end = match st {
-                        Err(e) => Some(Err(UringError::io("statx", path(i), e))),
-                        Ok(st) if st.kind != Kind::File => Some(Err(UringError::NotAFile(path(i)))),
-                        Ok(st) if st.size == 0 => Some(Ok(Chunk { offset: 0, data: &[], eof: true })),
-                        Ok(st) => {
-                            size[i] = st.size;
-                            None
-                        }
-                    };
-                    match end {
-                        Some(end) => {
-                            done[i] = true;
-                            f(i, end);
-                            if !self.close(fd, i) {
-                                active -= 1;
-                            }
-                        }
-                        None => {
-                            let len = usize::try_from(size[i]).unwrap_or(usize::MAX).min(CHUNK);
-                            let buf = spare.pop().unwrap_or_default();
-                            self.ring.push(Op::Read { fd, buf, offset: 0, len }, Tag::Read(i));
-                        }
-                    }
-                }
-                (Tag::Read(i), Op::Read { fd, mut buf, offset, len }, result) => {
-                    let pos = offset + buf.len() as u64;
+                (Tag::Read(i), Op::Read { fd, mut buf, offset, len, .. }, result) => {
                     let more = match result {
+                        Err(Errno::ISDIR) => {
+                            f(i, Err(UringError::NotAFile(path(i))));
+                            false
+                        }
                         Err(e) => {
                             f(i, Err(UringError::io("read", path(i), e)));
                             false
                         }
-                        // The ring reads until `len` or end of file.
-                        Ok(_) if buf.len() < len => {
-                            f(i, Err(UringError::Shrank(path(i))));
-                            false
-                        }
                         Ok(_) => {
-                            let eof = pos >= size[i];
+                            // Short (see `Op::Read`): the end of the file.
+                            let eof = buf.len() < len;
                             f(i, Ok(Chunk { offset, data: &buf, eof }));
                             !eof
                         }
                     };
+                    let pos = offset + buf.len() as u64;
                     buf.clear();
                     if more {
-                        let len = usize::try_from(size[i] - pos).unwrap_or(usize::MAX).min(CHUNK);
-                        self.ring.push(Op::Read { fd, buf, offset: pos, len }, Tag::Read(i));
+                        self.ring.push(Op::Read { fd, buf, offset: pos, len: CHUNK, fill: false }, Tag::Read(i));
                     } else {
                         done[i] = true;
                         spare.push(buf);
@@ -278,10 +235,15 @@ impl RingIo {
                 self.ring.push(Op::OpenAt { dir: dir.fd.clone(), path: p, flags, mode }, Tag::Open(i));
                 active += 1;
             }
-            let unfinished = (0..next).filter(|&i| result[i].is_none()).collect::<Vec<_>>();
-            let Some(c) = self.next(unfinished.into_iter(), |i, e| result[i] = Some(Err(ring_failed(path(i), e))))
-            else {
-                break;
+            let c = match self.ring.wait_next() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    for (i, r) in result.iter_mut().enumerate().filter(|(_, r)| r.is_none()) {
+                        *r = Some(Err(ring_failed(path(i), &e)));
+                    }
+                    break;
+                }
             };
             let fd = match (c.tag, c.op, c.result) {
                 (Tag::Open(i), _, Err(e)) => {
@@ -333,7 +295,7 @@ impl RingIo {
         let read_at = |i: usize, seg: usize, pos: u64, buf: Vec<u8>| -> Option<Op> {
             let &(_, end) = jobs[i].segments.get(seg)?;
             let len = usize::try_from(end - pos).unwrap_or(usize::MAX).min(COPY_CHUNK);
-            Some(Op::Read { fd: jobs[i].src.clone(), buf, offset: pos, len })
+            Some(Op::Read { fd: jobs[i].src.clone(), buf, offset: pos, len, fill: true })
         };
         let (mut next, mut active) = (0, 0);
         loop {
@@ -350,11 +312,15 @@ impl RingIo {
                     None => result[i] = Some(Ok(0)),
                 }
             }
-            let unfinished = (0..next).filter(|&i| result[i].is_none()).collect::<Vec<_>>();
-            let Some(c) =
-                self.next(unfinished.into_iter(), |i, e| result[i] = Some(Err(ring_failed(jobs[i].path.clone(), e))))
-            else {
-                break;
+            let c = match self.ring.wait_next() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    for (i, r) in result.iter_mut().enumerate().filter(|(_, r)| r.is_none()) {
+                        *r = Some(Err(ring_failed(jobs[i].path.clone(), &e)));
+                    }
+                    break;
+                }
             };
             let failed = match (c.tag, c.op, c.result) {
                 (Tag::Read(i), Op::Read { buf, offset, len, .. }, r) => match r {

@@ -3,7 +3,7 @@
 //! open flags, the same `statx` mask, the same chunking and end-of-file
 //! rules — so the two can be compared item by item.
 
-use super::{stat_from_statx, At, Chunk, Kind, RangeCopy, Stat, UringError, WriteJob, CHUNK};
+use super::{stat_from_statx, At, Chunk, RangeCopy, Stat, UringError, WriteJob, CHUNK, FIRST_READ};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
@@ -108,35 +108,27 @@ impl SyncIo {
                     continue;
                 }
             };
-            let size = match statx_fd(fd.as_fd(), b"", AtFlags::EMPTY_PATH) {
-                Err(e) => {
-                    f(i, Err(UringError::io("statx", path(), e)));
-                    continue;
-                }
-                Ok(st) if st.kind != Kind::File => {
-                    f(i, Err(UringError::NotAFile(path())));
-                    continue;
-                }
-                Ok(st) => st.size,
-            };
-            if size == 0 {
-                f(i, Ok(Chunk { offset: 0, data: &[], eof: true }));
-                continue;
-            }
-            let mut pos = 0;
-            while pos < size {
-                let len = usize::try_from(size - pos).unwrap_or(usize::MAX).min(CHUNK);
-                if let Err(e) = pread_full(fd.as_fd(), &mut buf, pos, len) {
-                    f(i, Err(UringError::io("read", path(), e)));
-                    break;
-                }
+            // As the ring: one `pread` per piece, a short one ends the file.
+            let (mut offset, mut len) = (0, FIRST_READ);
+            loop {
+                // Grown once and never cleared: zeroing 64 KiB per small
+                // file would cost more than reading it.
                 if buf.len() < len {
-                    f(i, Err(UringError::Shrank(path())));
-                    break;
+                    buf.resize(len, 0);
                 }
-                let offset = pos;
-                pos += len as u64;
-                f(i, Ok(Chunk { offset, data: &buf, eof: pos >= size }));
+                match retry(|| rustix::io::pread(fd.as_fd(), &mut buf[..len], offset)) {
+                    Err(Errno::ISDIR) => f(i, Err(UringError::NotAFile(path()))),
+                    Err(e) => f(i, Err(UringError::io("read", path(), e))),
+                    Ok(n) => {
+                        let eof = n < len;
+                        f(i, Ok(Chunk { offset, data: &buf[..n], eof }));
+                        if !eof {
+                            (offset, len) = (offset + n as u64, CHUNK);
+                            continue;
+                        }
+                    }
+                }
+                break;
             }
         }
         self.buf = buf;

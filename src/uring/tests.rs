@@ -84,8 +84,9 @@ fn files_larger_than_a_read_come_back_whole_in_order() {
             data.extend_from_slice(chunk.data);
         });
         assert_eq!(data, content(7, len), "{:?}", engine.kind());
-        let c = CHUNK as u64;
-        assert_eq!(offsets, vec![(0, false), (c, false), (2 * c, false), (3 * c, true)]);
+        let (f, c) = (FIRST_READ as u64, CHUNK as u64);
+        let want: Vec<(u64, bool)> = vec![(0, false), (f, false), (f + c, false), (f + 2 * c, true)];
+        assert_eq!(offsets, want, "{:?}", engine.kind());
     }
 }
 
