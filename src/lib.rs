@@ -7,6 +7,7 @@
 //!   atomic-write and locking rules, mounts as data.
 //! * [`scratch`] — throwaway filesystems on loop devices for tests and
 //!   benchmarks.
+//! * [`uring`] — batched file I/O: io_uring and its plain-syscall twin.
 //! * [`snapshot`] — the driver contract and the shared snapshot metadata.
 //! * [`drivers`] — overlay and copy (btrfs, dm-thin later).
 //! * [`image`] — OCI model, layer apply/diff, layer and image stores,
@@ -29,4 +30,5 @@ pub mod scratch;
 pub mod snapshot;
 pub mod store;
 pub mod sys;
+pub mod uring;
 pub mod volume;

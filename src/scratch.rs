@@ -167,6 +167,47 @@ impl Drop for ScratchFs {
     }
 }
 
+/// A tmpfs mounted at a new directory, unmounted and removed on drop:
+/// the place for tests and benchmarks that create many files (the host's
+/// root filesystem may not cope with mass creation).
+#[derive(Debug)]
+pub struct Tmpfs {
+    mountpoint: PathBuf,
+    mounted: bool,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of at most `size_bytes` at a new directory in `dir`.
+    pub fn new_in(dir: &Path, size_bytes: u64) -> io::Result<Tmpfs> {
+        let mountpoint = dir.join(format!("strata-tmpfs-{}.mnt", crate::store::unique_suffix()));
+        std::fs::create_dir(&mountpoint)?;
+        let mut fs = Tmpfs { mountpoint, mounted: false };
+        let options = [format!("size={size_bytes}"), "mode=0755".to_owned()];
+        crate::sys::mount::mount_fs("tmpfs", "tmpfs", &options, &fs.mountpoint)?;
+        fs.mounted = true;
+        Ok(fs)
+    }
+
+    /// Mounts a tmpfs of at most `size_bytes` under /var/tmp.
+    pub fn new(size_bytes: u64) -> io::Result<Tmpfs> {
+        Tmpfs::new_in(Path::new("/var/tmp"), size_bytes)
+    }
+
+    /// Where the filesystem is mounted.
+    pub fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if self.mounted && crate::sys::mount::unmount_path(&self.mountpoint, false).is_err() {
+            let _ = crate::sys::mount::unmount_path(&self.mountpoint, true);
+        }
+        let _ = std::fs::remove_dir(&self.mountpoint);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

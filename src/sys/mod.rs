@@ -15,4 +15,5 @@ pub mod mount;
 pub mod process;
 pub mod statfs;
 pub mod sync;
+pub mod uring;
 pub mod xattr;
