@@ -87,13 +87,13 @@ impl Walk {
     }
 }
 
-/// Allocated bytes and inodes under `path` (including it), each hardlinked
-/// inode once — what `du` counts; the batched twin of
-/// [`crate::drivers::tree_usage`].
+/// Apparent bytes of every non-directory and the inode count under `path`
+/// (including it), each hardlinked inode once — Docker's layer and
+/// container size; the batched twin of [`crate::drivers::tree_usage`].
 pub fn tree_usage(engine: &mut Engine, path: &Path) -> Result<Usage, UringError> {
     let mut walk = Walk::new(path)?;
     let top = engine.statx(&[At { dir: &walk.root, name: b"." }]).pop().expect("one result")?;
-    let mut usage = Usage { size: top.blocks * 512, inodes: 1 };
+    let mut usage = Usage { size: if top.kind == Kind::Dir { 0 } else { top.size }, inodes: 1 };
     let mut seen: HashSet<(u32, u32, u64)> = HashSet::new();
     while let Some(group) = walk.next_group()? {
         let items: Vec<At<'_>> =
@@ -106,7 +106,9 @@ pub fn tree_usage(engine: &mut Engine, path: &Path) -> Result<Usage, UringError>
                 continue;
             }
             usage.inodes += 1;
-            usage.size += st.blocks * 512;
+            if st.kind != Kind::Dir {
+                usage.size += st.size;
+            }
             if st.kind == Kind::Dir {
                 walk.queue.push_back(rel.join(OsStr::from_bytes(name)));
             }
