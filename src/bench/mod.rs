@@ -18,6 +18,7 @@
 //! | [`copy`] | `copy_tree` with `Reflink` and with `ReadWrite` | `cp -a --reflink=auto` |
 //! | [`diff`] | `write_layer` of an overlay upper dir (with its diff ID) | `tar -c \| sha256sum`, `tar -cf /dev/null` |
 //! | [`hash`] | `Hasher` over an in-memory buffer | `openssl speed sha256`, `sha256sum` of a tmpfs file |
+//! | [`start`] | the whole `strata run --rm busybox true`; `ps -a -s` of 100 containers | `crun run`, `runc run` of a bare bundle, `podman run --rm`, `docker run --rm`; `du -s` of each container's tree |
 //!
 //! Datasets are built once and cached ([`dataset`]); every file tree a
 //! benchmark creates lives on a scratch filesystem on a loop device
