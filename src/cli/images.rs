@@ -419,6 +419,12 @@ pub fn info(engine: &Engine) -> Result<()> {
     for (k, v) in engine.snapshots.driver().status() {
         println!(" {k}: {v}");
     }
+    let io = crate::uring::Engine::new();
+    match (io.kind(), io.sync_reason()) {
+        (crate::uring::EngineKind::Uring, _) => println!("I/O Engine: io_uring (STRATA_IO=sync for the plain-syscall twin)"),
+        (_, Some(reason)) => println!("I/O Engine: sync ({reason})"),
+        (_, None) => println!("I/O Engine: sync"),
+    }
     println!("Images: {images}");
     println!("Snapshots: {layers}");
     let uname = rustix::system::uname();
