@@ -421,7 +421,9 @@ pub fn info(engine: &Engine) -> Result<()> {
     }
     let io = crate::uring::Engine::new();
     match (io.kind(), io.sync_reason()) {
-        (crate::uring::EngineKind::Uring, _) => println!("I/O Engine: io_uring (STRATA_IO=sync for the plain-syscall twin)"),
+        (crate::uring::EngineKind::Uring, _) => {
+            println!("I/O Engine: io_uring (STRATA_IO=sync for the plain-syscall twin)")
+        }
         (_, Some(reason)) => println!("I/O Engine: sync ({reason})"),
         (_, None) => println!("I/O Engine: sync"),
     }
