@@ -52,6 +52,10 @@ pub(super) struct NewFile {
     /// The path as the tar spells it, for errors.
     pub raw: Vec<u8>,
     pub attrs: Attrs,
+    /// `parent` was reached through a symlink, so `path` is not where the
+    /// file really is: it cannot be ordered by path and must be written
+    /// before the next entry.
+    pub aliased: bool,
 }
 
 /// Where regular files go and how other operations are ordered with them.
@@ -129,6 +133,9 @@ pub(super) struct Applier {
     /// those (the parallel path); otherwise cache the last parent whatever
     /// it resolved through (the sequential twin).
     strict_cache: bool,
+    /// The last parent resolved went through a symlink (strict mode only):
+    /// what is removed under it may be cached under another path.
+    aliased: bool,
 }
 
 impl Applier {
@@ -142,6 +149,16 @@ impl Applier {
             dirs: Vec::new(),
             cache: DirCache::new(capacity.max(1)),
             strict_cache,
+            aliased: false,
+        }
+    }
+
+    /// Forgets cached directories an operation at `path` may remove.
+    fn invalidate(&mut self, path: &[u8]) {
+        if self.aliased {
+            self.cache.clear();
+        } else {
+            self.cache.invalidate(path);
         }
     }
 
@@ -176,8 +193,15 @@ impl Applier {
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 // A file replacing a directory takes its subtree with it.
-                self.cache.invalidate(&path);
-                let file = NewFile { parent: parent_fd.clone(), name: name.to_vec(), path: path.clone(), raw, attrs };
+                self.invalidate(&path);
+                let file = NewFile {
+                    parent: parent_fd.clone(),
+                    name: name.to_vec(),
+                    path: path.clone(),
+                    raw,
+                    attrs,
+                    aliased: self.aliased,
+                };
                 files.file(entry, file)?;
             }
             EntryType::Directory => {
@@ -192,13 +216,13 @@ impl Applier {
                     detail: "missing".into(),
                 })?;
                 files.order(Op::Replace(&path))?;
-                self.cache.invalidate(&path);
+                self.invalidate(&path);
                 replacing(pfd, name, || sysfs::symlink_at(&target, pfd, name)).map_err(at(&raw, "create symlink"))?;
                 special_attrs(pfd, name, &attrs, false, &raw)?;
             }
             EntryType::Link => {
                 files.order(Op::All)?;
-                self.cache.invalidate(&path);
+                self.invalidate(&path);
                 self.hardlink(entry, pfd, name, &path, &raw)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -211,7 +235,7 @@ impl Applier {
                 let major = h.device_major().ok().flatten().unwrap_or(0);
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
                 files.order(Op::Replace(&path))?;
-                self.cache.invalidate(&path);
+                self.invalidate(&path);
                 replacing(pfd, name, || sysfs::mknod_at(pfd, name, node, 0o600, major, minor))
                     .map_err(at(&raw, "mknod"))?;
                 special_attrs(pfd, name, &attrs, true, &raw)?;
@@ -233,6 +257,7 @@ impl Applier {
         files: &mut F,
     ) -> Result<Option<Arc<OwnedFd>>, ApplyError> {
         let key = join(parent);
+        self.aliased = false;
         if let Some(fd) = self.cache.get(&key) {
             return Ok(Some(fd));
         }
@@ -250,7 +275,10 @@ impl Applier {
                 // after every pending write since a symlink may lead
                 // anywhere in the root.
                 Err(e) if is_errno(&e, libc::ENOENT) => {}
-                Err(_) => files.order(Op::All)?,
+                Err(_) => {
+                    files.order(Op::All)?;
+                    self.aliased = true;
+                }
             }
         }
         let fd = match sysfs::open_dir_in_root(self.root.as_fd(), &key) {
@@ -376,7 +404,7 @@ impl Applier {
             return Ok(()); // nothing below to delete
         };
         files.order(Op::Replace(&path))?;
-        self.cache.invalidate(&path);
+        self.invalidate(&path);
         match self.whiteouts {
             // overlayfs: a 0/0 character device hides the lower entry.
             Whiteouts::Overlay => {
@@ -400,7 +428,11 @@ impl Applier {
             }
             Whiteouts::Delete => {
                 files.order(Op::All)?;
-                self.cache.invalidate_below(&key);
+                if self.aliased {
+                    self.cache.clear();
+                } else {
+                    self.cache.invalidate_below(&key);
+                }
                 self.clear_lower(fd.as_fd(), &key).map_err(at(raw, "clear opaque directory"))
             }
         }

@@ -287,6 +287,23 @@ fn write(job: Job) -> Result<(), ApplyError> {
     fd_attrs(file.as_fd(), &f.attrs, &f.raw)
 }
 
+/// Writes `f` on the driver thread as its data streams in.
+fn write_inline<C: Chunks>(stream: &mut TarStream<C>, f: &NewFile) -> Result<(), ApplyError> {
+    let mut file = std::fs::File::from(create_file(f.parent.as_fd(), &f.name, &f.raw)?);
+    let mut failed = None;
+    stream
+        .data(|p| {
+            if failed.is_none() {
+                failed = file.write_all(&p).err();
+            }
+        })
+        .map_err(ApplyError::Read)?;
+    if let Some(e) = failed {
+        return Err(super::entry::at(&f.raw, "write data")(e));
+    }
+    fd_attrs(file.as_fd(), &f.attrs, &f.raw)
+}
+
 /// The driver's side of the workers: hands out jobs and keeps what is
 /// needed to order other operations after them.
 struct Dispatch {
@@ -375,6 +392,11 @@ impl<C: Chunks> Files<Parsed> for Parallel<'_, C> {
 
     fn file(&mut self, entry: &mut Parsed, file: NewFile) -> Result<(), ApplyError> {
         let d = &mut *self.dispatch;
+        if file.aliased {
+            // Written here, in order: its real path is unknown.
+            d.flush()?;
+            return write_inline(self.stream, &file);
+        }
         if d.files.contains(&file.path) || d.dirs.contains(&file.path) {
             d.flush()?;
         }
