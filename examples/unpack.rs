@@ -3,7 +3,8 @@
 //!
 //! Environment: `UNPACK_DATA` (dataset dir, default
 //! /var/tmp/strata-unpack), `UNPACK_FS` (`xfs,ext4`), `UNPACK_FORMATS`
-//! (`plain,gzip,zstd`), `UNPACK_WORKERS` (`2`; `0` is the sequential twin),
+//! (`plain,gzip,zstd`), `UNPACK_WORKERS` (`2`; `0` is the sequential twin;
+//! `2s` to sync, `2n` not to, whatever `UNPACK_SYNC` (`1`) says),
 //! `UNPACK_HASH_THREAD` (`1`), `UNPACK_RUNS` (`3`).
 
 use strata::image::apply::bench::{run, Dataset, Tool};
@@ -30,7 +31,14 @@ fn main() -> anyhow::Result<()> {
     let sync = var("UNPACK_SYNC", "1") != "0";
     let tools: Vec<Tool> = var("UNPACK_WORKERS", "2")
         .split(',')
-        .map(|w| Tool::Strata(ApplyOptions { workers: w.parse().unwrap_or(2), hash_thread, sync }))
+        .map(|w| {
+            // `2` uses UNPACK_SYNC; `2s` always syncs, `2n` never.
+            let (w, sync) = match w.strip_suffix('s') {
+                Some(w) => (w, true),
+                None => w.strip_suffix('n').map_or((w, sync), |w| (w, false)),
+            };
+            Tool::Strata(ApplyOptions { workers: w.parse().unwrap_or(2), hash_thread, sync })
+        })
         .collect();
     let runs = var("UNPACK_RUNS", "3").parse().unwrap_or(3);
     run(&data, &fss, &formats, &tools, runs)?;

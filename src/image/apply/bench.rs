@@ -141,8 +141,12 @@ impl Tool {
 
     pub fn name(&self) -> String {
         match self {
-            Tool::Strata(o) if o.workers == 0 => "strata sequential".into(),
-            Tool::Strata(o) => format!("strata {}w{}", o.workers, if o.hash_thread { "+h" } else { "" }),
+            Tool::Strata(o) => format!(
+                "strata {}{}{}",
+                if o.workers == 0 { "seq".to_owned() } else { format!("{}w", o.workers) },
+                if o.hash_thread && o.workers > 0 { "+h" } else { "" },
+                if o.sync { "+sync" } else { "" }
+            ),
             Tool::Shell(cmd) => {
                 cmd.split('|').map(|p| p.split_whitespace().next().unwrap_or("")).collect::<Vec<_>>().join("|")
             }
@@ -178,14 +182,14 @@ pub fn time_once(fs: FsKind, blob: &Path, tool: &Tool) -> io::Result<(Duration, 
     Ok((applied, start.elapsed() - applied))
 }
 
-/// The medians of `runs` runs: of the tool, and of the tool plus a sync.
-pub fn median(fs: FsKind, blob: &Path, tool: &Tool, runs: usize) -> io::Result<(Duration, Duration)> {
-    let t = (0..runs.max(1)).map(|_| time_once(fs, blob, tool)).collect::<io::Result<Vec<_>>>()?;
+/// The medians of a list of runs: of the tool, and of the tool plus a
+/// sync.
+fn medians(t: &[(Duration, Duration)]) -> (Duration, Duration) {
     let mut alone: Vec<Duration> = t.iter().map(|t| t.0).collect();
     let mut synced: Vec<Duration> = t.iter().map(|t| t.0 + t.1).collect();
     alone.sort();
     synced.sort();
-    Ok((alone[alone.len() / 2], synced[synced.len() / 2]))
+    (alone[alone.len() / 2], synced[synced.len() / 2])
 }
 
 /// One line of the result table.
@@ -209,8 +213,16 @@ pub fn run(data: &Dataset, fss: &[FsKind], formats: &[&str], tools: &[Tool], run
     for &fs in fss {
         for &format in formats {
             let blob = data.blob(format);
-            let tar = Tool::tar_for(format);
-            let base = median(fs, blob, &tar, runs)?;
+            let all: Vec<Tool> = std::iter::once(Tool::tar_for(format)).chain(tools.iter().cloned()).collect();
+            // Runs interleaved, so drift in the machine's load hits every
+            // tool alike.
+            let mut times = vec![Vec::new(); all.len()];
+            for _ in 0..runs.max(1) {
+                for (tool, t) in all.iter().zip(&mut times) {
+                    t.push(time_once(fs, blob, tool)?);
+                }
+            }
+            let base = medians(&times[0]);
             let mut line = |tool: String, (m, synced): (Duration, Duration)| {
                 let speedup = base.0.as_secs_f64() / m.as_secs_f64();
                 println!(
@@ -225,9 +237,8 @@ pub fn run(data: &Dataset, fss: &[FsKind], formats: &[&str], tools: &[Tool], run
                 );
                 rows.push(Row { fs, format: format.into(), tool, median: m, synced, speedup });
             };
-            line(tar.name(), base);
-            for tool in tools {
-                line(tool.name(), median(fs, blob, tool, runs)?);
+            for (tool, t) in all.iter().zip(&times) {
+                line(tool.name(), medians(t));
             }
         }
     }

@@ -51,6 +51,9 @@ const SMALL_FILE: u64 = 1 << 20;
 const QUEUE: usize = 1024;
 /// Parent directory fds kept open by path.
 const DIR_CACHE: usize = 64;
+/// With `sync`, file data handed out between two background `syncfs`
+/// calls: writeback then runs alongside apply instead of all at the end.
+const WRITEBACK_EVERY: u64 = 64 << 20;
 
 /// Applies `blob` into `root` on `opts.workers` worker threads.
 pub(super) fn apply<R: Read>(
@@ -72,6 +75,10 @@ pub(super) fn apply<R: Read>(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (chunk_tx, chunk_rx) = mpsc::channel::<io::Result<Arc<Chunk>>>();
 
+    let flush_fd = match opts.sync {
+        true => Some(root.try_clone().map_err(ApplyError::Read)?),
+        false => None,
+    };
     let (extracted, plain) = thread::scope(|s| {
         for _ in 0..opts.workers.max(1) {
             let (rx, shared) = (job_rx.clone(), shared.clone());
@@ -96,8 +103,24 @@ pub(super) fn apply<R: Read>(
             }
             _ => (Hash::Inline(Hasher::new(), 0), None),
         };
+        // With sync, a flusher thread runs syncfs whenever enough data has
+        // been handed out, so the final syncfs finds little left to do.
+        let flusher = if let Some(fd) = flush_fd {
+            let (tx, rx) = mpsc::channel::<()>();
+            s.spawn(move || {
+                while rx.recv().is_ok() {
+                    while rx.try_recv().is_ok() {}
+                    // Errors surface in the final syncfs (see syncfs(2)).
+                    let _ = crate::sys::fs::syncfs(fd.as_fd());
+                }
+            });
+            Some(tx)
+        } else {
+            None
+        };
         let driver = {
-            let dispatch = Dispatch::new(job_tx, shared);
+            let mut dispatch = Dispatch::new(job_tx, shared);
+            dispatch.flusher = flusher;
             let applier = Applier::new(root, whiteouts, true, DIR_CACHE);
             s.spawn(move || drive(TarStream::new(Channel(chunk_rx)), applier, dispatch))
         };
@@ -313,11 +336,14 @@ struct Dispatch {
     files: HashSet<Vec<u8>>,
     /// Every directory above those files (the root is `""`).
     dirs: HashSet<Vec<u8>>,
+    /// Where to ask for background writeback, and bytes handed out since.
+    flusher: Option<Sender<()>>,
+    unflushed: u64,
 }
 
 impl Dispatch {
     fn new(tx: SyncSender<Job>, shared: Arc<Shared>) -> Dispatch {
-        Dispatch { tx, shared, files: HashSet::new(), dirs: HashSet::new() }
+        Dispatch { tx, shared, files: HashSet::new(), dirs: HashSet::new(), flusher: None, unflushed: 0 }
     }
 
     /// The first worker error, if any.
@@ -402,6 +428,13 @@ impl<C: Chunks> Files<Parsed> for Parallel<'_, C> {
         }
         d.record(&file.path);
         *lock(&d.shared.pending) += 1;
+        d.unflushed += entry.size;
+        if d.unflushed >= WRITEBACK_EVERY {
+            d.unflushed = 0;
+            if let Some(f) = &d.flusher {
+                let _ = f.send(());
+            }
+        }
         let gone = || ApplyError::Read(io::Error::other("layer apply workers exited"));
         if entry.size <= SMALL_FILE {
             let mut pieces = Vec::with_capacity(2);
