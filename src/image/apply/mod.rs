@@ -14,7 +14,12 @@
 //! follows a symlink (`O_EXCL|O_NOFOLLOW`, `mknodat`, `symlinkat`,
 //! `linkat` without `AT_SYMLINK_FOLLOW`), replacing whatever was there.
 //! Entry paths and hardlink targets whose `..` would climb above the root
-//! are refused outright rather than clamped, as Docker does.
+//! are refused outright rather than clamped, as Docker does. The parallel
+//! path keeps parent directory fds by path, but only for paths that
+//! resolve with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` (no symlink to
+//! redirect them) and only until an entry at or above them removes or
+//! replaces something; worker threads get such an fd and a single name,
+//! never a path.
 //!
 //! Entry semantics follow Docker's `pkg/archive` `UnpackLayer`: missing
 //! parents are created `0755`, a non-directory replaces whatever exists, an
@@ -35,7 +40,9 @@
 //! threads create the regular files. Ordering rules there keep the result
 //! identical to [`sequential`], the single-threaded twin
 //! (`ApplyOptions { workers: 0 }` or `STRATA_APPLY=sequential`), which a
-//! differential test checks on random layers.
+//! differential test checks on random layers. The parallel tar reader
+//! does not expand GNU sparse entries (no OCI writer emits them): it
+//! refuses them, where the twin expands them.
 //!
 //! ## Durability
 //!

@@ -417,6 +417,11 @@ impl<C: Chunks> Files<Parsed> for Parallel<'_, C> {
     }
 
     fn file(&mut self, entry: &mut Parsed, file: NewFile) -> Result<(), ApplyError> {
+        if entry.header().entry_type() == tar::EntryType::GNUSparse {
+            // The sparse map is not read: refuse rather than write the
+            // packed data as the file (the sequential twin expands it).
+            return Err(ApplyError::UnsupportedType { path: super::entry::lossy(&file.raw), kind: 'S' });
+        }
         let d = &mut *self.dispatch;
         if file.aliased {
             // Written here, in order: its real path is unknown.

@@ -8,7 +8,7 @@
 //! `path`, PAX `size`/`uid`/`gid` overriding the header, end at the first
 //! zero block) so the parallel path parses a layer as the sequential twin
 //! does. GNU sparse entries are not expanded (no OCI writer emits them);
-//! they are reported as the entry type they are.
+//! the applier refuses them.
 
 use super::entry::Entry;
 use std::borrow::Cow;
