@@ -128,6 +128,26 @@ pub fn open_dir_in_root_nofollow(root: BorrowedFd<'_>, path: &[u8]) -> io::Resul
     })
 }
 
+/// `openat2(root, path, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS)`: opens a directory below `root` only if no
+/// component of `path` is a symlink (`ELOOP` otherwise).
+///
+/// A path that resolves this way names one directory for as long as none of
+/// its components is removed or replaced, which is what lets layer apply
+/// cache the fd by path. An empty `path` opens `root` itself.
+pub fn open_dir_beneath_no_symlinks(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
+    let path: &[u8] = if path.is_empty() { b"." } else { path };
+    retry(|| {
+        rustix::fs::openat2(
+            root,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        )
+    })
+}
+
 /// `openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)`: a child
 /// directory, never through a symlink.
 pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
@@ -312,6 +332,13 @@ pub fn lutimens_at(dir: BorrowedFd<'_>, name: &[u8], atime: (i64, u32), mtime: (
 /// `fsetxattr(fd, key, value, 0)`.
 pub fn fsetxattr(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
     retry(|| rustix::fs::fsetxattr(fd, key, value, XattrFlags::empty()))
+}
+
+/// `syncfs(fd)`: writes back every dirty inode and block of the filesystem
+/// holding `fd` and waits for it (see syncfs(2); since Linux 5.8 it
+/// reports writeback errors seen on that filesystem since `fd` was opened).
+pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    retry(|| rustix::fs::syncfs(fd))
 }
 
 /// `/proc/self/fd/<dir>/<name>`: a path naming `name` in the directory

@@ -1,0 +1,237 @@
+//! What every entry of a layer carries, whichever parser read it: the
+//! header fields and PAX records layer apply looks at, path cleaning, and
+//! the per-file operations shared by the sequential and parallel paths.
+//! Nothing here knows about threads.
+
+use super::ApplyError;
+use crate::image::OVERLAY_XATTR_PREFIX;
+use crate::sys::fs as sysfs;
+use std::borrow::Cow;
+use std::io::{self, Read};
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+/// PAX record prefix for extended attributes (as written by GNU tar,
+/// libarchive and Go's `archive/tar`).
+const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
+
+/// One tar entry as layer apply sees it. Implemented by the `tar` crate's
+/// entries (the sequential path) and by [`super::tarstream::Parsed`] (the
+/// parallel path); both follow the `tar` crate's precedence rules (GNU long
+/// names over PAX `path` over the header).
+pub(super) trait Entry {
+    fn header(&self) -> &tar::Header;
+    fn path_bytes(&self) -> Cow<'_, [u8]>;
+    fn link_name_bytes(&self) -> Option<Cow<'_, [u8]>>;
+    fn pax_extensions(&mut self) -> io::Result<Option<tar::PaxExtensions<'_>>>;
+}
+
+impl<R: Read> Entry for tar::Entry<'_, R> {
+    fn header(&self) -> &tar::Header {
+        tar::Entry::header(self)
+    }
+    fn path_bytes(&self) -> Cow<'_, [u8]> {
+        tar::Entry::path_bytes(self)
+    }
+    fn link_name_bytes(&self) -> Option<Cow<'_, [u8]>> {
+        tar::Entry::link_name_bytes(self)
+    }
+    fn pax_extensions(&mut self) -> io::Result<Option<tar::PaxExtensions<'_>>> {
+        tar::Entry::pax_extensions(self)
+    }
+}
+
+pub(super) fn lossy(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+/// Splits a tar path into normal components, dropping empty and `.` ones
+/// and folding `..` lexically; `None` if `..` climbs above the root.
+/// A leading `/` is ignored: absolute entry names are relative to the
+/// layer root, as in Docker.
+pub(super) fn clean(path: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in path.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop()?;
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+pub(super) fn join(comps: &[&[u8]]) -> Vec<u8> {
+    comps.join(&b'/')
+}
+
+pub(super) fn is_errno(e: &io::Error, errno: i32) -> bool {
+    e.raw_os_error() == Some(errno)
+}
+
+/// Maps an I/O error to the entry `raw` and the operation that failed.
+pub(super) fn at<'a>(raw: &'a [u8], op: &'static str) -> impl FnOnce(io::Error) -> ApplyError + 'a {
+    move |source| ApplyError::Entry { path: lossy(raw), op, source }
+}
+
+/// Runs `create`; if the name is taken, removes whatever is there
+/// (recursively, without following symlinks) and runs it again.
+pub(super) fn replacing<T>(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    mut create: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    match create() {
+        Err(e) if is_errno(&e, libc::EEXIST) => {
+            sysfs::remove_all_at(parent, name)?;
+            create()
+        }
+        r => r,
+    }
+}
+
+/// Metadata of one entry, from its header and PAX records.
+#[derive(Debug, Clone)]
+pub(super) struct Attrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A numeric header field, where a blank field (all NUL or space, as some
+/// writers leave unused ones) means 0, as in Go's `archive/tar`.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        r => r,
+    }
+}
+
+/// Parses a PAX time (`[-]seconds[.fraction]`, POSIX pax "mtime").
+pub(super) fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos: u32 = 0;
+    for (i, d) in frac.bytes().take(9).enumerate() {
+        nanos += u32::from(d - b'0') * 10u32.pow(8 - u32::try_from(i).ok()?);
+    }
+    Some(match (neg, nanos) {
+        (false, n) => (secs, n),
+        (true, 0) => (-secs, 0),
+        (true, n) => (-secs - 1, 1_000_000_000 - n),
+    })
+}
+
+/// The entry's metadata: header fields, then PAX times and xattrs.
+pub(super) fn attrs(entry: &mut impl Entry, path: &[u8]) -> Result<Attrs, ApplyError> {
+    let invalid = |field: &'static str, detail: String| ApplyError::InvalidHeader { path: lossy(path), field, detail };
+    let h = entry.header();
+    let old = h.as_old();
+    let mode = numeric(h.mode().map(u64::from), &old.mode).map_err(|e| invalid("mode", e.to_string()))? & 0o7777;
+    let mode = u32::try_from(mode).unwrap_or(0);
+    let uid = numeric(h.uid(), &old.uid).map_err(|e| invalid("uid", e.to_string()))?;
+    let uid = u32::try_from(uid).map_err(|_| invalid("uid", uid.to_string()))?;
+    let gid = numeric(h.gid(), &old.gid).map_err(|e| invalid("gid", e.to_string()))?;
+    let gid = u32::try_from(gid).map_err(|_| invalid("gid", gid.to_string()))?;
+    let mtime = numeric(h.mtime(), &old.mtime).map_err(|e| invalid("mtime", e.to_string()))?;
+    let mut mtime = (i64::try_from(mtime).map_err(|_| invalid("mtime", mtime.to_string()))?, 0);
+    let mut atime =
+        h.as_gnu().and_then(|g| g.atime().ok()).and_then(|a| i64::try_from(a).ok()).filter(|a| *a != 0).map(|a| (a, 0));
+    let mut xattrs = Vec::new();
+    if let Some(exts) = entry.pax_extensions().map_err(|e| invalid("pax header", e.to_string()))? {
+        for ext in exts {
+            let ext = ext.map_err(|e| invalid("pax header", e.to_string()))?;
+            match ext.key_bytes() {
+                b"mtime" => {
+                    mtime = parse_pax_time(ext.value_bytes())
+                        .ok_or_else(|| invalid("pax mtime", lossy(ext.value_bytes())))?
+                }
+                b"atime" => {
+                    atime = Some(
+                        parse_pax_time(ext.value_bytes())
+                            .ok_or_else(|| invalid("pax atime", lossy(ext.value_bytes())))?,
+                    )
+                }
+                k => {
+                    if let Some(name) = k.strip_prefix(PAX_XATTR) {
+                        if !name.starts_with(OVERLAY_XATTR_PREFIX) {
+                            xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Docker's rule: an access time older than the modification time (or
+    // none at all) becomes the modification time.
+    let atime = atime.filter(|a| *a >= mtime).unwrap_or(mtime);
+    Ok(Attrs { mode, uid, gid, atime, mtime, xattrs })
+}
+
+/// Whether an xattr failure is one to skip: the filesystem does not
+/// support the namespace, or (for symlinks and device nodes) the kernel
+/// refuses `user.*` on that file type.
+pub(super) fn ignorable_xattr_error(e: &io::Error, special: bool) -> bool {
+    is_errno(e, libc::EOPNOTSUPP) || (special && is_errno(e, libc::EPERM))
+}
+
+/// Creates the regular file `name` in `parent`, replacing whatever is
+/// there; never follows a symlink in `name`.
+pub(super) fn create_file(parent: BorrowedFd<'_>, name: &[u8], raw: &[u8]) -> Result<OwnedFd, ApplyError> {
+    replacing(parent, name, || sysfs::create_file_at(parent, name)).map_err(at(raw, "create file"))
+}
+
+/// Owner, then mode (chown clears setuid/setgid), then xattrs (chown
+/// also drops `security.capability`), then times.
+pub(super) fn fd_attrs(fd: BorrowedFd<'_>, attrs: &Attrs, raw: &[u8]) -> Result<(), ApplyError> {
+    sysfs::fchown(fd, attrs.uid, attrs.gid).map_err(at(raw, "chown"))?;
+    sysfs::fchmod(fd, attrs.mode).map_err(at(raw, "chmod"))?;
+    for (k, v) in &attrs.xattrs {
+        match sysfs::fsetxattr(fd, k, v) {
+            Err(e) if !ignorable_xattr_error(&e, false) => return Err(at(raw, "set xattr")(e)),
+            _ => {}
+        }
+    }
+    sysfs::futimens(fd, attrs.atime, attrs.mtime).map_err(at(raw, "set times"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_folds_dot_dot_and_refuses_escapes() {
+        let c = |p: &str| clean(p.as_bytes()).map(|v| String::from_utf8(join(&v)).unwrap());
+        assert_eq!(c("./a//b/./c/").as_deref(), Some("a/b/c"));
+        assert_eq!(c("/etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(c("a/../b").as_deref(), Some("b"));
+        assert_eq!(c("./").as_deref(), Some(""));
+        assert_eq!(c("../x"), None);
+        assert_eq!(c("a/../../x"), None);
+        assert_eq!(c("/../x"), None);
+    }
+
+    #[test]
+    fn parses_pax_times() {
+        assert_eq!(parse_pax_time(b"1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(parse_pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(parse_pax_time(b"1.1234567899"), Some((1, 123_456_789)));
+        assert_eq!(parse_pax_time(b"-1000"), Some((-1000, 0)));
+        assert_eq!(parse_pax_time(b"-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(parse_pax_time(b""), None);
+        assert_eq!(parse_pax_time(b"1e9"), None);
+        assert_eq!(parse_pax_time(b"-"), None);
+    }
+}
