@@ -87,9 +87,7 @@ pub fn pipeline(stages: &[Vec<OsString>]) -> Result<Vec<u8>, BenchError> {
 /// `syncfs(2)` on the filesystem holding `path`: writes back its dirty
 /// data and metadata and waits for it.
 pub fn syncfs(path: &Path) -> Result<(), BenchError> {
-    let io = |source| BenchError::Io { what: "syncfs", path: path.to_owned(), source };
-    let dir = std::fs::File::open(path).map_err(io)?;
-    rustix::fs::syncfs(&dir).map_err(|e| io(e.into()))
+    crate::sys::fs::syncfs_path(path).map_err(|source| BenchError::Io { what: "syncfs", path: path.to_owned(), source })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 
 use crate::content::{ContentError, ContentStore};
 use crate::digest::{ChainId, DiffId, Digest};
-use crate::image::apply::{apply_layer, ApplyError};
+use crate::image::apply::{apply_layer_with, ApplyError, ApplyOptions};
 use crate::image::compression::Compression;
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotError, SnapshotKey, Snapshotter, Whiteouts, WriteTarget};
@@ -204,13 +204,17 @@ impl<'a> LayerStore<'a> {
         let mut tee = Tee { inner: blob, copy: writer };
         let layer_name = expected.map(|d| d.to_string()).unwrap_or_else(|| "(new)".into());
         let apply_err = |source| LayerError::Apply { layer: layer_name.clone(), source };
+        // Apply writes back as it goes and ends with one syncfs, so the
+        // layer is durable before it is committed.
+        let synced = ApplyOptions { sync: true, ..ApplyOptions::default() };
         let outcome = match self.snapshots.write_target(extract)? {
-            WriteTarget::Directory { dir, whiteouts } => apply_layer(&mut tee, &dir, whiteouts).map_err(apply_err)?,
+            WriteTarget::Directory { dir, whiteouts } => {
+                apply_layer_with(&mut tee, &dir, whiteouts, &synced).map_err(apply_err)?
+            }
             WriteTarget::Mounted(mounts) => {
                 let staging = self.root.staging_dir("apply")?;
                 let m = TempMount::new(&mounts, staging.path()).map_err(|e| StoreError::io(staging.path(), e))?;
-                let out = apply_layer(&mut tee, m.path(), Whiteouts::Delete).map_err(apply_err)?;
-                crate::sys::sync::syncfs(m.path()).map_err(|e| StoreError::io(m.path(), e))?;
+                let out = apply_layer_with(&mut tee, m.path(), Whiteouts::Delete, &synced).map_err(apply_err)?;
                 m.unmount().map_err(|e| StoreError::io(staging.path(), e))?;
                 out
             }
@@ -254,7 +258,7 @@ impl<'a> LayerStore<'a> {
         // One syncfs makes every file of the layer durable before the layer
         // becomes visible (per-file fsync would cost one flush per file).
         if let Some(dir) = self.durable_dir(key)? {
-            crate::sys::sync::syncfs(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            crate::sys::fs::syncfs_path(&dir).map_err(|e| StoreError::io(&dir, e))?;
         }
         self.snapshots.commit(&chain_key, key)?;
         let layer = Layer { chain_id: chain, diff_id, parent: parent.cloned(), size, snapshot: chain_key, blob };

@@ -341,6 +341,11 @@ pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry(|| rustix::fs::syncfs(fd))
 }
 
+/// [`syncfs`] on the filesystem holding `path`.
+pub fn syncfs_path(path: &Path) -> io::Result<()> {
+    syncfs(open_dir(path)?.as_fd())
+}
+
 /// `/proc/self/fd/<dir>/<name>`: a path naming `name` in the directory
 /// `dir` refers to. The magic link resolves to that directory object
 /// itself, so the path cannot be redirected by renames or symlinks above

@@ -14,6 +14,5 @@ pub mod loopdev;
 pub mod mount;
 pub mod process;
 pub mod statfs;
-pub mod sync;
 pub mod uring;
 pub mod xattr;
