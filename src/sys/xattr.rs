@@ -34,6 +34,12 @@ pub fn llist(path: &Path) -> io::Result<Vec<OsString>> {
     }
 }
 
+/// `flistxattr(fd, NULL, 0)`: whether the open file has any extended
+/// attribute visible to the caller (one syscall, no allocation).
+pub fn fhas_any(fd: impl std::os::fd::AsFd) -> io::Result<bool> {
+    Ok(rustix::fs::flistxattr_query(fd)? > 0)
+}
+
 /// `lgetxattr(path, name, ...)`: the value of one attribute.
 pub fn lget(path: &Path, name: &OsString) -> io::Result<Vec<u8>> {
     loop {

@@ -187,16 +187,83 @@ impl Copier {
 
     fn file(&mut self, src: &Path, dst: &Path, md: &Metadata) -> Result<(), CopyError> {
         let input = self.open_source(src)?;
+        // Created with its final permission bits (less the umask), so the
+        // chmod below is usually skipped; the snapshot dir is private.
         let output = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(md.mode() & 0o777)
             .custom_flags(libc::O_NOFOLLOW)
             .open(dst)
             .map_err(io_err("create", dst))?;
         self.data(&input, &output, md.len(), dst)?;
         self.stats.files += 1;
-        self.attributes(src, dst, md, true)
+        self.file_attributes(&input, &output, src, dst, md)
+    }
+
+    /// [`Self::attributes`] for a regular file, on its descriptors: no path
+    /// lookups, and chown/chmod only when the new file differs (most files
+    /// in a root-owned image already match what `open` created). Same
+    /// order: owner, xattrs, mode, times.
+    fn file_attributes(
+        &mut self,
+        input: &File,
+        output: &File,
+        src: &Path,
+        dst: &Path,
+        md: &Metadata,
+    ) -> Result<(), CopyError> {
+        let st = output.metadata().map_err(io_err("fstat", dst))?;
+        if (st.uid(), st.gid()) != (md.uid(), md.gid()) {
+            std::os::unix::fs::fchown(output, Some(md.uid()), Some(md.gid())).map_err(io_err("fchown", dst))?;
+        }
+        let has_xattrs = match sys::xattr::fhas_any(input) {
+            Ok(any) => any,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => false,
+            Err(e) => return Err(io_err("flistxattr", src)(e)),
+        };
+        if has_xattrs {
+            self.copy_xattrs(src, dst)?;
+        }
+        // chown may have cleared setuid/setgid, and the umask may have
+        // dropped bits: compare with what is there now.
+        let now_mode = if has_xattrs || (st.uid(), st.gid()) != (md.uid(), md.gid()) {
+            output.metadata().map_err(io_err("fstat", dst))?.mode()
+        } else {
+            st.mode()
+        };
+        if now_mode & 0o7777 != md.mode() & 0o7777 {
+            output
+                .set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .map_err(io_err("fchmod", dst))?;
+        }
+        let times = Timestamps {
+            last_access: Timespec { tv_sec: md.atime(), tv_nsec: md.atime_nsec() },
+            last_modification: Timespec { tv_sec: md.mtime(), tv_nsec: md.mtime_nsec() },
+        };
+        rustix::fs::futimens(output, &times).map_err(errno_err("futimens", dst))
+    }
+
+    fn copy_xattrs(&mut self, src: &Path, dst: &Path) -> Result<(), CopyError> {
+        let names = match sys::xattr::llist(src) {
+            Ok(names) => names,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Vec::new(),
+            Err(e) => return Err(io_err("llistxattr", src)(e)),
+        };
+        for name in names {
+            let value = match sys::xattr::lget(src, &name) {
+                Ok(v) => v,
+                // Removed since listed.
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
+                Err(e) => return Err(io_err("lgetxattr", src)(e)),
+            };
+            sys::xattr::lset(dst, &name, &value).map_err(|e| CopyError::Io {
+                op: "lsetxattr",
+                path: dst.to_owned(),
+                source: io::Error::new(e.kind(), format!("{}: {e}", name.to_string_lossy())),
+            })?;
+        }
+        Ok(())
     }
 
     fn open_source(&mut self, src: &Path) -> Result<File, CopyError> {
@@ -278,24 +345,7 @@ impl Copier {
     /// Owner, xattrs, mode (unless a symlink) and times, in that order.
     fn attributes(&mut self, src: &Path, dst: &Path, md: &Metadata, chmod: bool) -> Result<(), CopyError> {
         std::os::unix::fs::lchown(dst, Some(md.uid()), Some(md.gid())).map_err(io_err("lchown", dst))?;
-        let names = match sys::xattr::llist(src) {
-            Ok(names) => names,
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Vec::new(),
-            Err(e) => return Err(io_err("llistxattr", src)(e)),
-        };
-        for name in names {
-            let value = match sys::xattr::lget(src, &name) {
-                Ok(v) => v,
-                // Removed since listed.
-                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
-                Err(e) => return Err(io_err("lgetxattr", src)(e)),
-            };
-            sys::xattr::lset(dst, &name, &value).map_err(|e| CopyError::Io {
-                op: "lsetxattr",
-                path: dst.to_owned(),
-                source: io::Error::new(e.kind(), format!("{}: {e}", name.to_string_lossy())),
-            })?;
-        }
+        self.copy_xattrs(src, dst)?;
         if chmod {
             std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))
                 .map_err(io_err("chmod", dst))?;
