@@ -165,12 +165,17 @@ pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
 /// creates a new regular file; fails with `EEXIST` if anything (including a
 /// dangling symlink) is already there.
 pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    create_file_mode_at(dir, name, 0o600)
+}
+
+/// [`create_file_at`] with permission bits `mode` (less the umask).
+pub fn create_file_mode_at(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<OwnedFd> {
     retry(|| {
         rustix::fs::openat(
             dir,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(mode & 0o777),
         )
     })
 }

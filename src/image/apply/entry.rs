@@ -193,6 +193,38 @@ pub(super) fn create_file(parent: BorrowedFd<'_>, name: &[u8], raw: &[u8]) -> Re
     replacing(parent, name, || sysfs::create_file_at(parent, name)).map_err(at(raw, "create file"))
 }
 
+/// [`create_file`] with the entry's permission bits (less the umask), so
+/// that [`fd_attrs_created`] can usually skip the chmod.
+pub(super) fn create_file_mode(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    mode: u32,
+    raw: &[u8],
+) -> Result<OwnedFd, ApplyError> {
+    replacing(parent, name, || sysfs::create_file_mode_at(parent, name, mode)).map_err(at(raw, "create file"))
+}
+
+/// [`fd_attrs`] for a file this apply just created: one `fstat` first,
+/// then chown and chmod only where the new file differs from the entry
+/// (root-owned files with ordinary modes need neither). The new file had
+/// no setuid/setgid bits, so a chown cannot clear any the entry wants.
+pub(super) fn fd_attrs_created(fd: BorrowedFd<'_>, attrs: &Attrs, raw: &[u8]) -> Result<(), ApplyError> {
+    let st = sysfs::fstat(fd).map_err(at(raw, "stat"))?;
+    if (st.uid, st.gid) != (attrs.uid, attrs.gid) {
+        sysfs::fchown(fd, attrs.uid, attrs.gid).map_err(at(raw, "chown"))?;
+    }
+    if st.mode != attrs.mode {
+        sysfs::fchmod(fd, attrs.mode).map_err(at(raw, "chmod"))?;
+    }
+    for (k, v) in &attrs.xattrs {
+        match sysfs::fsetxattr(fd, k, v) {
+            Err(e) if !ignorable_xattr_error(&e, false) => return Err(at(raw, "set xattr")(e)),
+            _ => {}
+        }
+    }
+    sysfs::futimens(fd, attrs.atime, attrs.mtime).map_err(at(raw, "set times"))
+}
+
 /// Owner, then mode (chown clears setuid/setgid), then xattrs (chown
 /// also drops `security.capability`), then times.
 pub(super) fn fd_attrs(fd: BorrowedFd<'_>, attrs: &Attrs, raw: &[u8]) -> Result<(), ApplyError> {

@@ -27,7 +27,7 @@
 //! flush. So the tree is the one the sequential path builds.
 
 use super::applier::{Applier, Files, NewFile, Op};
-use super::entry::{create_file, fd_attrs, Entry};
+use super::entry::{create_file_mode, fd_attrs_created, Entry};
 use super::tarstream::{Chunk, Chunks, Parsed, Piece, TarStream};
 use super::{ApplyError, ApplyOptions, ApplyOutcome, BUF_SIZE};
 use crate::digest::{DiffId, Hasher, HashingReader};
@@ -293,7 +293,7 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
 
 fn write(job: Job) -> Result<(), ApplyError> {
     let f = &job.file;
-    let mut file = std::fs::File::from(create_file(f.parent.as_fd(), &f.name, &f.raw)?);
+    let mut file = std::fs::File::from(create_file_mode(f.parent.as_fd(), &f.name, f.attrs.mode, &f.raw)?);
     let err = |e| super::entry::at(&f.raw, "write data")(e);
     match job.data {
         Data::Pieces(pieces) => {
@@ -307,12 +307,12 @@ fn write(job: Job) -> Result<(), ApplyError> {
             }
         }
     }
-    fd_attrs(file.as_fd(), &f.attrs, &f.raw)
+    fd_attrs_created(file.as_fd(), &f.attrs, &f.raw)
 }
 
 /// Writes `f` on the driver thread as its data streams in.
 fn write_inline<C: Chunks>(stream: &mut TarStream<C>, f: &NewFile) -> Result<(), ApplyError> {
-    let mut file = std::fs::File::from(create_file(f.parent.as_fd(), &f.name, &f.raw)?);
+    let mut file = std::fs::File::from(create_file_mode(f.parent.as_fd(), &f.name, f.attrs.mode, &f.raw)?);
     let mut failed = None;
     stream
         .data(|p| {
@@ -324,7 +324,7 @@ fn write_inline<C: Chunks>(stream: &mut TarStream<C>, f: &NewFile) -> Result<(),
     if let Some(e) = failed {
         return Err(super::entry::at(&f.raw, "write data")(e));
     }
-    fd_attrs(file.as_fd(), &f.attrs, &f.raw)
+    fd_attrs_created(file.as_fd(), &f.attrs, &f.raw)
 }
 
 /// The driver's side of the workers: hands out jobs and keeps what is
