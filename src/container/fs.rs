@@ -10,7 +10,7 @@
 use super::store::ContainerStore;
 use super::{ContainerId, Status};
 use crate::engine::Engine;
-use crate::image::diff::{write_layer, write_tree};
+use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without};
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotKey, Whiteouts};
 use std::io::{self, Write};
@@ -155,6 +155,11 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
 /// them in a hidden init layer, so `diff` never shows them.
 pub const RUNTIME_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
 
+/// [`RUNTIME_FILES`] as layer paths (no leading `/`).
+fn placeholders() -> Vec<&'static str> {
+    RUNTIME_FILES.iter().map(|p| p.trim_start_matches('/')).collect()
+}
+
 /// Drops the runtime's own mount points (when the image lacks them) and
 /// the directory changes that only they caused.
 fn without_runtime_files(mut changes: Vec<Change>) -> Vec<Change> {
@@ -171,7 +176,7 @@ fn without_runtime_files(mut changes: Vec<Change>) -> Vec<Change> {
 /// `docker export`: the merged filesystem as a tar on `out`.
 pub fn export(engine: &Engine, id: &ContainerId, out: impl Write) -> Result<(), FsError> {
     let root = RootView::open(engine, id)?;
-    write_tree(root.path(), out).map_err(other)?;
+    write_tree_without(root.path(), &placeholders(), out).map_err(other)?;
     Ok(())
 }
 
@@ -275,7 +280,7 @@ pub fn commit(
     // from that blob (apply reads it back), so a running container keeps
     // its writable layer untouched.
     let mut w = engine.content.writer().map_err(other)?;
-    let outcome = write_layer(&source, &mut w).map_err(other)?;
+    let outcome = write_layer_without(&source, &placeholders(), &mut w).map_err(other)?;
     let digest = w.commit(Some(&outcome.diff_id.0)).map_err(other)?;
     let mut blob = engine.content.open(&digest).map_err(other)?;
     let opts = crate::image::import::ImportOptions {

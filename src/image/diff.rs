@@ -92,7 +92,19 @@ fn at<'a>(path: &'a [u8], op: &'static str) -> impl FnOnce(io::Error) -> DiffErr
 /// Writes the changes `source` describes to `out` as an uncompressed layer
 /// tar and returns its digest and size.
 pub fn write_layer<W: Write>(source: &DiffSource, out: W) -> Result<DiffOutcome, DiffError> {
-    write_with(source, false, out)
+    write_with(source, false, &[], out)
+}
+
+/// [`write_layer`] leaving out the given paths (relative, no leading `/`)
+/// where they are *empty regular files*: the mount points the container
+/// runtime creates for `/etc/hosts` and friends, which Docker keeps in a
+/// hidden init layer so that `commit` never records them.
+pub fn write_layer_without<W: Write>(
+    source: &DiffSource,
+    placeholders: &[&str],
+    out: W,
+) -> Result<DiffOutcome, DiffError> {
+    write_with(source, false, placeholders, out)
 }
 
 /// Writes a whole tree (`docker export`, `cp`) as a tar, staying on the
@@ -100,10 +112,21 @@ pub fn write_layer<W: Write>(source: &DiffSource, out: W) -> Result<DiffOutcome,
 /// mount point of another filesystem (`/proc` of a running container) is
 /// written as an entry, its contents are not.
 pub fn write_tree<W: Write>(root: &Path, out: W) -> Result<DiffOutcome, DiffError> {
-    write_with(&DiffSource::Trees { lower: None, upper: root.to_owned() }, true, out)
+    write_with(&DiffSource::Trees { lower: None, upper: root.to_owned() }, true, &[], out)
 }
 
-fn write_with<W: Write>(source: &DiffSource, one_file_system: bool, out: W) -> Result<DiffOutcome, DiffError> {
+/// [`write_tree`] without the given empty placeholder files (see
+/// [`write_layer_without`]).
+pub fn write_tree_without<W: Write>(root: &Path, placeholders: &[&str], out: W) -> Result<DiffOutcome, DiffError> {
+    write_with(&DiffSource::Trees { lower: None, upper: root.to_owned() }, true, placeholders, out)
+}
+
+fn write_with<W: Write>(
+    source: &DiffSource,
+    one_file_system: bool,
+    placeholders: &[&str],
+    out: W,
+) -> Result<DiffOutcome, DiffError> {
     let open = |p: &Path| sysfs::open_dir(p).map_err(|source| DiffError::Open { path: p.to_owned(), source });
     let (upper, lower, overlay) = match source {
         DiffSource::OverlayUpper(upper) => (open(upper)?, None, true),
@@ -118,6 +141,7 @@ fn write_with<W: Write>(source: &DiffSource, one_file_system: bool, out: W) -> R
         content: 0,
         buf: vec![0; BUF_SIZE],
         root_dev: None,
+        placeholders: placeholders.iter().map(|p| p.as_bytes().to_vec()).collect(),
     };
     if one_file_system {
         w.root_dev = Some(sysfs::fstat(upper.as_fd()).map_err(at(b"", "stat"))?.dev);
@@ -175,6 +199,8 @@ struct Writer<W: Write> {
     /// With `--one-file-system`, the device of the root: directories on
     /// another device are written but not entered.
     root_dev: Option<u64>,
+    /// Paths left out when they are empty regular files.
+    placeholders: Vec<Vec<u8>>,
     buf: Vec<u8>,
 }
 
@@ -269,6 +295,9 @@ impl<W: Write> Writer<W> {
                 self.pending.pop();
                 self.written = self.written.min(self.pending.len());
             } else if changed {
+                if meta.kind == Kind::File && meta.size == 0 && self.placeholders.contains(&path) {
+                    continue;
+                }
                 self.flush_pending()?;
                 self.non_dir(upper, &child.name, &path, &meta, &xattrs)?;
             }

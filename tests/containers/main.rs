@@ -6,6 +6,7 @@
 #[path = "../images/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod fstools;
 mod inside;
 mod lifecycle;
 mod seed;
