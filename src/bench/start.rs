@@ -145,6 +145,9 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
     }
     // podman keeps its store on the scratch fs; its runroot must be short.
     let podman_run = PathBuf::from(format!("/tmp/spb-{}", std::process::id()));
+    // Whatever happens below (a peer failing mid-run included), nothing the
+    // peers or strata mounted under the scratch fs outlives the suite.
+    let _cleanup = MountsUnder { dir: work.clone(), also: podman_run.clone() };
     let podman_root = work.join("podman");
     let podman_base = |extra: &[&str]| -> Vec<OsString> {
         let mut v = os(&["podman", "--root"]);
@@ -287,6 +290,27 @@ fn size_case(opts: &Options, strata: &Path, root: &Path) -> Result<Case, BenchEr
         let _ = pipeline(&[base(&["rm", "-f", id])]);
     }
     Ok(case)
+}
+
+/// On drop: unmounts (lazily, deepest first) every mount below `dir` —
+/// podman's overlay store, an image mount — and removes `also`.
+struct MountsUnder {
+    dir: PathBuf,
+    also: PathBuf,
+}
+
+impl Drop for MountsUnder {
+    fn drop(&mut self) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = format!("{}/", self.dir.display());
+        let mut points: Vec<&str> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = crate::sys::mount::unmount_path(Path::new(p), true);
+        }
+        let _ = std::fs::remove_dir_all(&self.also);
+    }
 }
 
 /// A dockerd of the benchmark's own: state on the scratch filesystem,
