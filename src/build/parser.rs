@@ -21,6 +21,13 @@
 //! [`expand`], which substitutes `$VAR`/`${VAR…}` and removes quotes the
 //! way BuildKit's shell lexer does (`'…'` is literal, `"…"` expands). The
 //! parser does not know any variable's value.
+//!
+//! ```
+//! use strata::build::parser::{parse, Command, Kind};
+//!
+//! let df = parse("FROM busybox:latest\nCMD /app/hello.sh\n").unwrap();
+//! assert_eq!(df.instructions[1].kind, Kind::Cmd(Command::Shell("/app/hello.sh".into())));
+//! ```
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +83,32 @@ pub enum Kind {
     Healthcheck(Option<Healthcheck>),
     Onbuild(Box<Kind>),
     Maintainer(String),
+}
+
+impl Kind {
+    /// The instruction keyword, upper case (`RUN`, `COPY`, …).
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Kind::From { .. } => "FROM",
+            Kind::Run { .. } => "RUN",
+            Kind::Cmd(_) => "CMD",
+            Kind::Entrypoint(_) => "ENTRYPOINT",
+            Kind::Shell(_) => "SHELL",
+            Kind::Copy(_) => "COPY",
+            Kind::Add(_) => "ADD",
+            Kind::Env(_) => "ENV",
+            Kind::Arg(_) => "ARG",
+            Kind::Workdir(_) => "WORKDIR",
+            Kind::User(_) => "USER",
+            Kind::Label(_) => "LABEL",
+            Kind::Expose(_) => "EXPOSE",
+            Kind::Volume(_) => "VOLUME",
+            Kind::StopSignal(_) => "STOPSIGNAL",
+            Kind::Healthcheck(_) => "HEALTHCHECK",
+            Kind::Onbuild(_) => "ONBUILD",
+            Kind::Maintainer(_) => "MAINTAINER",
+        }
+    }
 }
 
 /// A command in exec (JSON) or shell form.
@@ -294,6 +327,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
             (e.line, e.column)
         };
         instructions.push(Instruction { line, column, kind, original: body.to_owned() });
+    }
+    if instructions.is_empty() {
+        // BuildKit refuses an empty file rather than building nothing.
+        return Err(ParseError::new(lines.len().max(1), 1, "file with no instructions"));
     }
     Ok(Dockerfile { escape, syntax, instructions })
 }

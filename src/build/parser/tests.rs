@@ -396,6 +396,23 @@ fn error_unknown_flag() {
 }
 
 #[test]
+fn error_no_instructions() {
+    for text in ["", "\n\n", "# only a comment\n", "# syntax=x\n"] {
+        assert_eq!(err(text).message, "file with no instructions", "{text:?}");
+    }
+}
+
+#[test]
+fn keyword_names_the_instruction() {
+    let df = parse(SAMPLE).unwrap();
+    let kws: Vec<&str> = df.instructions.iter().map(|i| i.kind.keyword()).collect();
+    assert_eq!(kws, ["ARG", "FROM", "ENV", "RUN", "COPY", "LABEL", "HEALTHCHECK", "ONBUILD", "CMD"]);
+    for ins in &df.instructions {
+        assert!(ins.original.to_ascii_uppercase().starts_with(ins.kind.keyword()));
+    }
+}
+
+#[test]
 fn other_errors() {
     assert!(parse("FROM a b\n").is_err());
     assert!(parse("FROM a AS 1bad\n").is_err());
@@ -521,7 +538,9 @@ fn never_panics_on_prefixes_or_noise() {
     let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
     for _ in 0..2000 {
         let n = rng.below(40);
-        let text: String = (0..n).map(|_| TOKENS[rng.below(TOKENS.len())]).collect();
+        // Most inputs start valid so the noise reaches the instruction parsers.
+        let mut text = String::from(["", "FROM a\n", "FROM a\nRUN ", "FROM a\nCOPY "][rng.below(4)]);
+        text.extend((0..n).map(|_| TOKENS[rng.below(TOKENS.len())]));
         if let Ok(df) = parse(&text) {
             // Whatever parsed must expand without panicking too.
             for ins in &df.instructions {
