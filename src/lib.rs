@@ -12,11 +12,13 @@
 //! * [`drivers`] — overlay and copy (btrfs, dm-thin later).
 //! * [`image`] — OCI model, layer apply/diff, layer and image stores,
 //!   import/load/save.
+//! * [`build`] — the Dockerfile parser (the builder that runs it comes later).
 //! * [`bench`] — the benchmark suite: strata against its peers, ratios
 //!   not assertions.
 //! * [`cli`] — the Docker-compatible command line; `main.rs` only calls it.
 
 pub mod bench;
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod content;
