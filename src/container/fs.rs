@@ -13,8 +13,9 @@ use crate::engine::Engine;
 use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without};
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotKey, Whiteouts};
+use crate::sys::fs::fd_path;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Errors of the filesystem tools.
@@ -75,10 +76,6 @@ impl RootView {
         )
         .map_err(|e| io_err(inside)(e.into()))
     }
-}
-
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// One line of `docker diff`.
@@ -189,14 +186,14 @@ pub fn copy_out(engine: &Engine, id: &ContainerId, src: &str, dest: &Path) -> Re
     let target = if dest.is_dir() { dest.join(&name) } else { dest.to_owned() };
     if rustix::fs::FileType::from_raw_mode(meta.st_mode).is_dir() {
         std::fs::create_dir_all(&target).map_err(io_err(target.display().to_string()))?;
-        let src_path = fd_path(&fd);
+        let src_path = fd_path(fd.as_fd());
         let tgt = target.clone();
         piped(
             move |w| write_tree(&src_path, w).map(|_| ()).map_err(other),
             move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(other),
         )
     } else {
-        let mut input = std::fs::File::open(fd_path(&fd)).map_err(io_err(src))?;
+        let mut input = std::fs::File::open(fd_path(fd.as_fd())).map_err(io_err(src))?;
         let mut output = std::fs::File::create(&target).map_err(io_err(target.display().to_string()))?;
         io::copy(&mut input, &mut output).map_err(io_err(target.display().to_string()))?;
         std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(meta.st_mode & 0o7777))
@@ -232,24 +229,24 @@ pub fn copy_in(engine: &Engine, id: &ContainerId, src: &Path, dest: &str) -> Res
         }
     };
     let dir_fd = root.resolve(if dir.is_empty() { "/" } else { &dir })?;
-    let dir_real = crate::sys::fs::open_dir(&fd_path(&dir_fd)).map_err(io_err(dir.clone()))?;
+    let dir_real = crate::sys::fs::open_dir(&fd_path(dir_fd.as_fd())).map_err(io_err(dir.clone()))?;
     if src_meta.is_dir() {
-        match crate::sys::fs::mkdir_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes(), src_meta_mode(&src_meta)) {
+        match crate::sys::fs::mkdir_at(AsFd::as_fd(&dir_real), leaf.as_bytes(), src_meta_mode(&src_meta)) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) => return Err(io_err(format!("{dir}/{leaf}"))(e)),
         }
-        let target = crate::sys::fs::open_dir_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes())
+        let target = crate::sys::fs::open_dir_at(AsFd::as_fd(&dir_real), leaf.as_bytes())
             .map_err(io_err(format!("{dir}/{leaf}")))?;
-        let tgt = fd_path(&target);
+        let tgt = fd_path(target.as_fd());
         let src = src.to_owned();
         piped(
             move |w| write_tree(&src, w).map(|_| ()).map_err(other),
             move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(other),
         )
     } else {
-        let _ = crate::sys::fs::unlink_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes());
-        let out = crate::sys::fs::create_file_at(std::os::fd::AsFd::as_fd(&dir_real), leaf.as_bytes())
+        let _ = crate::sys::fs::unlink_at(AsFd::as_fd(&dir_real), leaf.as_bytes());
+        let out = crate::sys::fs::create_file_at(AsFd::as_fd(&dir_real), leaf.as_bytes())
             .map_err(io_err(format!("{dir}/{leaf}")))?;
         let mut out = std::fs::File::from(out);
         let mut input = std::fs::File::open(src).map_err(io_err(src.display().to_string()))?;

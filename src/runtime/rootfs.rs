@@ -9,11 +9,11 @@
 //! CVE-2019-19921 and CVE-2021-30465.
 
 use crate::mount::{mount_all, Mount};
-use crate::sys::fs::{create_file_at, mkdir_at, mknod_at, open_dir_at, open_dir_in_root, symlink_at, Node};
+use crate::sys::fs::{create_file_at, fd_path, mkdir_at, mknod_at, open_dir_at, open_dir_in_root, symlink_at, Node};
 use crate::sys::mount::{bind, mount_fs};
 use rustix::mount::{mount_change, mount_remount, MountFlags, MountPropagationFlags};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A bind mount into the container (volume, host path, /etc file).
@@ -57,10 +57,6 @@ pub struct RootfsError {
 fn err(step: &'static str, path: impl Into<String>) -> impl FnOnce(io::Error) -> RootfsError {
     let path = path.into();
     move |source| RootfsError { step, path, source }
-}
-
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// What a mount target must be.
@@ -123,14 +119,15 @@ fn target(root: BorrowedFd<'_>, dest: &str, kind: Target) -> io::Result<OwnedFd>
 fn fs_mount(root: BorrowedFd<'_>, fstype: &str, source: &str, dest: &str, options: &[&str]) -> Result<(), RootfsError> {
     let t = target(root, dest, Target::Dir).map_err(err("create mount point", dest))?;
     let opts: Vec<String> = options.iter().map(|s| s.to_string()).collect();
-    mount_fs(fstype, source, &opts, &fd_path(&t)).map_err(err("mount", format!("{fstype} on {dest}")))?;
+    mount_fs(fstype, source, &opts, &fd_path(t.as_fd())).map_err(err("mount", format!("{fstype} on {dest}")))?;
     Ok(())
 }
 
 fn bind_into(root: BorrowedFd<'_>, b: &Bind) -> Result<(), RootfsError> {
     let kind = if b.source.is_dir() { Target::Dir } else { Target::File };
     let t = target(root, &b.destination, kind).map_err(err("create mount point", &b.destination))?;
-    bind(&b.source.display().to_string(), &["rbind".to_owned()], &fd_path(&t)).map_err(err("bind", &b.destination))?;
+    bind(&b.source.display().to_string(), &["rbind".to_owned()], &fd_path(t.as_fd()))
+        .map_err(err("bind", &b.destination))?;
     if b.readonly {
         remount_readonly(root, &b.destination)?;
     }
@@ -141,7 +138,7 @@ fn bind_into(root: BorrowedFd<'_>, b: &Bind) -> Result<(), RootfsError> {
 /// a descriptor opened before the bind still names the covered mount.
 fn remount_readonly(root: BorrowedFd<'_>, dest: &str) -> Result<(), RootfsError> {
     let fd = open_path(root, dest).map_err(err("reopen", dest))?;
-    mount_remount(fd_path(&fd), MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID, "")
+    mount_remount(fd_path(fd.as_fd()), MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID, "")
         .map_err(|e| err("remount read-only", dest)(e.into()))
 }
 
@@ -200,7 +197,7 @@ fn mask(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         };
         let is_dir =
             rustix::fs::fstat(&fd).map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir()).unwrap_or(false);
-        let target = fd_path(&fd);
+        let target = fd_path(fd.as_fd());
         if is_dir {
             mount_fs("tmpfs", "tmpfs", &["ro".into(), "size=0".into()], &target).map_err(err("mask", *path))?;
         } else {
@@ -211,7 +208,7 @@ fn mask(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         let Ok(fd) = open_path(root, path) else {
             continue;
         };
-        let target = fd_path(&fd);
+        let target = fd_path(fd.as_fd());
         bind(&target.display().to_string(), &["rbind".into()], &target).map_err(err("read-only", *path))?;
         remount_readonly(root, path)?;
     }

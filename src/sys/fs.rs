@@ -346,6 +346,14 @@ pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry(|| rustix::fs::syncfs(fd))
 }
 
+/// `/proc/self/fd/<fd>`: a path that names exactly the object `fd` refers
+/// to (a magic link), for calls that take only paths — mounting onto a
+/// target resolved with `openat2`, reopening an `O_PATH` descriptor.
+pub fn fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// [`syncfs`] on the filesystem holding `path`.
 pub fn syncfs_path(path: &Path) -> io::Result<()> {
     syncfs(open_dir(path)?.as_fd())
