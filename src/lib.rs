@@ -27,6 +27,7 @@ pub mod drivers;
 pub mod engine;
 pub mod image;
 pub mod mount;
+pub mod rng;
 pub mod runtime;
 pub mod scratch;
 pub mod snapshot;

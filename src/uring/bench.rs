@@ -41,32 +41,22 @@ impl std::fmt::Display for Timing {
     }
 }
 
-/// xorshift64*: reproducible dataset sizes and contents.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+use crate::rng::Rng;
 
 /// Writes `count` files of `min..=max` bytes under `root`, 100 per
 /// directory (`d0000/f00`…). Returns the bytes written.
 pub fn make_files(root: &Path, count: usize, min: usize, max: usize, seed: u64) -> io::Result<u64> {
     let mut rng = Rng(seed | 1);
     let mut total = 0;
-    let block: Vec<u8> = (0..(1 << 20) + max).map(|_| rng.next().to_le_bytes()[0]).collect();
+    let block: Vec<u8> = (0..(1 << 20) + max).map(|_| rng.next_u64().to_le_bytes()[0]).collect();
     for i in 0..count {
         let dir = root.join(format!("d{:04}", i / 100));
         if i % 100 == 0 {
             std::fs::create_dir_all(&dir)?;
         }
         let span = u64::try_from(max - min + 1).unwrap_or(1);
-        let len = min + usize::try_from(rng.next() % span).unwrap_or(0);
-        let start = usize::try_from(rng.next() % (1 << 20)).unwrap_or(0);
+        let len = min + usize::try_from(rng.next_u64() % span).unwrap_or(0);
+        let start = usize::try_from(rng.next_u64() % (1 << 20)).unwrap_or(0);
         std::fs::write(dir.join(format!("f{:02}", i % 100)), &block[start..start + len])?;
         total += len as u64;
     }

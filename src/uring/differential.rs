@@ -16,33 +16,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// xorshift64*: reproducible randomness without a dependency.
-struct Rng(u64);
+use crate::rng::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn len(&mut self, n: usize) -> usize {
-        usize::try_from(self.below(n as u64)).expect("below a usize")
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.len(items.len())]
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(n);
-        out
-    }
+/// What this test draws beyond [`Rng`]'s basics.
+trait TreeInputs {
+    fn mode(&mut self, below: u32) -> u32;
+    fn id(&mut self) -> u32;
+    fn time(&mut self) -> (i64, u32);
+    /// Sizes 0..256 KiB, some empty, a few over 1 MiB.
+    fn size(&mut self) -> usize;
+}
+
+impl TreeInputs for Rng {
     fn mode(&mut self, below: u32) -> u32 {
         u32::try_from(self.below(below.into())).expect("below a u32")
     }
@@ -57,8 +42,8 @@ impl Rng {
     fn size(&mut self) -> usize {
         match self.below(25) {
             0..=2 => 0,
-            3 => (1 << 20) + self.len(2 << 20),
-            _ => self.len(256 << 10),
+            3 => (1 << 20) + self.index(2 << 20),
+            _ => self.index(256 << 10),
         }
     }
 }
@@ -67,7 +52,7 @@ impl Rng {
 fn sequence(rng: &mut Rng) -> Vec<TreeOp> {
     let (mut dirs, mut files, mut links) = (vec![PathBuf::new()], Vec::<(PathBuf, u64)>::new(), Vec::<PathBuf>::new());
     let mut ops = Vec::new();
-    let n = 40 + rng.len(100);
+    let n = 40 + rng.index(100);
     for k in 0..n {
         let fresh = |rng: &mut Rng, dirs: &[PathBuf]| rng.pick(dirs).join(format!("n{k}"));
         match rng.below(12) {
@@ -83,9 +68,9 @@ fn sequence(rng: &mut Rng) -> Vec<TreeOp> {
                 files.push((path, size as u64));
             }
             4 if !files.is_empty() => {
-                let i = rng.len(files.len());
+                let i = rng.index(files.len());
                 let offset = rng.below(files[i].1 + 5000);
-                let len = rng.len(64 << 10);
+                let len = rng.index(64 << 10);
                 ops.push(TreeOp::WriteAt { path: files[i].0.clone(), offset, data: rng.bytes(len) });
                 let end = offset + len as u64;
                 // Every hard link of the file grows with it; the model only
@@ -94,7 +79,7 @@ fn sequence(rng: &mut Rng) -> Vec<TreeOp> {
             }
             5 => {
                 let path = fresh(rng, &dirs);
-                let len = 1 + rng.len(100);
+                let len = 1 + rng.index(100);
                 let target: Vec<u8> = rng.bytes(len).into_iter().map(|b| if b == 0 { b'x' } else { b }).collect();
                 ops.push(TreeOp::Symlink { path: path.clone(), target });
                 links.push(path);
@@ -127,7 +112,7 @@ fn sequence(rng: &mut Rng) -> Vec<TreeOp> {
                     // user.* is refused on symlinks (xattr(7)).
                     let ns = if is_link || rng.below(3) == 0 { "trusted" } else { "user" };
                     let key = format!("{ns}.k{}", rng.below(4)).into_bytes();
-                    let len = rng.len(200);
+                    let len = rng.index(200);
                     ops.push(TreeOp::SetXattr { path, key, value: rng.bytes(len) });
                 }
             }

@@ -17,31 +17,18 @@ use std::ffi::OsString;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// xorshift64*: reproducible randomness without a dependency.
-struct Rng(u64);
+use crate::rng::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn len(&mut self, n: usize) -> usize {
-        usize::try_from(self.below(n as u64)).expect("below a usize")
-    }
+/// What this test draws beyond [`Rng`]'s basics.
+trait TreeInputs {
+    /// A uid or gid, some beyond 65535.
+    fn id(&mut self) -> u32;
+}
+
+impl TreeInputs for Rng {
     /// A uid or gid, some beyond 65535.
     fn id(&mut self) -> u32 {
         u32::try_from(self.below(70000)).expect("below 70000")
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.len(items.len())]
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next().to_le_bytes()[0]).collect()
     }
 }
 
@@ -158,7 +145,7 @@ fn generate(root: &Path, rng: &mut Rng, privileged: bool) {
         match rng.below(4) {
             0 => {}
             1 => {
-                let n = 1 + rng.len(9000);
+                let n = 1 + rng.index(9000);
                 std::io::Write::write_all(&mut &f, &rng.bytes(n)).unwrap();
             }
             _ => {
@@ -216,7 +203,7 @@ fn generate(root: &Path, rng: &mut Rng, privileged: bool) {
         if !ft.is_symlink() {
             // user.* xattrs are allowed only on files and directories (xattr(7)).
             if ft.is_file() && rng.below(2) == 0 {
-                let n = rng.len(200);
+                let n = rng.index(200);
                 sys::xattr::lset(p, &"user.strata".into(), &rng.bytes(n)).unwrap();
             }
             // After chown, which clears setuid.
