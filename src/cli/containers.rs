@@ -151,6 +151,7 @@ fn options(a: &CreateArgs) -> Result<CreateOptions> {
         log,
         auto_remove: a.rm,
         init: a.init,
+        skip_image_volumes: false,
     })
 }
 

@@ -5,6 +5,7 @@
 //! result the way Docker does, so people's habits carry over.
 
 mod bench;
+mod build;
 mod containers;
 mod format;
 mod images;
@@ -30,6 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
     /// Import the contents from a tarball to create a filesystem image.
     Import(images::ImportArgs),
     /// Load images from an OCI layout (dir or tar) or a docker-save archive.
@@ -129,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let engine = crate::engine::Engine::open(&cli.root, &cli.storage_driver)
         .with_context(|| format!("opening data root {}", cli.root.display()))?;
     match command {
+        Command::Build(a) => build::build(&engine, a),
         Command::Import(a) => images::import(&engine, a),
         Command::Load(a) => images::load(&engine, a),
         Command::Save(a) => images::save(&engine, a),

@@ -153,7 +153,7 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
 pub const RUNTIME_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
 
 /// [`RUNTIME_FILES`] as layer paths (no leading `/`).
-fn placeholders() -> Vec<&'static str> {
+pub(crate) fn placeholders() -> Vec<&'static str> {
     RUNTIME_FILES.iter().map(|p| p.trim_start_matches('/')).collect()
 }
 

@@ -50,6 +50,9 @@ pub struct CreateOptions {
     pub log: LogConfig,
     pub auto_remove: bool,
     pub init: bool,
+    /// Leave out the image's `VOLUME`s (a build's `RUN` containers: their
+    /// writes there are simply discarded, as Docker's builder does).
+    pub skip_image_volumes: bool,
 }
 
 const ADJECTIVES: &[&str] = &[
@@ -165,7 +168,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
     }
     let id = ContainerId::generate();
     let mut mounts: Vec<MountRequest> = o.volumes.iter().map(|v| parse_volume(v)).collect::<Result<_, _>>()?;
-    for dest in ic.volumes.iter().flat_map(|v| v.keys()) {
+    for dest in ic.volumes.iter().flat_map(|v| v.keys()).filter(|_| !o.skip_image_volumes) {
         if !mounts.iter().any(|m| &m.destination == dest) {
             mounts.push(parse_volume(dest)?);
         }

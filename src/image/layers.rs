@@ -100,7 +100,8 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
-fn key_of(chain: &ChainId) -> SnapshotKey {
+/// The snapshot key a committed layer lives under: its chain ID.
+pub fn key_of(chain: &ChainId) -> SnapshotKey {
     SnapshotKey::new(chain.to_string()).expect("a digest is a valid key")
 }
 

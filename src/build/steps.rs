@@ -1,0 +1,513 @@
+//! One instruction: its canonical text (history `created_by` and cache
+//! key), the cache lookup, and on a miss the work and the commit.
+
+use super::context::{heredoc_tar, Attrs, Source, Tree};
+use super::executor::{Builder, StageState};
+use super::layer::{self, RunSpec};
+use super::parser::{Command, CopySpec, Healthcheck, Instruction, Kind};
+use super::BuildError;
+use crate::image::changes::Change;
+use crate::image::layers::EXTRACT_PREFIX;
+use crate::mount::TempMount;
+use crate::snapshot::SnapshotKey;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+fn nop(body: &str) -> String {
+    format!("/bin/sh -c #(nop)  {body}")
+}
+
+/// `["a" "b"]`, as Docker prints commands in history.
+fn go_list(v: &[String]) -> String {
+    let q: Vec<String> = v.iter().map(|s| serde_json::to_string(s).expect("string")).collect();
+    format!("[{}]", q.join(" "))
+}
+
+/// Runs one instruction of a stage.
+pub(super) fn step(b: &mut Builder<'_>, st: &mut StageState, i: &Instruction) -> Result<(), BuildError> {
+    match &i.kind {
+        Kind::From { .. } => Err(BuildError::Invalid("FROM inside a stage".into())),
+        Kind::Arg(list) => {
+            let mut shown = Vec::new();
+            for (name, default) in list {
+                let default = match default {
+                    Some(d) => Some(b.expand(st, d)?),
+                    None => None,
+                };
+                let value = match b.build_args.get(name) {
+                    Some(v) => {
+                        b.used_args.insert(name.clone());
+                        Some(v.clone())
+                    }
+                    // A global ARG re-declared without a default takes the global value.
+                    None => default.clone().or_else(|| b.global_args.get(name).cloned().flatten()),
+                };
+                shown.push(match &default {
+                    Some(d) => format!("{name}={d}"),
+                    None => name.clone(),
+                });
+                st.args.insert(name.clone(), value);
+            }
+            let text = nop(&format!("ARG {}", shown.join(" ")));
+            meta(b, st, &text, |_| Ok(()))
+        }
+        Kind::Env(pairs) => {
+            let mut p = Vec::new();
+            for (k, v) in pairs {
+                p.push((b.expand(st, k)?, b.expand(st, v)?));
+            }
+            change(b, st, Change::Env(p))
+        }
+        Kind::Label(pairs) => {
+            let mut p = Vec::new();
+            for (k, v) in pairs {
+                p.push((b.expand(st, k)?, b.expand(st, v)?));
+            }
+            change(b, st, Change::Label(p))
+        }
+        Kind::Expose(ports) => {
+            let mut p = Vec::new();
+            for port in ports {
+                let port = b.expand(st, port)?;
+                p.push(if port.contains('/') { port } else { format!("{port}/tcp") });
+            }
+            change(b, st, Change::Expose(p))
+        }
+        Kind::Volume(v) => {
+            let v = v.iter().map(|x| b.expand(st, x)).collect::<Result<Vec<_>, _>>()?;
+            change(b, st, Change::Volume(v))
+        }
+        Kind::User(u) => {
+            let u = b.expand(st, u)?;
+            change(b, st, Change::User(u))
+        }
+        Kind::StopSignal(s) => {
+            let s = b.expand(st, s)?;
+            change(b, st, Change::StopSignal(s))
+        }
+        Kind::Cmd(c) => {
+            let c = Builder::command(st, c);
+            change(b, st, Change::Cmd(c))
+        }
+        Kind::Entrypoint(c) => {
+            let c = Builder::command(st, c);
+            change(b, st, Change::Entrypoint(c))
+        }
+        Kind::Shell(v) => {
+            let text = nop(&format!("SHELL {}", go_list(v)));
+            let v = v.clone();
+            meta(b, st, &text, move |st| {
+                st.w.inner().insert("Shell".into(), json!(v));
+                Ok(())
+            })
+        }
+        Kind::Maintainer(m) => {
+            let text = nop(&format!("MAINTAINER {m}"));
+            let m = m.clone();
+            meta(b, st, &text, move |st| {
+                st.w.config.insert("author".into(), json!(m));
+                Ok(())
+            })
+        }
+        Kind::Healthcheck(h) => {
+            let value = healthcheck(st, h.as_ref())?;
+            let text = nop(&format!("HEALTHCHECK {value}"));
+            meta(b, st, &text, move |st| {
+                st.w.inner().insert("Healthcheck".into(), value);
+                Ok(())
+            })
+        }
+        Kind::Onbuild(_) => {
+            let trigger = i.original.trim();
+            let trigger = trigger.get(7..).unwrap_or("").trim().to_owned();
+            let text = nop(&format!("ONBUILD {trigger}"));
+            meta(b, st, &text, move |st| {
+                let list = st.w.inner().entry("OnBuild").or_insert_with(|| json!([]));
+                if !list.is_array() {
+                    *list = json!([]);
+                }
+                list.as_array_mut().expect("array").push(json!(trigger));
+                Ok(())
+            })
+        }
+        Kind::Workdir(d) => workdir(b, st, d),
+        Kind::Run { cmd, flags, heredocs } => run(b, st, cmd, flags, heredocs),
+        Kind::Copy(spec) => copy(b, st, spec, false),
+        Kind::Add(spec) => copy(b, st, spec, true),
+    }
+}
+
+/// A metadata-only step: an empty-layer history entry.
+fn meta(
+    b: &mut Builder<'_>,
+    st: &mut StageState,
+    text: &str,
+    apply: impl FnOnce(&mut StageState) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    if b.cached(st, text)? {
+        return Ok(());
+    }
+    apply(st)?;
+    b.commit(st, text, text, None)
+}
+
+fn change(b: &mut Builder<'_>, st: &mut StageState, c: Change) -> Result<(), BuildError> {
+    let text = c.created_by();
+    meta(b, st, &text, move |st| {
+        c.apply(st.w.inner());
+        Ok(())
+    })
+}
+
+fn duration_ns(flags: &[(String, String)], name: &str) -> Result<Option<i64>, BuildError> {
+    let Some((_, v)) = flags.iter().find(|(k, _)| k == name) else { return Ok(None) };
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len()));
+    let n: f64 = num.parse().map_err(|_| BuildError::Invalid(format!("--{name}={v}: not a duration")))?;
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" | "" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return Err(BuildError::Invalid(format!("--{name}={v}: unknown unit {unit:?}"))),
+    };
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(Some((n * scale) as i64))
+}
+
+fn healthcheck(st: &StageState, h: Option<&Healthcheck>) -> Result<Value, BuildError> {
+    let Some(h) = h else { return Ok(json!({"Test": ["NONE"]})) };
+    let test = match &h.cmd {
+        Command::Exec(v) => std::iter::once("CMD".to_owned()).chain(v.iter().cloned()).collect::<Vec<_>>(),
+        Command::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
+    };
+    let _ = st;
+    let mut v = json!({"Test": test});
+    for (flag, key) in [("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod")] {
+        if let Some(ns) = duration_ns(&h.flags, flag)? {
+            v[key] = json!(ns);
+        }
+    }
+    if let Some((_, r)) = h.flags.iter().find(|(k, _)| k == "retries") {
+        v["Retries"] =
+            json!(r.parse::<i64>().map_err(|_| BuildError::Invalid(format!("--retries={r}: not a number")))?);
+    }
+    Ok(v)
+}
+
+/// `path` made absolute against the stage's working directory.
+fn absolute(st: &StageState, path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_owned();
+    }
+    let wd = st.w.str_field("WorkingDir").unwrap_or_else(|| "/".into());
+    format!("{}/{path}", wd.trim_end_matches('/'))
+}
+
+fn workdir(b: &mut Builder<'_>, st: &mut StageState, d: &str) -> Result<(), BuildError> {
+    let d = b.expand(st, d)?;
+    let d = absolute(st, &d);
+    let text = format!("/bin/sh -c #(nop) WORKDIR {d}");
+    if b.cached(st, &text)? {
+        return Ok(());
+    }
+    // The directory is created (as Docker does) when the image lacks it;
+    // then the step has a layer, else it is metadata only.
+    let parent = st.w.top_chain();
+    let dir = d.clone();
+    let layer = layer::in_snapshot(b.engine, parent.as_ref(), move |_, root| {
+        if layer::is_dir(root, &dir) {
+            return Ok(false);
+        }
+        layer::mkdir_p(root, &dir, None)?;
+        Ok(true)
+    })?;
+    st.w.inner().insert("WorkingDir".into(), json!(d));
+    b.commit(st, &text, &text, layer.as_ref())
+}
+
+fn run(
+    b: &mut Builder<'_>,
+    st: &mut StageState,
+    cmd: &Command,
+    flags: &[(String, String)],
+    heredocs: &[super::parser::Heredoc],
+) -> Result<(), BuildError> {
+    let mut network = b.opts.network.clone().unwrap_or_else(|| "none".into());
+    for (k, v) in flags {
+        match k.as_str() {
+            "network" if v == "none" || v == "host" || v == "default" => {
+                network = if v == "default" { network } else { v.clone() };
+            }
+            other => {
+                return Err(BuildError::Invalid(format!("RUN --{other}={v} is not supported by strata's builder")))
+            }
+        }
+    }
+    let args = match cmd {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(s) => {
+            let mut v = Builder::shell(st);
+            let t = s.trim();
+            let script = match heredocs {
+                // `RUN <<EOF` alone: the body is the script.
+                [h] if t == format!("<<{}", h.name) || t == format!("<<-{}", h.name) => h.body.clone(),
+                _ if heredocs.is_empty() => s.clone(),
+                // The shell reads the heredocs itself.
+                _ => {
+                    let mut full = s.clone();
+                    for h in heredocs {
+                        full.push('\n');
+                        full.push_str(&h.body);
+                        full.push_str(&h.name);
+                    }
+                    full
+                }
+            };
+            v.push(script);
+            v
+        }
+    };
+    // Build args with values are the RUN's environment (ENV wins).
+    let env_keys: Vec<String> = st.w.env().into_iter().map(|(k, _)| k).collect();
+    let build_env: Vec<String> = st
+        .args
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .filter(|(k, _)| !env_keys.contains(k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let shown = args.join(" ");
+    let text = if build_env.is_empty() {
+        shown.clone()
+    } else {
+        format!("|{} {} {shown}", build_env.len(), build_env.join(" "))
+    };
+    let key_text = format!("{text}\nnetwork={network}");
+    if b.cached(st, &key_text)? {
+        return Ok(());
+    }
+    let Some(image) = st.w.image.clone() else {
+        return Err(BuildError::Invalid(
+            "RUN needs an image with a shell: this stage is FROM scratch with nothing in it".into(),
+        ));
+    };
+    let spec = RunSpec { image: &image, parent: st.w.top_chain(), args, env: build_env, network, quiet: b.opts.quiet };
+    let layer = layer::run(b.engine, spec, b.out)?;
+    b.commit(st, &key_text, &text, Some(&layer))
+}
+
+/// A read-only view of an image's root, for `COPY --from`.
+struct View {
+    key: SnapshotKey,
+    mount: Option<TempMount>,
+    _staging: crate::store::Staging,
+    _lease: crate::store::Lease,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        drop(self.mount.take());
+    }
+}
+
+fn view(b: &Builder<'_>, image: &crate::digest::ImageId) -> Result<(View, PathBuf), BuildError> {
+    let w = super::image::Working::load(b.engine, image)?;
+    let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}view-{}", crate::store::unique_suffix()))?;
+    let lease = b.engine.root.lease(&format!("snapshot-{key}"))?;
+    let parent = w.top_chain().map(|c| crate::image::layers::key_of(&c));
+    let mounts = b.engine.snapshots.view(&key, parent.as_ref())?;
+    let staging = b.engine.root.staging_dir("build-from")?;
+    let path = staging.path().to_owned();
+    let m = TempMount::new(&mounts, &path).map_err(|source| {
+        let _ = b.engine.snapshots.remove(&key);
+        BuildError::Io { path: path.clone(), source }
+    })?;
+    Ok((View { key, mount: Some(m), _staging: staging, _lease: lease }, path))
+}
+
+fn copy(b: &mut Builder<'_>, st: &mut StageState, spec: &CopySpec, add: bool) -> Result<(), BuildError> {
+    let word = if add { "ADD" } else { "COPY" };
+    for (k, v) in &spec.flags {
+        if k != "link" {
+            return Err(BuildError::Invalid(format!("{word} --{k}={v} is not supported by strata's builder")));
+        }
+    }
+    let srcs = spec.srcs.iter().map(|s| b.expand(st, s)).collect::<Result<Vec<_>, _>>()?;
+    let dest = b.expand(st, &spec.dest)?;
+    if let Some(url) = srcs.iter().find(|s| s.contains("://") || s.starts_with("git@")) {
+        return Err(BuildError::Invalid(format!(
+            "{word} {url}: remote sources are not supported: strata hosts have no network; download it into the build context and {word} the file"
+        )));
+    }
+    // The tree the sources come from.
+    let mut view_guard = None;
+    let tree = match &spec.from {
+        None => b.context.clone(),
+        Some(from) => {
+            let from = b.expand(st, from)?;
+            let lower = from.to_ascii_lowercase();
+            let by_name = b.stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str()));
+            let by_index = from.parse::<usize>().ok().and_then(|n| b.stages.get(n));
+            let image = match by_name.or(by_index) {
+                Some(s) => s.image.clone(),
+                None => Some(b.engine.images.resolve(&from).map_err(|_| {
+                    BuildError::Invalid(format!("--from={from}: no such stage, and no image {from} locally"))
+                })?),
+            };
+            match image {
+                Some(id) => {
+                    let (v, path) = view(b, &id)?;
+                    view_guard = Some(v);
+                    Tree::rootfs(&path, format!("--from={from}"))
+                }
+                None => return Err(BuildError::Invalid(format!("--from={from}: that stage has an empty filesystem"))),
+            }
+        }
+    };
+    let result = copy_from(b, st, spec, add, &tree, srcs, dest);
+    if let Some(v) = view_guard.take() {
+        let key = v.key.clone();
+        drop(v);
+        let _ = b.engine.snapshots.remove(&key);
+    }
+    result
+}
+
+/// One thing to copy: a source from the tree, or a heredoc body.
+enum Item {
+    Source(Source),
+    Heredoc { name: String, body: String },
+}
+
+fn copy_from(
+    b: &mut Builder<'_>,
+    st: &mut StageState,
+    spec: &CopySpec,
+    add: bool,
+    tree: &Tree,
+    srcs: Vec<String>,
+    dest: String,
+) -> Result<(), BuildError> {
+    let word = if add { "ADD" } else { "COPY" };
+    let mut items = Vec::new();
+    for s in &srcs {
+        if let Some(h) =
+            s.strip_prefix("<<").and_then(|n| spec.heredocs.iter().find(|h| h.name == n.trim_start_matches('-')))
+        {
+            items.push(Item::Heredoc { name: h.name.clone(), body: h.body.clone() });
+            continue;
+        }
+        items.extend(tree.sources(s)?.into_iter().map(Item::Source));
+    }
+    let dest_dir_hint = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+    if items.len() > 1 && !dest_dir_hint {
+        return Err(BuildError::Invalid(format!(
+            "when using {word} with more than one source file, the destination must be a directory and end with a /"
+        )));
+    }
+    let dest_abs = absolute(st, &dest);
+    // Canonical text: content hashes, not times.
+    let sources: Vec<Source> =
+        items.iter().filter_map(|i| if let Item::Source(s) = i { Some(s.clone()) } else { None }).collect();
+    let mut h = crate::digest::Hasher::new();
+    h.update(tree.hash(&sources)?.to_string().as_bytes());
+    for i in &items {
+        if let Item::Heredoc { name, body } = i {
+            h.update(format!("heredoc {name}\n{body}").as_bytes());
+        }
+    }
+    let hash = h.finish();
+    let kind = match items.as_slice() {
+        [Item::Source(s)] if s.meta.is_dir() => "dir",
+        [_] => "file",
+        _ => "multi",
+    };
+    let text = format!("/bin/sh -c #(nop) {word} {kind}:{} in {dest} ", hash.hex());
+    let key_text = format!("{text}\nchown={:?} chmod={:?} from={:?}", spec.chown, spec.chmod, spec.from);
+    if b.cached(st, &key_text)? {
+        return Ok(());
+    }
+    let chmod = match &spec.chmod {
+        Some(m) => Some(
+            u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| BuildError::Invalid(format!("--chmod={m}: not an octal mode")))?,
+        ),
+        None => None,
+    };
+    let chown = match &spec.chown {
+        Some(c) => Some(b.expand(st, c)?),
+        None => None,
+    };
+    let parent = st.w.top_chain();
+    let tree = tree.clone();
+    let layer = layer::in_snapshot(b.engine, parent.as_ref(), move |_, root| {
+        let owner = chown.as_deref().map(|c| layer::owner(root, c)).transpose()?;
+        let attrs = Attrs { owner, mode: chmod };
+        let dest_is_dir = dest_dir_hint || layer::is_dir(root, &dest_abs);
+        for item in items {
+            match item {
+                Item::Heredoc { name, body } => {
+                    let (dir, leaf) = place(&dest_abs, dest_is_dir, &name);
+                    let fd = layer::mkdir_p(root, &dir, owner)?;
+                    layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |w| heredoc_tar(&leaf, &body, attrs, w))?;
+                }
+                Item::Source(src) if src.meta.is_dir() => {
+                    let fd = layer::mkdir_p(root, &dest_abs, owner)?;
+                    let t = tree.clone();
+                    layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |w| {
+                        t.write_tar(&[(src, String::new())], attrs, w)
+                    })?;
+                }
+                Item::Source(src) if add && is_archive(&src.path) => {
+                    // ADD of a local tar (plain, gzip, zstd): extracted, with
+                    // the archive's own owners and modes.
+                    let fd = layer::mkdir_p(root, &dest_abs, owner)?;
+                    let path = src.path.clone();
+                    layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |mut w| {
+                        let mut f =
+                            std::fs::File::open(&path).map_err(|e| BuildError::Io { path: path.clone(), source: e })?;
+                        std::io::copy(&mut f, &mut w).map_err(|e| BuildError::Io { path: path.clone(), source: e })?;
+                        Ok(())
+                    })?;
+                }
+                Item::Source(src) => {
+                    let base = src.rel.rsplit('/').next().unwrap_or(&src.rel).to_owned();
+                    let (dir, leaf) = place(&dest_abs, dest_is_dir, &base);
+                    let fd = layer::mkdir_p(root, &dir, owner)?;
+                    let t = tree.clone();
+                    layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |w| t.write_tar(&[(src, leaf)], attrs, w))?;
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    b.commit(st, &key_text, &text, layer.as_ref())
+}
+
+/// Where a file goes: into `dest` under its own name, or as `dest`.
+fn place(dest: &str, dest_is_dir: bool, name: &str) -> (String, String) {
+    if dest_is_dir {
+        return (dest.to_owned(), name.to_owned());
+    }
+    let d = dest.trim_end_matches('/');
+    match d.rsplit_once('/') {
+        Some((dir, leaf)) => (if dir.is_empty() { "/".into() } else { dir.to_owned() }, leaf.to_owned()),
+        None => ("/".into(), d.to_owned()),
+    }
+}
+
+/// Whether a file is a tar archive (plain, gzip or zstd), by its bytes.
+fn is_archive(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 512];
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let n = f.read(&mut buf).unwrap_or(0);
+    match crate::image::compression::detect(&buf[..n]) {
+        crate::image::compression::Compression::None => n == 512 && &buf[257..262] == b"ustar",
+        _ => true,
+    }
+}
