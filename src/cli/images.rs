@@ -121,7 +121,8 @@ pub struct ImagesArgs {
     /// Don't truncate output.
     #[arg(long)]
     no_trunc: bool,
-    /// Show all images (strata keeps no hidden intermediates; accepted for habit).
+    /// Show all images (by default untagged intermediate images, the
+    /// parents a build leaves, are hidden).
     #[arg(short = 'a', long)]
     all: bool,
 }
@@ -145,11 +146,16 @@ fn short_id(id: &ImageId, no_trunc: bool) -> String {
 }
 
 pub fn images(engine: &Engine, a: ImagesArgs) -> Result<()> {
-    let _ = a.all;
     let tags = engine.images.tags()?;
     let mut rows: Vec<(String, String, String, String, u64, String)> = Vec::new();
-    for id in engine.images.list()? {
-        let Ok(img) = engine.images.get(&id) else { continue };
+    let all: Vec<_> = engine.images.list()?.into_iter().filter_map(|id| engine.images.get(&id).ok()).collect();
+    let parents: std::collections::HashSet<&ImageId> = all.iter().filter_map(|i| i.meta.parent.as_ref()).collect();
+    for img in &all {
+        let id = img.id.clone();
+        let tagged = tags.iter().any(|(_, i)| *i == id);
+        if !a.all && !tagged && parents.contains(&id) {
+            continue;
+        }
         let created = img.config.created.map(rfc3339).unwrap_or_default();
         let size = image_size(engine, &img);
         let mine: Vec<&Reference> = tags.iter().filter(|(_, i)| *i == id).map(|(r, _)| r).collect();

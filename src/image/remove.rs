@@ -72,9 +72,31 @@ pub fn remove_image(engine: &Engine, name: &str, force: bool) -> Result<Vec<Remo
         engine.images.untag(t)?;
         out.push(Removed::Untagged(t.to_string()));
     }
-    let image = engine.images.get(&id)?;
+    let mut parent = delete_one(engine, &id, &mut out)?;
+    // Untagged parents that nothing else builds on (a build's
+    // intermediate images) go with their last child, as in Docker.
+    while let Some(p) = parent {
+        if engine.images.get(&p).is_err() {
+            break;
+        }
+        let has_child = engine
+            .images
+            .list()?
+            .iter()
+            .any(|other| engine.images.get(other).is_ok_and(|i| i.meta.parent.as_ref() == Some(&p)));
+        if has_child || !engine.images.tags_of(&p)?.is_empty() || image_user(engine, &p).is_some() {
+            break;
+        }
+        parent = delete_one(engine, &p, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Deletes one image and what only it used; returns its parent.
+fn delete_one(engine: &Engine, id: &ImageId, out: &mut Vec<Removed>) -> Result<Option<ImageId>, RemoveError> {
+    let image = engine.images.get(id)?;
     let (_, manifest) = engine.images.manifest(&image)?;
-    engine.images.delete(&id)?;
+    engine.images.delete(id)?;
     out.push(Removed::Deleted(id.to_string()));
     for chain in release_layers(engine, &image.chain_ids())? {
         out.push(Removed::Deleted(chain.to_string()));
@@ -83,7 +105,7 @@ pub fn remove_image(engine: &Engine, name: &str, force: bool) -> Result<Vec<Remo
     blobs.push(image.meta.manifest.clone());
     blobs.push(id.digest().clone());
     release_blobs(engine, &blobs)?;
-    Ok(out)
+    Ok(image.meta.parent.clone())
 }
 
 /// Removes the given layers (top first) that no image references; returns
