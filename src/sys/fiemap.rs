@@ -13,6 +13,17 @@ use rustix::io::Errno;
 /// with the 32-byte header as the size.
 pub const FS_IOC_FIEMAP: libc::Ioctl = 0xC020_660B;
 
+/// Request flags (`FIEMAP_FLAG_*` in `<linux/fiemap.h>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FiemapFlags(pub u32);
+
+impl FiemapFlags {
+    /// `#define FIEMAP_FLAG_SYNC 0x00000001`: write the file's dirty pages
+    /// back before mapping. Without it btrfs reports a range rewritten in
+    /// the page cache as the old (shared) extent until writeback.
+    pub const SYNC: FiemapFlags = FiemapFlags(0x1);
+}
+
 /// Extent flags (`FIEMAP_EXTENT_*` in `<linux/fiemap.h>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExtentFlags(pub u32);
@@ -81,9 +92,8 @@ const _: () = assert!(std::mem::offset_of!(Fiemap, fm_extents) == 32);
 
 /// `ioctl(fd, FS_IOC_FIEMAP, …)` repeated until the whole file is mapped:
 /// every extent of the regular file `fd`, in file order. Holes are absent.
-/// Delayed-allocation extents are reported (flagged `DELALLOC`) rather
-/// than forcing writeback (`FIEMAP_FLAG_SYNC` is not set).
-pub fn fiemap(fd: impl AsFd) -> Result<Vec<Extent>, Errno> {
+/// `flags` apply to the first call ([`FiemapFlags::SYNC`] flushes once).
+pub fn fiemap(fd: impl AsFd, flags: FiemapFlags) -> Result<Vec<Extent>, Errno> {
     const ZERO: FiemapExtent = FiemapExtent {
         fe_logical: 0,
         fe_physical: 0,
@@ -94,11 +104,12 @@ pub fn fiemap(fd: impl AsFd) -> Result<Vec<Extent>, Errno> {
     };
     let mut out = Vec::new();
     let mut start = 0u64;
+    let mut fm_flags = flags.0;
     loop {
         let mut map = Box::new(Fiemap {
             fm_start: start,
             fm_length: u64::MAX - start,
-            fm_flags: 0,
+            fm_flags,
             fm_mapped_extents: 0,
             fm_extent_count: BATCH_U32,
             fm_reserved: 0,
@@ -114,6 +125,7 @@ pub fn fiemap(fd: impl AsFd) -> Result<Vec<Extent>, Errno> {
                 e => return Err(e),
             }
         }
+        fm_flags = 0;
         let mapped = (map.fm_mapped_extents as usize).min(BATCH);
         let extents = &map.fm_extents[..mapped];
         out.extend(extents.iter().map(|e| Extent {
@@ -142,7 +154,7 @@ mod tests {
         file.write_all_at(&[7u8; 8192], 0).unwrap();
         file.write_all_at(&[9u8; 4096], 1 << 20).unwrap();
         file.sync_all().unwrap();
-        let extents = match fiemap(&file) {
+        let extents = match fiemap(&file, FiemapFlags::default()) {
             Err(Errno::OPNOTSUPP) => return eprintln!("skipped: /var/tmp has no FIEMAP"),
             other => other.unwrap(),
         };

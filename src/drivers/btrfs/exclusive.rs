@@ -20,8 +20,9 @@
 //!   file adds its unshared extents (`FIEMAP`), with inline extents (data
 //!   kept in the metadata for small files, which FIEMAP never marks
 //!   shared) counted only here, where the file is known to be new or
-//!   changed. Delayed-allocation extents (written, not yet on disk) count:
-//!   they are new data. A symlink adds its target's length; directories
+//!   changed. The file's dirty pages are written back first
+//!   (`FIEMAP_FLAG_SYNC`): until then btrfs maps a rewritten range to the
+//!   old, shared extent, and a fresh write would not show. A symlink adds its target's length; directories
 //!   and special files add no bytes, as in Docker's sizes.
 //! * Hardlinked inodes count once.
 //!
@@ -31,7 +32,7 @@
 //! container is `0B` as on overlay.
 
 use crate::snapshot::Usage;
-use crate::sys::fiemap::{fiemap, ExtentFlags};
+use crate::sys::fiemap::{fiemap, ExtentFlags, FiemapFlags};
 use std::collections::HashSet;
 use std::fs::Metadata;
 use std::io;
@@ -50,7 +51,7 @@ fn unchanged(own: &Metadata, lower: Option<&Metadata>) -> bool {
 /// Bytes of `file` no other file or snapshot references.
 pub(crate) fn unshared_bytes(file: &Path, size: u64) -> io::Result<u64> {
     let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(file)?;
-    let extents = fiemap(&f).map_err(io::Error::from)?;
+    let extents = fiemap(&f, FiemapFlags::SYNC).map_err(io::Error::from)?;
     Ok(extents
         .iter()
         .filter(|e| !e.flags.contains(ExtentFlags::SHARED))
