@@ -62,6 +62,10 @@ pub const BTRFS_IOC_SUBVOL_SETFLAGS: libc::Ioctl = ioc(IOC_WRITE, 26, size_of::<
 pub const BTRFS_IOC_FS_INFO: libc::Ioctl = ioc(IOC_READ, 31, size_of::<FsInfoArgs>());
 /// `#define BTRFS_IOC_INO_LOOKUP _IOWR(BTRFS_IOCTL_MAGIC, 18, struct btrfs_ioctl_ino_lookup_args)`
 pub const BTRFS_IOC_INO_LOOKUP: libc::Ioctl = ioc(IOC_READ | IOC_WRITE, 18, size_of::<InoLookupArgs>());
+/// `#define BTRFS_IOC_QUOTA_CTL _IOWR(BTRFS_IOCTL_MAGIC, 40, struct btrfs_ioctl_quota_ctl_args)`
+pub const BTRFS_IOC_QUOTA_CTL: libc::Ioctl = ioc(IOC_READ | IOC_WRITE, 40, size_of::<QuotaCtlArgs>());
+/// `#define BTRFS_IOC_QUOTA_RESCAN_WAIT _IO(BTRFS_IOCTL_MAGIC, 46)`
+pub const BTRFS_IOC_QUOTA_RESCAN_WAIT: libc::Ioctl = ioc(0, 46, 0);
 /// `#define BTRFS_IOC_SNAP_DESTROY_V2 _IOW(BTRFS_IOCTL_MAGIC, 63, struct btrfs_ioctl_vol_args_v2)` (Linux 5.7+)
 pub const BTRFS_IOC_SNAP_DESTROY_V2: libc::Ioctl = ioc(IOC_WRITE, 63, size_of::<VolArgsV2>());
 
@@ -130,6 +134,13 @@ struct InoLookupArgs {
     treeid: u64,
     objectid: u64,
     name: [u8; 4080],
+}
+
+/// `struct btrfs_ioctl_quota_ctl_args`.
+#[repr(C)]
+struct QuotaCtlArgs {
+    cmd: u64,
+    status: u64,
 }
 
 // The kernel's sizes (checked against gcc on <linux/btrfs.h>): a mismatch
@@ -271,6 +282,75 @@ pub fn subvol_id(fd: impl AsFd) -> Result<u64, Errno> {
     Ok(args.treeid)
 }
 
+/// Commands of `BTRFS_IOC_QUOTA_CTL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaCtl {
+    /// `#define BTRFS_QUOTA_CTL_ENABLE 1`: full qgroup accounting, with a
+    /// rescan of existing data.
+    Enable = 1,
+    /// `#define BTRFS_QUOTA_CTL_DISABLE 2`
+    Disable = 2,
+}
+
+/// `ioctl(fd, BTRFS_IOC_QUOTA_CTL, {cmd})`: turns quota groups on or off
+/// for the whole filesystem `fd` is on. Needs `CAP_SYS_ADMIN`.
+pub fn quota_ctl(fd: impl AsFd, cmd: QuotaCtl) -> Result<(), Errno> {
+    let mut args = QuotaCtlArgs { cmd: cmd as u64, status: 0 };
+    ioctl_ptr(fd.as_fd(), BTRFS_IOC_QUOTA_CTL, &mut args).map(drop)
+}
+
+/// `ioctl(fd, BTRFS_IOC_QUOTA_RESCAN_WAIT)`: waits for a running qgroup
+/// rescan (started by enabling quotas) to finish.
+pub fn quota_rescan_wait(fd: impl AsFd) -> Result<(), Errno> {
+    ioctl_ptr(fd.as_fd(), BTRFS_IOC_QUOTA_RESCAN_WAIT, std::ptr::null_mut::<u8>()).map(drop)
+}
+
+/// The quota state of a mounted btrfs, as sysfs shows it
+/// (Documentation/ABI/testing/sysfs-fs-btrfs, `/sys/fs/btrfs/<fsid>/qgroups/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaState {
+    /// `qgroup` (full accounting) or `squota` (simple quotas, Linux 6.7+).
+    pub mode: String,
+    /// The numbers are not trustworthy until a rescan completes.
+    pub inconsistent: bool,
+}
+
+fn sysfs_qgroups(fsid: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/fs/btrfs").join(fsid).join("qgroups")
+}
+
+fn read_sysfs(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether quotas are enabled on filesystem `fsid` ([`FsInfo::fsid_string`]),
+/// and how; `None` when they are off.
+pub fn quota_state(fsid: &str) -> std::io::Result<Option<QuotaState>> {
+    let dir = sysfs_qgroups(fsid);
+    if read_sysfs(&dir.join("enabled"))?.as_deref() != Some("1") {
+        return Ok(None);
+    }
+    let mode = read_sysfs(&dir.join("mode"))?.unwrap_or_else(|| "qgroup".into());
+    let inconsistent = read_sysfs(&dir.join("inconsistent"))?.as_deref() == Some("1");
+    Ok(Some(QuotaState { mode, inconsistent }))
+}
+
+/// The bytes quota group `0/<subvol_id>` holds exclusively (data and
+/// metadata no other subvolume references), from
+/// `/sys/fs/btrfs/<fsid>/qgroups/0_<id>/exclusive`; `None` if there is no
+/// such qgroup. Current as of the last transaction commit.
+pub fn qgroup_exclusive(fsid: &str, subvol_id: u64) -> std::io::Result<Option<u64>> {
+    let path = sysfs_qgroups(fsid).join(format!("0_{subvol_id}")).join("exclusive");
+    match read_sysfs(&path)? {
+        Some(s) => s.parse().map(Some).map_err(|_| std::io::Error::other(format!("{}: {s:?}", path.display()))),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +369,8 @@ mod tests {
             (BTRFS_IOC_SUBVOL_SETFLAGS, 0x4008_941a),
             (BTRFS_IOC_FS_INFO, 0x8400_941f),
             (BTRFS_IOC_INO_LOOKUP, 0xd000_9412),
+            (BTRFS_IOC_QUOTA_CTL, 0xc010_9428),
+            (BTRFS_IOC_QUOTA_RESCAN_WAIT, 0x0000_942e),
         ];
         for (got, want) in want {
             #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]

@@ -25,13 +25,21 @@
 //! writes straight into the subvolume as a full tree (deletions delete),
 //! and diffs compare the subvolume with its parent's.
 //!
-//! Sizes are exclusive bytes, not apparent sizes: see [`exclusive`]. btrfs
-//! quota groups would give the same number from the filesystem's own
-//! accounting, but only when quotas are enabled (they are off by default
-//! and cost on every snapshot create and delete), lag until the next
-//! transaction commit, and include metadata blocks, so a fresh container
-//! would never read `0B`. The driver reports the quota state in `strata
-//! info` and measures by walking instead.
+//! Sizes are exclusive bytes, not apparent sizes: after one byte is
+//! written into an inherited 1 GiB file a container holds one 4 KiB
+//! block. Two ways to the number:
+//! * quotas enabled on the filesystem (and consistent): btrfs's own
+//!   accounting, the `exclusive` bytes of the subvolume's quota group, read
+//!   after a `syncfs` (qgroup numbers move at transaction commit). They
+//!   include the subvolume's own metadata blocks, so a fresh container
+//!   reads one tree node (16 KiB), not `0B`. Inodes are not counted there.
+//! * otherwise: a walk of the snapshot against its parent that sums only
+//!   unshared data extents ([`exclusive`]); a fresh container is `0B`.
+//!
+//! The driver never turns quotas on itself: it is a filesystem-wide switch
+//! (the admin's, as with Docker's btrfs driver), and it doubled the cost
+//! of creating a snapshot here (200 snapshots: 2.3 s without, 4.8 s with;
+//! a qgroup-accounted snapshot commits a transaction).
 
 pub mod exclusive;
 
@@ -50,6 +58,8 @@ use std::path::{Path, PathBuf};
 pub struct Btrfs {
     home: PathBuf,
     snapshots: PathBuf,
+    /// The filesystem's UUID, naming its sysfs directory (quota state).
+    fsid: Option<String>,
 }
 
 impl std::fmt::Debug for Btrfs {
@@ -81,7 +91,30 @@ impl Btrfs {
                 magic.name()
             )));
         }
-        Ok(Btrfs { home: home.to_owned(), snapshots })
+        let fsid = btrfs::fs_info(open_dir(&snapshots)?).ok().map(|i| i.fsid_string());
+        Ok(Btrfs { home: home.to_owned(), snapshots, fsid })
+    }
+
+    /// Whether quota groups are on and consistent, so usage can come from
+    /// the filesystem's accounting.
+    fn qgroups_usable(&self) -> Option<&str> {
+        let fsid = self.fsid.as_deref()?;
+        match btrfs::quota_state(fsid) {
+            Ok(Some(state)) if !state.inconsistent => Some(fsid),
+            _ => None,
+        }
+    }
+
+    /// The exclusive bytes of subvolume `id`'s quota group, if quotas allow.
+    fn qgroup_usage(&self, id: SnapshotId) -> Result<Option<Usage>, DriverError> {
+        let Some(fsid) = self.qgroups_usable() else { return Ok(None) };
+        let path = self.path(id);
+        let fd = open_dir(&path)?;
+        let subvol = btrfs::subvol_id(&fd).map_err(|e| errno_err(&path, "BTRFS_IOC_INO_LOOKUP", e))?;
+        // qgroup numbers are updated when a transaction commits.
+        rustix::fs::syncfs(&fd).map_err(|e| errno_err(&path, "syncfs", e))?;
+        let exclusive = btrfs::qgroup_exclusive(fsid, subvol).map_err(|e| DriverError::io(&path, e))?;
+        Ok(exclusive.map(|size| Usage { size, inodes: 0 }))
     }
 
     fn path(&self, id: SnapshotId) -> PathBuf {
@@ -176,6 +209,9 @@ impl Driver for Btrfs {
     }
 
     fn usage(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<Usage, DriverError> {
+        if let Some(usage) = self.qgroup_usage(id)? {
+            return Ok(usage);
+        }
         let own = self.path(id);
         let lower = parents.first().map(|p| self.path(*p));
         exclusive::exclusive_usage(&own, lower.as_deref()).map_err(|e| DriverError::io(own, e))
@@ -198,18 +234,28 @@ impl Driver for Btrfs {
         let mut lines = backing_status(&fs_magic(&self.home), &probe_reflink(&self.home));
         match open_dir(&self.home).ok().map(|fd| btrfs::fs_info(&fd)) {
             Some(Ok(info)) => {
-                let quotas = Path::new("/sys/fs/btrfs").join(info.fsid_string()).join("qgroups").exists();
+                let quotas = match btrfs::quota_state(&info.fsid_string()) {
+                    Ok(Some(q)) if q.inconsistent => format!("{} (inconsistent: rescan needed)", q.mode),
+                    Ok(Some(q)) => q.mode,
+                    Ok(None) => "disabled".into(),
+                    Err(e) => format!("unknown ({e})"),
+                };
                 lines.push(("Btrfs Fsid".into(), info.fsid_string()));
                 lines.push(("Btrfs Devices".into(), info.num_devices.to_string()));
                 lines.push(("Btrfs Sector Size".into(), info.sectorsize.to_string()));
                 lines.push(("Btrfs Node Size".into(), info.nodesize.to_string()));
-                lines.push(("Btrfs Quotas".into(), if quotas { "enabled" } else { "disabled" }.into()));
+                lines.push(("Btrfs Quotas".into(), quotas));
             }
             Some(Err(e)) => lines.push(("Btrfs".into(), format!("BTRFS_IOC_FS_INFO: {}", io::Error::from(e)))),
             None => {}
         }
         lines.push(("Snapshot Create".into(), "BTRFS_IOC_SNAP_CREATE_V2 (O(1), extent-level copy-on-write)".into()));
-        lines.push(("Container Size".into(), "exclusive extents (FIEMAP walk against the parent)".into()));
+        let size = if self.qgroups_usable().is_some() {
+            "qgroup exclusive bytes (data and metadata)"
+        } else {
+            "exclusive data extents (FIEMAP walk against the parent)"
+        };
+        lines.push(("Container Size".into(), size.into()));
         lines
     }
 }
