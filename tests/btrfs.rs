@@ -127,3 +127,60 @@ fn qgroup_usage_agrees_with_the_extent_walk() {
         walk.size
     );
 }
+
+/// The tree-search fast path against the FIEMAP walk, over the kinds of
+/// change a container makes: rewrites in the middle of inherited files,
+/// appends, truncation, new large and inline-sized files, holes,
+/// preallocation, deletion, renames, symlinks and hardlinks, two layers
+/// deep. Sizes must agree exactly; the fast path may count more inodes
+/// (atime updates).
+#[test]
+fn find_new_agrees_with_the_extent_walk() {
+    use strata::drivers::btrfs::find_new::find_new_usage;
+    let Some(fs) = scratch() else { return };
+    let home = fs.path().join("home");
+    let sn = open(&home);
+    sn.prepare(&key("base-active"), None).unwrap();
+    let base = dir_of(&sn, "base-active");
+    std::fs::create_dir_all(base.join("d/e")).unwrap();
+    std::fs::write(base.join("big"), vec![b'b'; 4 * MIB]).unwrap();
+    std::fs::write(base.join("d/small"), "tiny inline file\n").unwrap();
+    std::fs::write(base.join("d/e/mid"), vec![b'm'; 300_000]).unwrap();
+    std::fs::write(base.join("gone"), vec![b'g'; 70_000]).unwrap();
+    std::fs::write(base.join("shrink"), vec![b's'; MIB]).unwrap();
+    sn.commit(&key("base"), &key("base-active")).unwrap();
+
+    let mut parent = ("base".to_owned(), base);
+    for layer in 0..2u64 {
+        let name = format!("layer-{layer}");
+        sn.prepare(&key(&name), Some(&key(&parent.0))).unwrap();
+        let dir = dir_of(&sn, &name);
+        let rw = |p: &str| std::fs::OpenOptions::new().write(true).open(dir.join(p)).unwrap();
+        rw("big").write_all_at(b"one byte", MIB as u64 + 4096 * layer + 3).unwrap();
+        rw("d/e/mid").write_all_at(&vec![b'x'; 10_000], 50_000 + layer).unwrap();
+        rw("shrink").set_len(100_000 - 1000 * layer).unwrap();
+        let mut append = std::fs::OpenOptions::new().append(true).open(dir.join("d/small")).unwrap();
+        std::io::Write::write_all(&mut append, b"appended\n").unwrap();
+        std::fs::write(dir.join(format!("new-{layer}")), vec![b'n'; 123_457]).unwrap();
+        std::fs::write(dir.join(format!("d/inline-{layer}")), "small new file").unwrap();
+        let sparse = std::fs::File::create(dir.join(format!("sparse-{layer}"))).unwrap();
+        sparse.write_all_at(b"end", 8 * MIB as u64).unwrap();
+        let pre = std::fs::File::create(dir.join(format!("prealloc-{layer}"))).unwrap();
+        rustix::fs::fallocate(&pre, rustix::fs::FallocateFlags::empty(), 0, 256 * 1024).unwrap();
+        if layer == 0 {
+            std::fs::remove_file(dir.join("gone")).unwrap();
+        }
+        std::fs::rename(dir.join("d/e"), dir.join(format!("d/e{layer}"))).unwrap();
+        std::fs::rename(dir.join(format!("d/e{layer}")), dir.join("d/e")).unwrap();
+        std::os::unix::fs::symlink("d/e/mid", dir.join(format!("link-{layer}"))).unwrap();
+        std::fs::hard_link(dir.join(format!("new-{layer}")), dir.join(format!("hard-{layer}"))).unwrap();
+
+        let fast = find_new_usage(&dir).unwrap();
+        let walk = exclusive_usage(&dir, Some(&parent.1)).unwrap();
+        eprintln!("layer {layer}: find-new {fast:?}, walk {walk:?}");
+        assert_eq!(fast.size, walk.size, "layer {layer}: sizes differ");
+        assert!(fast.inodes >= walk.inodes, "layer {layer}: {fast:?} vs {walk:?}");
+        sn.commit(&key(&format!("{name}-c")), &key(&name)).unwrap();
+        parent = (format!("{name}-c"), dir);
+    }
+}

@@ -16,6 +16,8 @@
 
 #![allow(unsafe_code)]
 
+pub mod search;
+
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
 use rustix::io::Errno;
 
