@@ -184,3 +184,24 @@ fn find_new_agrees_with_the_extent_walk() {
         parent = (format!("{name}-c"), dir);
     }
 }
+
+/// Creating a subvolume needs no privilege, so a container can leave
+/// subvolumes (even read-only, even nested) inside its root; removing the
+/// container must still succeed.
+#[test]
+fn remove_deletes_subvolumes_a_container_created() {
+    use strata::sys::btrfs::{subvol_create, subvol_setflags, SubvolFlags};
+    let Some(fs) = scratch() else { return };
+    let home = fs.path().join("home");
+    let sn = open(&home);
+    sn.prepare(&key("container"), None).unwrap();
+    let root = dir_of(&sn, "container");
+    std::fs::create_dir(root.join("d")).unwrap();
+    subvol_create(std::fs::File::open(root.join("d")).unwrap(), "inner").unwrap();
+    subvol_create(std::fs::File::open(root.join("d/inner")).unwrap(), "innermost").unwrap();
+    std::fs::write(root.join("d/inner/innermost/f"), "f").unwrap();
+    subvol_setflags(std::fs::File::open(root.join("d/inner/innermost")).unwrap(), SubvolFlags::RDONLY).unwrap();
+    sn.remove(&key("container")).expect("remove with nested subvolumes");
+    assert!(!root.exists());
+    assert!(sn.driver().list().unwrap().is_empty());
+}

@@ -17,8 +17,10 @@
 //! * commit: `BTRFS_IOC_SUBVOL_SETFLAGS(RDONLY)`. The kernel then refuses
 //!   every write to the tree (`EROFS`), whatever mount or fd it comes
 //!   through: that is what keeps committed layers immutable;
-//! * remove: `BTRFS_IOC_SNAP_DESTROY_V2` (v1 before Linux 5.7). A plain
-//!   directory under the ID (debris) is deleted as a directory.
+//! * remove: `BTRFS_IOC_SNAP_DESTROY_V2` (v1 before Linux 5.7), after the
+//!   subvolumes a container may have created inside its root (no
+//!   privilege needed for that). A plain directory under the ID (debris)
+//!   is deleted as a directory.
 //!
 //! Mounts are binds of the subvolume's directory: read-write for an active
 //! snapshot, read-only for views and committed snapshots. Layer apply
@@ -127,30 +129,73 @@ impl Btrfs {
 
     /// Sets or clears the read-only flag of subvolume `id`.
     fn set_readonly(&self, id: SnapshotId, readonly: bool) -> Result<(), DriverError> {
-        let path = self.path(id);
-        let fd = open_dir(&path)?;
-        let flags = btrfs::subvol_getflags(&fd).map_err(|e| errno_err(&path, "BTRFS_IOC_SUBVOL_GETFLAGS", e))?;
-        if flags.contains(SubvolFlags::RDONLY) == readonly {
-            return Ok(());
-        }
-        btrfs::subvol_setflags(&fd, flags.with(SubvolFlags::RDONLY, readonly))
-            .map_err(|e| errno_err(&path, "BTRFS_IOC_SUBVOL_SETFLAGS", e))
+        set_readonly(&self.path(id), readonly)
     }
+}
 
-    /// Deletes subvolume `id`; a read-only one that the kernel refuses to
-    /// delete as it is is made writable first.
-    fn destroy(&self, id: SnapshotId) -> Result<(), DriverError> {
-        let dir = open_dir(&self.snapshots)?;
-        let name = id.to_string();
-        match btrfs::snap_destroy(&dir, &name) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(Errno::PERM | Errno::ROFS | Errno::ACCESS) => {
-                self.set_readonly(id, false)?;
-                btrfs::snap_destroy(&dir, &name).map_err(|e| errno_err(&self.path(id), "BTRFS_IOC_SNAP_DESTROY_V2", e))
+/// Sets or clears the read-only flag of the subvolume rooted at `path`.
+fn set_readonly(path: &Path, readonly: bool) -> Result<(), DriverError> {
+    let fd = open_dir(path)?;
+    let flags = btrfs::subvol_getflags(&fd).map_err(|e| errno_err(path, "BTRFS_IOC_SUBVOL_GETFLAGS", e))?;
+    if flags.contains(SubvolFlags::RDONLY) == readonly {
+        return Ok(());
+    }
+    btrfs::subvol_setflags(&fd, flags.with(SubvolFlags::RDONLY, readonly))
+        .map_err(|e| errno_err(path, "BTRFS_IOC_SUBVOL_SETFLAGS", e))
+}
+
+/// Deletes the subvolume rooted at `path`, succeeding if it is gone.
+///
+/// Two refusals are repaired once each: a read-only subvolume the kernel
+/// will not delete as it is (`EPERM`/`EROFS` without full privileges) is
+/// made writable, and one holding subvolumes of its own (`ENOTEMPTY`:
+/// creating a subvolume needs no privilege, so a container can make one
+/// inside its root) has those deleted first, depth first.
+fn destroy_subvolume(path: &Path) -> Result<(), DriverError> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(DriverError::io(path, io::Error::from(io::ErrorKind::InvalidInput)));
+    };
+    let dir = open_dir(parent)?;
+    let (mut made_writable, mut emptied) = (false, false);
+    loop {
+        match btrfs::snap_destroy(&dir, name) {
+            Ok(()) | Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::PERM | Errno::ROFS | Errno::ACCESS) if !made_writable => {
+                set_readonly(path, false)?;
+                made_writable = true;
             }
-            Err(e) => Err(errno_err(&self.path(id), "BTRFS_IOC_SNAP_DESTROY_V2", e)),
+            Err(Errno::NOTEMPTY) if !emptied => {
+                for nested in nested_subvolumes(path).map_err(|e| DriverError::io(path, e))? {
+                    destroy_subvolume(&nested)?;
+                }
+                emptied = true;
+            }
+            Err(e) => return Err(errno_err(path, "BTRFS_IOC_SNAP_DESTROY_V2", e)),
         }
     }
+}
+
+/// The subvolumes directly inside the subvolume rooted at `root` (not
+/// those inside them): directories with inode 256 on another device.
+fn nested_subvolumes(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let dev = std::fs::symlink_metadata(root)?.dev();
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let md = std::fs::symlink_metadata(&path)?;
+            if !md.is_dir() {
+                continue;
+            }
+            if md.ino() == BTRFS_FIRST_FREE_OBJECTID && md.dev() != dev {
+                found.push(path);
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(found)
 }
 
 impl Driver for Btrfs {
@@ -201,7 +246,7 @@ impl Driver for Btrfs {
             Err(e) => return Err(DriverError::io(path, e)),
         };
         if md.is_dir() && md.ino() == BTRFS_FIRST_FREE_OBJECTID {
-            return self.destroy(id);
+            return destroy_subvolume(&path);
         }
         // Debris that is not a subvolume (nothing strata writes, but a
         // crash or a hand can leave one): delete it as a tree.
