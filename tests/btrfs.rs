@@ -205,3 +205,35 @@ fn remove_deletes_subvolumes_a_container_created() {
     assert!(!root.exists());
     assert!(sn.driver().list().unwrap().is_empty());
 }
+
+/// Crash debris (see the crash ordering in `snapshot::snapshotter`): a
+/// read-only subvolume left under an ID the metadata hands out again is
+/// replaced by a fresh one; an active snapshot whose subvolume was already
+/// made read-only (a crash inside commit) can still be committed or
+/// removed.
+#[test]
+fn crash_debris_is_replaced_and_half_commits_finish() {
+    use strata::sys::btrfs::{subvol_setflags, SubvolFlags};
+    let Some(fs) = scratch() else { return };
+    let home = fs.path().join("home");
+    let sn = open(&home);
+    let debris = SnapshotId(1);
+    sn.driver().create(debris, &[], Kind::Active).unwrap();
+    let path = home.join("snapshots/1");
+    std::fs::write(path.join("old"), "debris").unwrap();
+    subvol_setflags(std::fs::File::open(&path).unwrap(), SubvolFlags::RDONLY).unwrap();
+
+    sn.prepare(&key("a"), None).unwrap();
+    let a = dir_of(&sn, "a");
+    assert_eq!(a, path, "the metadata handed out the debris' ID");
+    assert_eq!(std::fs::read_dir(&a).unwrap().count(), 0, "debris replaced by an empty subvolume");
+    std::fs::write(a.join("new"), "fresh").expect("the new subvolume is writable");
+
+    subvol_setflags(std::fs::File::open(&a).unwrap(), SubvolFlags::RDONLY).unwrap();
+    sn.commit(&key("a-c"), &key("a")).expect("commit after a half-done commit");
+    sn.prepare(&key("b"), None).unwrap();
+    let b = dir_of(&sn, "b");
+    subvol_setflags(std::fs::File::open(&b).unwrap(), SubvolFlags::RDONLY).unwrap();
+    sn.remove(&key("b")).expect("remove of an active snapshot left read-only");
+    assert_eq!(sn.cleanup().unwrap(), 0);
+}
