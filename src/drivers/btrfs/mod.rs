@@ -29,7 +29,7 @@
 //!
 //! Sizes are exclusive bytes, not apparent sizes: after one byte is
 //! written into an inherited 1 GiB file a container holds one 4 KiB
-//! block. Two ways to the number:
+//! block. The number comes from, in order of preference:
 //! * quotas enabled on the filesystem (and consistent): btrfs's own
 //!   accounting, the `exclusive` bytes of the subvolume's quota group, read
 //!   after a `syncfs` (qgroup numbers move at transaction commit). They
