@@ -1,10 +1,10 @@
 //! Snapshot drivers: the bytes-on-disk half of the snapshot contract.
 //!
-//! | driver  | a child snapshot is                 | copy-up granularity  |
-//! |---------|-------------------------------------|----------------------|
-//! | overlay | an empty upper dir over parents     | whole file (kernel)  |
-//! | copy    | a full copy (reflink if possible)   | none: copied upfront |
-//! | btrfs   | a subvolume snapshot of the parent  | extent (filesystem)  |
+//! | driver  | a child snapshot is               | copy-up granularity  |
+//! |---------|-----------------------------------|----------------------|
+//! | overlay | an empty upper dir over parents   | whole file (kernel)  |
+//! | copy    | a full copy (reflink if possible) | none: copied upfront |
+//! | btrfs   | snapshot of parent's subvolume    | extent (filesystem)  |
 //!
 //! Each driver owns `<root>/<driver>/snapshots/<id>/` and nothing else.
 
