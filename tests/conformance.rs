@@ -1,6 +1,6 @@
 //! Runs the snapshot conformance suite ([`strata::snapshot::testsuite`])
 //! against every driver on every backing filesystem it must work on:
-//! overlay and copy, each on ext4 and on XFS with reflinks.
+//! overlay and copy, each on ext4 and on XFS with reflinks; btrfs on btrfs.
 //!
 //! Tier: root. Each combination gets its own scratch filesystem on a loop
 //! device ([`ScratchFs`]), released on drop even when a check fails.
@@ -8,7 +8,7 @@
 //! skipped instead of passing silently.
 
 use std::path::Path;
-use strata::drivers::{copy::Copy, overlay::Overlay};
+use strata::drivers::{btrfs::Btrfs, copy::Copy, overlay::Overlay};
 use strata::scratch::{FsKind, ScratchFs};
 use strata::snapshot::{testsuite, Driver, Snapshotter};
 
@@ -29,6 +29,7 @@ fn run(driver: &str, kind: FsKind) {
         let d: Box<dyn Driver> = match driver {
             "overlay" => Box::new(Overlay::new(home).expect("overlay driver")),
             "copy" => Box::new(Copy::new(home).expect("copy driver")),
+            "btrfs" => Box::new(Btrfs::new(home).expect("btrfs driver")),
             other => panic!("unknown driver {other}"),
         };
         Snapshotter::new(home, d).expect("snapshotter")
@@ -60,4 +61,9 @@ fn copy_on_ext4() {
 #[test]
 fn copy_on_xfs_reflink() {
     run("copy", FsKind::Xfs);
+}
+
+#[test]
+fn btrfs_on_btrfs() {
+    run("btrfs", FsKind::Btrfs);
 }

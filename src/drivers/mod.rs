@@ -4,9 +4,11 @@
 //! |---------|-----------------------------------|----------------------|
 //! | overlay | an empty upper dir over parents   | whole file (kernel)  |
 //! | copy    | a full copy (reflink if possible) | none: copied upfront |
+//! | btrfs   | snapshot of parent's subvolume    | extent (filesystem)  |
 //!
 //! Each driver owns `<root>/<driver>/snapshots/<id>/` and nothing else.
 
+pub mod btrfs;
 pub mod copy;
 mod du;
 pub mod overlay;
@@ -20,12 +22,12 @@ use std::io;
 use std::path::Path;
 
 /// Drivers strata knows by name.
-pub const NAMES: &[&str] = &["overlay", "copy"];
+pub const NAMES: &[&str] = &["overlay", "copy", "btrfs"];
 
 /// Errors choosing a driver.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverSelectError {
-    #[error("unknown storage driver {0:?} (known: overlay, copy)")]
+    #[error("unknown storage driver {0:?} (known: overlay, copy, btrfs)")]
     Unknown(String),
     #[error("storage driver {driver}: {detail}")]
     Unusable { driver: String, detail: String },
@@ -43,6 +45,10 @@ pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
         ),
         "copy" => Box::new(
             copy::Copy::new(&home)
+                .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
+        ),
+        "btrfs" => Box::new(
+            btrfs::Btrfs::new(&home)
                 .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
         ),
         other => return Err(DriverSelectError::Unknown(other.into())),

@@ -108,7 +108,9 @@ impl fmt::Display for Kind {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// Bytes the snapshot holds on its own: apparent sizes of its files,
-    /// as Docker reports layer and container sizes.
+    /// as Docker reports layer and container sizes, for drivers that copy
+    /// whole files; for block- and extent-level drivers (btrfs) the bytes
+    /// of data it does not share with its parent.
     pub size: u64,
     /// Inodes it holds.
     pub inodes: u64,

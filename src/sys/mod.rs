@@ -1,5 +1,6 @@
 //! Thin wrappers over the kernel interfaces strata uses: mounts, file locks,
-//! path resolution, cloning and copying, loop devices.
+//! path resolution, cloning and copying, loop devices, btrfs subvolumes,
+//! extent maps.
 //!
 //! **Architecture invariant:** this is the only module that talks to the
 //! kernel directly. Wrappers take primitive arguments (paths, file
@@ -7,7 +8,9 @@
 //! images. Where rustix already wraps a call safely we use it; the few
 //! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
 
+pub mod btrfs;
 pub mod clone;
+pub mod fiemap;
 pub mod fs;
 pub mod lock;
 pub mod loopdev;

@@ -5,7 +5,16 @@ use strata::scratch::FsKind;
 
 #[test]
 fn diff_commit_export_and_cp() {
-    let Some(host) = Host::new(FsKind::Ext4, "overlay") else { return };
+    fs_tools(FsKind::Ext4, "overlay");
+}
+
+#[test]
+fn diff_commit_export_and_cp_btrfs() {
+    fs_tools(FsKind::Btrfs, "btrfs");
+}
+
+fn fs_tools(kind: FsKind, driver: &'static str) {
+    let Some(host) = Host::new(kind, driver) else { return };
     let env = &host.env;
     env.ok(&["run", "-dit", "--name", "c", "busybox", "sh"]);
     assert_eq!(env.ok(&["diff", "c"]), "", "a fresh container has no changes (runtime mount points hidden)");

@@ -3,6 +3,7 @@
 //! root on a scratch filesystem. Every test removes its containers (and so
 //! their supervisors) on the way out, even when an assertion fails.
 
+mod btrfs;
 #[path = "../images/common.rs"]
 #[allow(dead_code)]
 mod common;

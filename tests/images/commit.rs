@@ -63,7 +63,8 @@ fn entries(blob: &[u8]) -> Entries {
 }
 
 fn commit_with(driver: &'static str) -> (Entries, Vec<u8>) {
-    let env = Env::new(FsKind::Xfs, driver);
+    let kind = if driver == "btrfs" { FsKind::Btrfs } else { FsKind::Xfs };
+    let env = Env::new(kind, driver);
     let engine = env.engine();
     let t = env.scratch("base.tar");
     base_tar(&t);
@@ -132,4 +133,16 @@ fn overlay_native_diff_matches_walk_and_compare() {
     assert_eq!(std::fs::metadata(r.join("var/cache/data")).unwrap().uid(), 1000);
     assert_eq!(std::fs::metadata(r.join("usr/lib/keep.so")).unwrap().mode() & 0o7777, 0o700);
     m.unmount().unwrap();
+}
+
+/// The btrfs driver's diff (two subvolume trees compared) yields the same
+/// layer as overlay's native diff of the same changes.
+#[test]
+fn btrfs_commit_matches_overlay() {
+    let Some(()) = require_root("commit differential (btrfs)") else { return };
+    let (overlay, overlay_blob) = commit_with("overlay");
+    let (btrfs, btrfs_blob) = commit_with("btrfs");
+    assert_eq!(overlay.keys().collect::<Vec<_>>(), btrfs.keys().collect::<Vec<_>>(), "same entries");
+    assert_eq!(overlay, btrfs, "same types, modes, owners, content and links");
+    assert_eq!(overlay_blob.len(), btrfs_blob.len());
 }

@@ -110,6 +110,11 @@ fn walkthrough_copy_xfs() {
 }
 
 #[test]
+fn walkthrough_btrfs() {
+    walkthrough(FsKind::Btrfs, "btrfs");
+}
+
+#[test]
 fn rmi_with_several_tags_needs_force_and_untags_by_name() {
     let Some(()) = require_root("rmi tags") else { return };
     let env = Env::new(FsKind::Ext4, "overlay");
