@@ -157,7 +157,7 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<()> {
             continue;
         }
         let created = img.config.created.map(rfc3339).unwrap_or_default();
-        let size = image_size(engine, &img);
+        let size = image_size(engine, img);
         let mine: Vec<&Reference> = tags.iter().filter(|(_, i)| *i == id).map(|(r, _)| r).collect();
         if mine.is_empty() {
             rows.push((
