@@ -18,6 +18,7 @@
 //! | [`copy`] | `copy_tree` with `Reflink` and with `ReadWrite` | `cp -a --reflink=auto` |
 //! | [`diff`] | `write_layer` of an overlay upper dir (with its diff ID) | `tar -c \| sha256sum`, `tar -cf /dev/null` |
 //! | [`hash`] | `Hasher` over an in-memory buffer | `openssl speed sha256`, `sha256sum` of a tmpfs file |
+//! | [`build`] | `strata build`, cached rebuild and `--no-cache`, of a 10-step Dockerfile | `buildah bud --layers` |
 //! | [`start`] | the whole `strata run --rm busybox true`; `ps -a -s` of 100 containers | `crun run`, `runc run` of a bare bundle, `podman run --rm`, `docker run --rm`; `du -s` of each container's tree |
 //!
 //! Datasets are built once and cached ([`dataset`]); every file tree a
@@ -28,6 +29,7 @@
 //! (`apply_layer`, `copy_tree`, `write_layer`, `Hasher`), the same ones the
 //! engine uses; it has no private fast path of its own to measure.
 
+pub mod build;
 pub mod copy;
 pub mod dataset;
 pub mod diff;
@@ -140,6 +142,7 @@ pub enum Bench {
     Diff(diff::Params),
     Hash,
     Start,
+    Build,
 }
 
 impl Bench {
@@ -151,6 +154,7 @@ impl Bench {
             Bench::Copy(copy::Params::defaults(scale)),
             Bench::Diff(diff::Params::defaults(scale)),
             Bench::Start,
+            Bench::Build,
         ]
     }
 
@@ -161,6 +165,7 @@ impl Bench {
             Bench::Diff(_) => "diff",
             Bench::Hash => "hash",
             Bench::Start => "start",
+            Bench::Build => "build",
         }
     }
 }
@@ -226,6 +231,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Diff(p) => diff::run(opts, p),
             Bench::Hash => hash::run(opts),
             Bench::Start => start::run(opts),
+            Bench::Build => build::run(opts),
         };
         match result {
             Ok(suite) => report.suites.push(suite),

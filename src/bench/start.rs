@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// The `strata` executable to time: this one when running as `strata
 /// bench`, else `strata` beside the `cargo bench` binary's directory.
-fn strata_binary() -> Option<PathBuf> {
+pub(super) fn strata_binary() -> Option<PathBuf> {
     let me = std::env::current_exe().ok()?;
     if me.file_name().is_some_and(|n| n == "strata") {
         return Some(me);
@@ -32,7 +32,7 @@ fn strata_binary() -> Option<PathBuf> {
 }
 
 /// A busybox-static root filesystem at `dir/rootfs` and as `dir/rootfs.tar`.
-fn rootfs(dir: &Path) -> Result<PathBuf, BenchError> {
+pub(super) fn rootfs(dir: &Path) -> Result<PathBuf, BenchError> {
     fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
         let path = path.to_owned();
         move |source| BenchError::Io { what, path, source }
@@ -294,9 +294,9 @@ fn size_case(opts: &Options, strata: &Path, root: &Path) -> Result<Case, BenchEr
 
 /// On drop: unmounts (lazily, deepest first) every mount below `dir` —
 /// podman's overlay store, an image mount — and removes `also`.
-struct MountsUnder {
-    dir: PathBuf,
-    also: PathBuf,
+pub(super) struct MountsUnder {
+    pub dir: PathBuf,
+    pub also: PathBuf,
 }
 
 impl Drop for MountsUnder {

@@ -50,6 +50,11 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Dockerfile builds (cached rebuild, --no-cache) vs buildah bud.
+    Build {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Every benchmark with its default matrix.
     All {
         #[command(flatten)]
@@ -114,6 +119,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Hash { common } => (common, vec![Bench::Hash]),
         BenchCommand::Start { common } => (common, vec![Bench::Start]),
+        BenchCommand::Build { common } => (common, vec![Bench::Build]),
         BenchCommand::All { common } => {
             let benches = Bench::all(scale(&common));
             (common, benches)
