@@ -39,7 +39,7 @@ fn context(dir: &Path) -> Result<(), BenchError> {
     std::fs::write(dir.join(".dockerignore"), "rootfs.tar\n").map_err(io("write", dir))?;
     std::fs::write(dir.join("Dockerfile"), DOCKERFILE).map_err(io("write", dir))?;
     std::fs::write(dir.join("config.ini"), "[app]\nname=bench\n").map_err(io("write", dir))?;
-    let mut rng = crate::rng::Rng::new(0x5eed_b1d);
+    let mut rng = crate::rng::Rng::new(0x05ee_db1d);
     for i in 0..500 {
         let d = dir.join(format!("src/m{:02}", i % 20));
         std::fs::create_dir_all(&d).map_err(io("create", &d))?;
