@@ -93,3 +93,8 @@ fn seed_walkthrough_overlay() {
 fn seed_walkthrough_copy() {
     seed(FsKind::Ext4, "copy");
 }
+
+#[test]
+fn seed_walkthrough_btrfs() {
+    seed(FsKind::Btrfs, "btrfs");
+}
