@@ -29,6 +29,7 @@
 //! engine uses; it has no private fast path of its own to measure.
 
 pub mod copy;
+pub mod copyup;
 pub mod dataset;
 pub mod diff;
 pub mod env;

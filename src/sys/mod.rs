@@ -11,6 +11,7 @@ pub mod clone;
 pub mod fs;
 pub mod lock;
 pub mod loopdev;
+pub mod mincore;
 pub mod mount;
 pub mod process;
 pub mod statfs;
