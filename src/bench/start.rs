@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// The `strata` executable to time: this one when running as `strata
 /// bench`, else `strata` beside the `cargo bench` binary's directory.
-fn strata_binary() -> Option<PathBuf> {
+pub(super) fn strata_binary() -> Option<PathBuf> {
     let me = std::env::current_exe().ok()?;
     if me.file_name().is_some_and(|n| n == "strata") {
         return Some(me);
@@ -294,9 +294,9 @@ fn size_case(opts: &Options, strata: &Path, root: &Path) -> Result<Case, BenchEr
 
 /// On drop: unmounts (lazily, deepest first) every mount below `dir` —
 /// podman's overlay store, an image mount — and removes `also`.
-struct MountsUnder {
-    dir: PathBuf,
-    also: PathBuf,
+pub(super) struct MountsUnder {
+    pub(super) dir: PathBuf,
+    pub(super) also: PathBuf,
 }
 
 impl Drop for MountsUnder {
@@ -317,15 +317,15 @@ impl Drop for MountsUnder {
 /// socket and exec root under a short /var/tmp path (unix socket paths are
 /// limited to 108 bytes), no iptables or bridge. Stopped, and its mounts
 /// removed, on drop.
-struct PrivateDockerd {
+pub(super) struct PrivateDockerd {
     child: std::process::Child,
     dir: PathBuf,
     data: PathBuf,
-    host: String,
+    pub(super) host: String,
 }
 
 impl PrivateDockerd {
-    fn start(scratch: &Path) -> Result<PrivateDockerd, BenchError> {
+    pub(super) fn start(scratch: &Path) -> Result<PrivateDockerd, BenchError> {
         let dir = PathBuf::from(format!("/var/tmp/sbd-{}", std::process::id()));
         let data = scratch.join("dockerd");
         let io = |source| BenchError::Io { what: "dockerd dir", path: dir.clone(), source };

@@ -208,6 +208,12 @@ fn probe(op: &str, path: &std::path::Path, warm: bool) -> Result<()> {
     let before = if warm { ops::prepare(cache, path, path)? } else { ops::residency(path)? };
     let ns = ops::time(op, path)?;
     println!("{ns} {} {}", before.resident, before.pages);
+    // The root mount as this container sees it: the peer's driver and
+    // its options, for the report.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(root) = bench::env::parse_mountinfo(&info).into_iter().rev().find(|m| m.mount_point == "/") {
+        println!("{}", root.describe());
+    }
     Ok(())
 }
 
