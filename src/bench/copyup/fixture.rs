@@ -51,8 +51,18 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchEr
     move |source| BenchError::Io { what, path, source }
 }
 
+/// What [`BenchError::Unavailable`] says when the driver refuses a case
+/// (a stack deeper than it supports): a limit to report, not a failure.
+pub const REFUSED: &str = "case refused by the driver";
+
 fn snap_err(e: crate::snapshot::SnapshotError) -> BenchError {
-    BenchError::Unavailable { what: "snapshot".into(), reason: e.to_string() }
+    use crate::snapshot::{DriverError, SnapshotError};
+    match e {
+        SnapshotError::Driver { source: DriverError::Unsupported(reason), .. } => {
+            BenchError::Unavailable { what: REFUSED.into(), reason }
+        }
+        e => BenchError::Unavailable { what: "snapshot".into(), reason: e.to_string() },
+    }
 }
 
 impl Bed {

@@ -247,6 +247,9 @@ pub fn render(before: &Results, after: Option<&Results>) -> String {
         );
     }
     h.push_str("</table>");
+    for f in &r.refused {
+        let _ = write!(h, "<p class=\"not_measured\">refused by the driver: {}</p>", esc(f));
+    }
     for f in &r.failures {
         let _ = write!(h, "<p class=\"disagrees\">FAILED: {}</p>", esc(f));
     }

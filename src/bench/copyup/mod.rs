@@ -249,8 +249,11 @@ pub struct Results {
     pub setups: Vec<Availability>,
     pub peers: Vec<Availability>,
     pub records: Vec<Record>,
-    /// Parts that stopped with an error (the rest still ran).
+    /// Cases that stopped with an error (the rest still ran).
     pub failures: Vec<String>,
+    /// Cases a driver refused (a limit, such as overlay's 500 layers).
+    #[serde(default)]
+    pub refused: Vec<String>,
 }
 
 impl Results {
@@ -319,7 +322,7 @@ impl Params {
                 warmup: 2,
                 samples: 10,
                 big: Some((GIB, vec![Op::Write, Op::Chmod], 3)),
-                layer_depths: vec![1, 16, 64, 128, 256, 500],
+                layer_depths: vec![1, 16, 64, 128, 256, 499, 500],
                 dir_depths: vec![1, 16, 64, 256],
                 depth_samples: 10,
                 start_counts: vec![1, 100],

@@ -254,14 +254,31 @@ fn planned(setup: &Setup, p: &Params) -> usize {
     n
 }
 
-/// Everything one setup measures.
-fn measure_setup(
-    bed: &Bed,
-    setup: &Setup,
-    p: &Params,
+/// Files a case's outcome: its records, or why it has none. A case that
+/// fails leaves the setup's other cases running.
+fn file_case(
+    res: &mut Results,
     pr: &mut Progress,
-    out: &mut Vec<Record>,
-) -> Result<(), BenchError> {
+    case: &str,
+    outcome: Result<Vec<Record>, BenchError>,
+    planned: usize,
+) {
+    match outcome {
+        Ok(records) => res.records.extend(records),
+        Err(BenchError::Unavailable { what, reason }) if what == super::fixture::REFUSED => {
+            pr.note(&format!("{case}: refused by the driver: {reason}"));
+            res.refused.push(format!("{case}: {reason}"));
+        }
+        Err(e) => {
+            pr.note(&format!("{case}: failed: {e}"));
+            res.failures.push(format!("{case}: {e}"));
+        }
+    }
+    pr.settle(planned);
+}
+
+/// Everything one setup measures.
+fn measure_setup(bed: &Bed, setup: &Setup, p: &Params, pr: &mut Progress, res: &mut Results) {
     let mut cells: Vec<(u64, Op, usize, usize)> = Vec::new();
     for size in &p.sizes {
         for op in p.ops.iter().filter(|o| setup.runs(**o)) {
@@ -275,45 +292,52 @@ fn measure_setup(
     }
     for (size, op, warmup, samples) in cells {
         for cache in &p.caches {
-            pr.label(&format!("{} {} {} {}", setup.label(), op.name(), super::stats::fmt_size(size), cache.name()));
+            let case = format!("{} {} {} {}", setup.label(), op.name(), super::stats::fmt_size(size), cache.name());
+            pr.label(&case);
             let mut a = Acc::new(Part::FirstWrite, setup, op, size, 1, 1, *cache, warmup);
             let mut second = (op == Op::Write)
                 .then(|| Acc::new(Part::SecondWrite, setup, Op::SecondWrite, size, 1, 1, *cache, warmup));
-            first_write(bed, &mut a, &mut second, samples, pr)?;
-            out.push(a.finish());
-            out.extend(second.map(Acc::finish));
+            let outcome = first_write(bed, &mut a, &mut second, samples, pr)
+                .map(|()| std::iter::once(a.finish()).chain(second.map(Acc::finish)).collect());
+            file_case(res, pr, &case, outcome, warmup + samples);
         }
     }
     if !setup.general() {
-        return Ok(());
+        return;
     }
+    let per = p.warmup + p.depth_samples;
     for depth in &p.layer_depths {
-        pr.label(&format!("{} layer depth {depth}", setup.label()));
+        let case = format!("{} layer depth {depth}", setup.label());
+        pr.label(&case);
         let mut l = Acc::new(Part::LayerDepth, setup, Op::Lookup, 4096, *depth, 1, Cache::Warm, p.warmup);
         let mut w = Acc::new(Part::LayerDepth, setup, Op::Write, 4096, *depth, 1, Cache::Warm, p.warmup);
-        depth_case(bed, &format!("depth-{depth}"), Path::new("f"), &mut l, &mut w, p.depth_samples, pr)?;
-        out.extend([l.finish(), w.finish()]);
+        let outcome = depth_case(bed, &format!("depth-{depth}"), Path::new("f"), &mut l, &mut w, p.depth_samples, pr)
+            .map(|()| vec![l.finish(), w.finish()]);
+        file_case(res, pr, &case, outcome, per);
     }
     for depth in &p.dir_depths {
-        pr.label(&format!("{} directory depth {depth}", setup.label()));
+        let case = format!("{} directory depth {depth}", setup.label());
+        pr.label(&case);
         let mut l = Acc::new(Part::DirDepth, setup, Op::Lookup, 4096, 1, *depth, Cache::Warm, p.warmup);
         let mut w = Acc::new(Part::DirDepth, setup, Op::Write, 4096, 1, *depth, Cache::Warm, p.warmup);
-        depth_case(bed, "dirs", &deep_dir(*depth).join("f"), &mut l, &mut w, p.depth_samples, pr)?;
-        out.extend([l.finish(), w.finish()]);
+        let outcome = depth_case(bed, "dirs", &deep_dir(*depth).join("f"), &mut l, &mut w, p.depth_samples, pr)
+            .map(|()| vec![l.finish(), w.finish()]);
+        file_case(res, pr, &case, outcome, per);
     }
     let size = p.start_image.1;
     for n in &p.start_counts {
-        pr.label(&format!("{} start {n}", setup.label()));
+        let case = format!("{} start {n}", setup.label());
+        pr.label(&case);
         let warmup = usize::from(*n == 1);
         let mut a = Acc::new(Part::ContainerStart, setup, Op::Start, size, 1, 1, Cache::Warm, warmup);
-        start_case(bed, &mut a, *n, p.start_samples, pr)?;
-        out.push(a.finish());
+        let outcome = start_case(bed, &mut a, *n, p.start_samples, pr).map(|()| vec![a.finish()]);
+        file_case(res, pr, &case, outcome, warmup + p.start_samples);
     }
-    pr.label(&format!("{} full copy", setup.label()));
+    let case = format!("{} full copy", setup.label());
+    pr.label(&case);
     let mut a = Acc::new(Part::ContainerStart, setup, Op::FullCopy, size, 1, 1, Cache::Warm, 1);
-    full_copy_case(bed, &mut a, p.start_samples, pr)?;
-    out.push(a.finish());
-    Ok(())
+    let outcome = full_copy_case(bed, &mut a, p.start_samples, pr).map(|()| vec![a.finish()]);
+    file_case(res, pr, &case, outcome, 1 + p.start_samples);
 }
 
 /// Runs the suite. Setups that cannot run are recorded as such; a setup
@@ -338,6 +362,7 @@ pub fn run(opts: &Options, p: &Params) -> Results {
         peers: Vec::new(),
         records: Vec::new(),
         failures: Vec::new(),
+        refused: Vec::new(),
     };
     for setup in &p.setups {
         let name = setup.label();
@@ -356,12 +381,18 @@ pub fn run(opts: &Options, p: &Params) -> Results {
             }
         };
         let filesystem = bed.describe_fs();
-        let outcome =
-            build_images(&bed, setup, p).and_then(|()| measure_setup(&bed, setup, p, &mut pr, &mut res.records));
-        let status = match outcome {
-            Ok(()) => "measured".to_owned(),
+        let failed_before = res.failures.len();
+        let status = match build_images(&bed, setup, p) {
+            Ok(()) => {
+                measure_setup(&bed, setup, p, &mut pr, &mut res);
+                match res.failures.len() - failed_before {
+                    0 => "measured".to_owned(),
+                    n => format!("measured; {n} case(s) failed"),
+                }
+            }
             Err(e) => {
-                res.failures.push(format!("{name}: {e}"));
+                pr.skip(planned(setup, p));
+                res.failures.push(format!("{name}: building images: {e}"));
                 format!("failed: {e}")
             }
         };

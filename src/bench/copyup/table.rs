@@ -11,6 +11,8 @@ use std::time::Instant;
 pub struct Progress {
     total: usize,
     done: usize,
+    /// `done` when the current case started.
+    case_start: usize,
     label: String,
     tty: bool,
     quiet: bool,
@@ -24,6 +26,7 @@ impl Progress {
         Progress {
             total: total.max(1),
             done: 0,
+            case_start: 0,
             label: String::new(),
             tty: io::stderr().is_terminal(),
             quiet,
@@ -35,6 +38,7 @@ impl Progress {
     /// Names the case being measured.
     pub fn label(&mut self, label: &str) {
         self.label = label.to_owned();
+        self.case_start = self.done;
         if !self.tty && !self.quiet {
             eprintln!("[bench] copy-up {}/{} {}", self.done, self.total, self.label);
             self.last_line = Instant::now();
@@ -45,6 +49,13 @@ impl Progress {
     /// One sample done.
     pub fn tick(&mut self) {
         self.done = (self.done + 1).min(self.total);
+        self.draw();
+    }
+
+    /// Marks a case done: its `planned` samples count whether they all ran
+    /// or it stopped early.
+    pub fn settle(&mut self, planned: usize) {
+        self.done = self.done.max(self.case_start + planned).min(self.total);
         self.draw();
     }
 
@@ -154,6 +165,9 @@ pub fn print(out: &mut impl Write, r: &Results) -> io::Result<()> {
         if a.status != "measured" {
             writeln!(out, "{}: {}", a.name, a.status)?;
         }
+    }
+    for f in &r.refused {
+        writeln!(out, "refused by the driver: {f}")?;
     }
     for f in &r.failures {
         writeln!(out, "FAILED {f}")?;
