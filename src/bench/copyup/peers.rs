@@ -85,7 +85,9 @@ fn root_mount(out: &[u8]) -> Option<String> {
     let short = line
         .split(',')
         .map(|o| match o.split_once('=') {
-            Some((k @ ("lowerdir" | "upperdir" | "workdir" | "redirect_dir"), _)) => format!("{k}=…"),
+            Some((k @ ("lowerdir" | "upperdir" | "workdir" | "redirect_dir"), v)) => {
+                format!("{k}=…{}", if v.ends_with(')') { ")" } else { "" })
+            }
             _ => o.to_owned(),
         })
         .collect::<Vec<_>>()
