@@ -85,16 +85,21 @@ pub fn plot(title: &str, x_label: &str, series: &[Series], fmt_x: &dyn Fn(f64) -
     let mut xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
+    // Labels closer than 30 px to the previous one are left out (499 and
+    // 500 layers); their grid lines stay.
+    let mut last_label = f64::MIN;
     for x in xs {
-        let _ = write!(
-            svg,
-            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{T}\" y2=\"{1}\" stroke=\"#eee\"/>\
-             <text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"middle\" font-size=\"11\">{3}</text>",
-            px(x),
-            H - B,
-            H - B + 16.0,
-            esc(&fmt_x(x))
-        );
+        let at = px(x);
+        let _ = write!(svg, "<line x1=\"{at:.1}\" x2=\"{at:.1}\" y1=\"{T}\" y2=\"{}\" stroke=\"#eee\"/>", H - B);
+        if at - last_label >= 30.0 {
+            last_label = at;
+            let _ = write!(
+                svg,
+                "<text x=\"{at:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\">{}</text>",
+                H - B + 16.0,
+                esc(&fmt_x(x))
+            );
+        }
     }
     let _ = write!(
         svg,
@@ -349,6 +354,9 @@ mod tests {
         assert!(svg.contains("a&lt;b") && svg.contains("4 KiB") && svg.contains("1 MiB"));
         assert!(svg.contains("10.0 µs") && svg.contains("1.00 ms"), "{svg}");
         assert!(plot("t", "x", &[], &size_label).contains("no data"));
+        let crowded = vec![Series { name: "d".into(), points: vec![(1.0, 1e3), (499.0, 1e3), (500.0, 1e3)] }];
+        let svg = plot("t", "x", &crowded, &count_label);
+        assert!(svg.contains(">499<") && !svg.contains(">500<"), "overlapping labels");
     }
 
     #[test]
