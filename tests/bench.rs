@@ -106,3 +106,161 @@ fn every_benchmark_runs_end_to_end_and_leaves_nothing_behind() {
     }
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
 }
+
+/// The copy_up suite at the tiny scale, end to end: every planned case
+/// produced samples and quantiles, the cache states were proven with
+/// mincore, a driver this build lacks is listed as such, results.json has
+/// the documented structure and report.html has its plots; nothing is
+/// left behind.
+#[test]
+fn copy_up_suite_runs_end_to_end_and_leaves_nothing_behind() {
+    use strata::bench::copyup::{self, Cache, Op, Part, Setup};
+    use strata::scratch::FsKind;
+    let Some(()) = require_root("copy-up suite") else { return };
+    let base = tempfile::Builder::new().prefix("strata-copyup-test-").tempdir_in("/var/tmp").unwrap();
+    let scratch = base.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let mut opts = Options::new(Scale::Tiny);
+    opts.scratch_dir = scratch.clone();
+    opts.quiet = true;
+    let mut p = copyup::Params::defaults(Scale::Tiny);
+    p.setups.push(Setup::new("no-such-driver", FsKind::Ext4));
+
+    let results = copyup::run(&opts, &p);
+
+    assert!(results.failures.is_empty(), "failed: {:?}", results.failures);
+    let status = |name: &str| results.setups.iter().find(|a| a.name == name).map(|a| a.status.clone());
+    assert_eq!(status("overlay on ext4").as_deref(), Some("measured"));
+    assert_eq!(status("copy on ext4").as_deref(), Some("measured"));
+    assert_eq!(status("overlay (metacopy=on) on ext4").as_deref(), Some("measured"));
+    assert_eq!(status("no-such-driver on ext4").as_deref(), Some("not available in this build"));
+    // Every first-write case of every measured setup, both cache states.
+    for setup in ["overlay on ext4", "copy on ext4"] {
+        for op in &p.ops {
+            for size in &p.sizes {
+                for cache in [Cache::Warm, Cache::Cold] {
+                    let r = results
+                        .records
+                        .iter()
+                        .find(|r| {
+                            r.part == Part::FirstWrite
+                                && r.setup == setup
+                                && r.operation == *op
+                                && r.file_size == *size
+                                && r.cache == cache
+                        })
+                        .unwrap_or_else(|| panic!("no record for {setup} {op:?} {size} {cache:?}"));
+                    assert_eq!(r.sample_count, p.samples);
+                    assert_eq!(r.samples_ns.len(), p.samples);
+                    assert!(r.quantiles.p50_ns > 0 && r.quantiles.p50_ns <= r.quantiles.max_ns);
+                    let c = r.cache_check.expect("cache evidence");
+                    match cache {
+                        Cache::Cold => assert_eq!(c.resident_max, 0, "{setup} {op:?} {size}: not cold: {c:?}"),
+                        Cache::Warm => assert_eq!(c.resident_min, c.file_pages, "{setup} {op:?} {size}: not warm"),
+                    }
+                }
+            }
+        }
+    }
+    let metacopy = results.records.iter().filter(|r| r.setup == "overlay (metacopy=on) on ext4");
+    assert!(metacopy.clone().all(|r| matches!(r.operation, Op::Chmod | Op::Chown)));
+    assert_eq!(metacopy.count(), p.sizes.len() * 2);
+    for part in [Part::SecondWrite, Part::LayerDepth, Part::DirDepth, Part::ContainerStart] {
+        assert!(results.records.iter().any(|r| r.part == part), "no {part:?} records");
+    }
+    let deepest = results.records.iter().filter(|r| r.part == Part::LayerDepth).map(|r| r.layer_depth).max();
+    assert_eq!(deepest, p.layer_depths.iter().copied().max());
+    assert!(results.records.iter().any(|r| r.operation == Op::Start && r.containers == 3));
+
+    let out = base.path().join("out");
+    let json_path = results.write(&out).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert!(json["environment"]["kernel"].as_str().unwrap().starts_with("Linux"));
+    let rec = &json["records"][0];
+    for key in [
+        "driver",
+        "backing_fs",
+        "operation",
+        "file_size",
+        "layer_depth",
+        "dir_depth",
+        "cache",
+        "sample_count",
+        "samples_ns",
+        "p50_ns",
+        "p90_ns",
+        "p99_ns",
+        "max_ns",
+    ] {
+        assert!(!rec[key].is_null(), "record has no {key}: {rec}");
+    }
+    assert_eq!(copyup::Results::read(&json_path).unwrap(), results);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 8);
+    assert!(html.contains("Physics check") && html.contains("no-such-driver on ext4"));
+    assert!(html.contains("<polyline"), "plots without lines");
+
+    let mut left = leftovers(&scratch);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        left = leftovers(&scratch);
+    }
+    assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
+}
+
+/// overlay's `metacopy=on` driver option really copies up metadata only:
+/// after a chmod the upper file has the `trusted.overlay.metacopy` xattr
+/// and no data blocks (4 KiB at most, for xattrs), where the default mount copies every block. Such
+/// an upper dir refuses to be diffed.
+#[test]
+fn overlay_metacopy_option_copies_up_metadata_only() {
+    use std::os::unix::fs::MetadataExt;
+    use strata::scratch::{FsKind, ScratchFs};
+    use strata::snapshot::{DiffSource, SnapshotKey};
+    let Some(()) = require_root("overlay metacopy") else { return };
+    let fs = ScratchFs::new(FsKind::Ext4, 256 << 20).unwrap();
+    let key = |s: &str| SnapshotKey::new(s).unwrap();
+    let mut blocks = Vec::new();
+    for (i, options) in [vec!["metacopy=on".to_owned()], vec![]].into_iter().enumerate() {
+        let root = strata::store::Root::open(fs.path().join(format!("root{i}"))).unwrap();
+        let snap = strata::drivers::open_with_options(&root, "overlay", &options).unwrap();
+        let mnt = fs.path().join(format!("mnt{i}"));
+        std::fs::create_dir(&mnt).unwrap();
+        let m = snap.prepare(&key("base-build"), None).unwrap();
+        let t = strata::mount::TempMount::new(&m, &mnt).unwrap();
+        std::fs::write(mnt.join("f"), vec![7u8; 1 << 20]).unwrap();
+        t.unmount().unwrap();
+        snap.commit(&key("base"), &key("base-build")).unwrap();
+        let m = snap.prepare(&key("c"), Some(&key("base"))).unwrap();
+        assert_eq!(m[0].options.iter().any(|o| o == "metacopy=on"), !options.is_empty(), "{m:?}");
+        let t = strata::mount::TempMount::new(&m, &mnt).unwrap();
+        std::fs::set_permissions(mnt.join("f"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        assert_eq!(std::fs::read(mnt.join("f")).unwrap(), vec![7u8; 1 << 20], "data still reads through");
+        t.unmount().unwrap();
+        let upper = match snap.diff_source(&key("c")) {
+            Ok(DiffSource::OverlayUpper(dir)) => dir,
+            Ok(other) => panic!("unexpected diff source {other:?}"),
+            Err(e) => {
+                assert!(!options.is_empty(), "diff refused without metacopy: {e}");
+                assert!(e.to_string().contains("metacopy"), "{e}");
+                let id = snap.stat(&key("c")).unwrap().id;
+                root.driver_dir("overlay").join("snapshots").join(id.to_string()).join("fs")
+            }
+        };
+        let meta = std::fs::metadata(upper.join("f")).unwrap();
+        let xattr = strata::sys::xattr::llist(&upper.join("f")).unwrap();
+        let has_metacopy = xattr.iter().any(|x| x == "trusted.overlay.metacopy");
+        assert_eq!(has_metacopy, !options.is_empty(), "xattrs {xattr:?}");
+        blocks.push(meta.blocks());
+    }
+    // At most an external xattr block (ext4 keeps overlay's xattrs there
+    // when they do not fit in the inode), never the file's 1 MiB.
+    assert!(blocks[0] <= 8, "metacopy upper holds {} blocks of data", blocks[0]);
+    assert!(blocks[1] >= 2048, "full copy_up holds {} blocks", blocks[1]);
+    let root = strata::store::Root::open(fs.path().join("root-bad")).unwrap();
+    assert!(strata::drivers::open_with_options(&root, "overlay", &["bogus=1".into()]).is_err());
+    assert!(strata::drivers::open_with_options(&root, "copy", &["metacopy=on".into()]).is_err());
+}

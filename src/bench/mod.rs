@@ -31,6 +31,7 @@
 
 pub mod build;
 pub mod copy;
+pub mod copyup;
 pub mod dataset;
 pub mod diff;
 pub mod env;

@@ -295,8 +295,8 @@ fn size_case(opts: &Options, strata: &Path, root: &Path) -> Result<Case, BenchEr
 /// On drop: unmounts (lazily, deepest first) every mount below `dir` —
 /// podman's overlay store, an image mount — and removes `also`.
 pub(super) struct MountsUnder {
-    pub dir: PathBuf,
-    pub also: PathBuf,
+    pub(super) dir: PathBuf,
+    pub(super) also: PathBuf,
 }
 
 impl Drop for MountsUnder {
@@ -317,15 +317,15 @@ impl Drop for MountsUnder {
 /// socket and exec root under a short /var/tmp path (unix socket paths are
 /// limited to 108 bytes), no iptables or bridge. Stopped, and its mounts
 /// removed, on drop.
-struct PrivateDockerd {
+pub(super) struct PrivateDockerd {
     child: std::process::Child,
     dir: PathBuf,
     data: PathBuf,
-    host: String,
+    pub(super) host: String,
 }
 
 impl PrivateDockerd {
-    fn start(scratch: &Path) -> Result<PrivateDockerd, BenchError> {
+    pub(super) fn start(scratch: &Path) -> Result<PrivateDockerd, BenchError> {
         let dir = PathBuf::from(format!("/var/tmp/sbd-{}", std::process::id()));
         let data = scratch.join("dockerd");
         let io = |source| BenchError::Io { what: "dockerd dir", path: dir.clone(), source };

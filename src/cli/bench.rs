@@ -60,6 +60,56 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// copy_up latency per driver and filesystem: file size, layer and
+    /// directory depth, warm/cold cache, container start; Docker and
+    /// podman beside it. Writes results.json and report.html.
+    #[command(name = "copy-up")]
+    CopyUp(CopyUpArgs),
+    /// Re-renders a saved copy-up run (report.html beside it), or compares
+    /// two runs (ratios with noise bounds).
+    Report {
+        /// A results.json of `bench copy-up`.
+        json: PathBuf,
+        /// A second results.json to compare against the first.
+        json2: Option<PathBuf>,
+        /// Where to write report.html [default: beside the (last) json].
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Inside a peer's container: time one operation on a file (used by
+    /// `bench copy-up`; prints nanoseconds).
+    #[command(name = "copy-up-probe", hide = true)]
+    CopyUpProbe {
+        /// write, append, truncate, chmod, chown, rename, link.
+        op: String,
+        path: PathBuf,
+        /// Read the file first (warm cache).
+        #[arg(long)]
+        warm: bool,
+    },
+}
+
+/// Options of `bench copy-up`.
+#[derive(Debug, Args)]
+pub struct CopyUpArgs {
+    /// The reduced matrix (about two minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Directory for results.json and report.html [default: ./strata-copyup-<time>].
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Directory for the scratch filesystems' backing files.
+    #[arg(long, default_value = bench::DEFAULT_SCRATCH_DIR)]
+    scratch_dir: PathBuf,
+    /// Timed samples per first-write case (after the warm-up ones).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Leave Docker and podman out.
+    #[arg(long)]
+    no_peers: bool,
+    /// The test matrix (seconds): a smoke check of the suite.
+    #[arg(long, hide = true)]
+    tiny: bool,
 }
 
 /// Options every benchmark takes.
@@ -97,6 +147,81 @@ fn parse_all<T>(
     }
 }
 
+fn copy_up(a: CopyUpArgs) -> Result<()> {
+    use bench::copyup;
+    let scale = match (a.tiny, a.quick) {
+        (true, _) => Scale::Tiny,
+        (false, true) => Scale::Quick,
+        _ => Scale::Full,
+    };
+    let mut p = copyup::Params::defaults(scale);
+    if let Some(n) = a.samples {
+        if n == 0 {
+            bail!("--samples must be at least 1");
+        }
+        p.samples = n;
+    }
+    if a.no_peers {
+        p.peer_sizes.clear();
+    }
+    let mut opts = Options::new(scale);
+    opts.scratch_dir = a.scratch_dir;
+    let output = a
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("strata-copyup-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
+    let results = copyup::run(&opts, &p);
+    copyup::table::print(&mut std::io::stdout().lock(), &results)?;
+    let path = results.write(&output)?;
+    eprintln!("[bench] results written to {} (and report.html beside it)", path.display());
+    if !results.failures.is_empty() {
+        bail!("{} part(s) failed: {}", results.failures.len(), results.failures[0]);
+    }
+    Ok(())
+}
+
+fn report(json: PathBuf, json2: Option<PathBuf>, output: Option<PathBuf>) -> Result<()> {
+    use bench::copyup::{compare, html, table, Results};
+    let a = Results::read(&json)?;
+    let b = json2.as_deref().map(Results::read).transpose()?;
+    let last = json2.as_ref().unwrap_or(&json);
+    let dir = output.unwrap_or_else(|| last.parent().map(PathBuf::from).unwrap_or_default());
+    let mut out = std::io::stdout().lock();
+    match &b {
+        Some(b) => compare::print(&mut out, &a, b)?,
+        None => table::print(&mut out, &a)?,
+    }
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("report.html");
+    std::fs::write(&path, html::render(&a, b.as_ref()))?;
+    eprintln!("[bench] report written to {}", path.display());
+    Ok(())
+}
+
+fn probe(op: &str, path: &std::path::Path, warm: bool) -> Result<()> {
+    use bench::copyup::{ops, Cache, Op};
+    let op = match op {
+        "write" => Op::Write,
+        "append" => Op::Append,
+        "truncate" => Op::Truncate,
+        "chmod" => Op::Chmod,
+        "chown" => Op::Chown,
+        "rename" => Op::Rename,
+        "link" => Op::Link,
+        other => bail!("unknown operation {other:?}"),
+    };
+    let cache = if warm { Cache::Warm } else { Cache::Cold };
+    let before = if warm { ops::prepare(cache, path, path)? } else { ops::residency(path)? };
+    let ns = ops::time(op, path)?;
+    println!("{ns} {} {}", before.resident, before.pages);
+    // The root mount as this container sees it: the peer's driver and
+    // its options, for the report.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(root) = bench::env::parse_mountinfo(&info).into_iter().rev().find(|m| m.mount_point == "/") {
+        println!("{}", root.describe());
+    }
+    Ok(())
+}
+
 pub fn bench(cmd: BenchCommand) -> Result<()> {
     let scale = |c: &Common| if c.quick { Scale::Quick } else { Scale::Full };
     let (common, benches) = match cmd {
@@ -120,6 +245,9 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Hash { common } => (common, vec![Bench::Hash]),
         BenchCommand::Start { common } => (common, vec![Bench::Start]),
         BenchCommand::Build { common } => (common, vec![Bench::Build]),
+        BenchCommand::CopyUp(a) => return copy_up(a),
+        BenchCommand::Report { json, json2, output } => return report(json, json2, output),
+        BenchCommand::CopyUpProbe { op, path, warm } => return probe(&op, &path, warm),
         BenchCommand::All { common } => {
             let benches = Bench::all(scale(&common));
             (common, benches)

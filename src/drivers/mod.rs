@@ -56,6 +56,30 @@ pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
     Ok(Snapshotter::new(&home, driver)?)
 }
 
+/// Opens the named driver with driver options. No options is [`open`];
+/// the only option so far is overlay's `metacopy=on`
+/// ([`overlay::Overlay::with_metacopy`]), used by the copy_up benchmark.
+pub fn open_with_options(root: &Root, name: &str, options: &[String]) -> Result<Snapshotter, DriverSelectError> {
+    if options.is_empty() {
+        return open(root, name);
+    }
+    let unusable = |detail: String| DriverSelectError::Unusable { driver: name.into(), detail };
+    if name != "overlay" {
+        return Err(unusable(format!("takes no driver options (given: {})", options.join(","))));
+    }
+    let mut metacopy = false;
+    for o in options {
+        match o.as_str() {
+            "metacopy=on" => metacopy = true,
+            "metacopy=off" => metacopy = false,
+            other => return Err(unusable(format!("unknown option {other:?} (known: metacopy=on|off)"))),
+        }
+    }
+    let home = root.driver_dir(name);
+    let driver = overlay::Overlay::new(&home).map_err(|e| unusable(e.to_string()))?.with_metacopy(metacopy);
+    Ok(Snapshotter::new(&home, Box::new(driver))?)
+}
+
 /// Whether `FICLONE` works between two files in `dir` (the filesystem
 /// supports reflinks), or why not.
 pub fn probe_reflink(dir: &Path) -> io::Result<()> {

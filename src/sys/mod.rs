@@ -14,6 +14,7 @@ pub mod fiemap;
 pub mod fs;
 pub mod lock;
 pub mod loopdev;
+pub mod mincore;
 pub mod mount;
 pub mod process;
 pub mod statfs;

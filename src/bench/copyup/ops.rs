@@ -1,0 +1,196 @@
+//! The timed system calls and the cache states they start from.
+//!
+//! Each [`time`] call takes `Instant::now()` (vDSO `clock_gettime`,
+//! tens of ns) right before the call(s) that trigger the copy_up and right
+//! after them: nothing else is inside the window — no process start, no
+//! path building, no `close(2)`. The same function runs inside peer
+//! containers (`strata bench copy-up-probe`), so strata's and the peers'
+//! numbers come from the same code.
+
+use super::{Cache, CacheCheck, Op};
+use crate::sys::mincore::{file_residency, Residency};
+use rustix::fs::{Mode, OFlags};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where `op` leaves its result beside `path` (rename target, new link).
+pub fn side_path(path: &Path, op: Op) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(match op {
+        Op::Rename => ".renamed",
+        _ => ".link",
+    });
+    PathBuf::from(p)
+}
+
+fn nanos(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Runs `op` on `path` and returns the nanoseconds the call(s) took.
+/// `Start` and `FullCopy` are not file operations and are refused.
+pub fn time(op: Op, path: &Path) -> io::Result<u64> {
+    let ro = OFlags::RDONLY | OFlags::CLOEXEC;
+    let wo = OFlags::WRONLY | OFlags::CLOEXEC;
+    let ns = match op {
+        Op::Write | Op::SecondWrite => {
+            let t = Instant::now();
+            let fd = rustix::fs::open(path, wo, Mode::empty())?;
+            rustix::io::pwrite(&fd, b"x", 0)?;
+            let ns = nanos(t);
+            drop(fd);
+            ns
+        }
+        Op::Append => {
+            let t = Instant::now();
+            let fd = rustix::fs::open(path, wo | OFlags::APPEND, Mode::empty())?;
+            rustix::io::write(&fd, b"x")?;
+            let ns = nanos(t);
+            drop(fd);
+            ns
+        }
+        Op::Truncate => {
+            let t = Instant::now();
+            nix::unistd::truncate(path, 0)?;
+            nanos(t)
+        }
+        Op::Chmod => {
+            let t = Instant::now();
+            rustix::fs::chmod(path, Mode::from_raw_mode(0o600))?;
+            nanos(t)
+        }
+        Op::Chown => {
+            let (uid, gid) = (rustix::fs::Uid::from_raw(1000), rustix::fs::Gid::from_raw(1000));
+            let t = Instant::now();
+            rustix::fs::chown(path, Some(uid), Some(gid))?;
+            nanos(t)
+        }
+        Op::Rename => {
+            let to = side_path(path, op);
+            let t = Instant::now();
+            rustix::fs::rename(path, &to)?;
+            nanos(t)
+        }
+        Op::Link => {
+            let to = side_path(path, op);
+            let t = Instant::now();
+            rustix::fs::link(path, &to)?;
+            nanos(t)
+        }
+        Op::Lookup => {
+            let t = Instant::now();
+            rustix::fs::stat(path)?;
+            let fd = rustix::fs::open(path, ro, Mode::empty())?;
+            let ns = nanos(t);
+            drop(fd);
+            ns
+        }
+        Op::Start | Op::FullCopy => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    };
+    Ok(ns)
+}
+
+/// How many of `path`'s pages are in the page cache (opened read-only:
+/// through overlayfs that is the lower file, and no copy_up).
+pub fn residency(path: &Path) -> io::Result<Residency> {
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    file_residency(&f, len)
+}
+
+/// Reads all of `path` so its pages are cached.
+fn read_all(path: &Path) -> io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+/// `echo 3 > /proc/sys/vm/drop_caches`: drops clean page cache, dentries
+/// and inodes, system-wide (proc(5)). Dirty pages are not dropped, hence
+/// the `syncfs(2)` before it.
+pub fn drop_caches() -> io::Result<()> {
+    std::fs::write("/proc/sys/vm/drop_caches", b"3\n")
+}
+
+/// Brings `path` to `cache` and returns the evidence: for `Warm` the file
+/// is read; for `Cold` the filesystem at `fs` is synced and caches are
+/// dropped (up to three times while pages stay resident, which dirty or
+/// mapped pages elsewhere can cause).
+pub fn prepare(cache: Cache, fs: &Path, path: &Path) -> io::Result<Residency> {
+    match cache {
+        Cache::Warm => {
+            read_all(path)?;
+            residency(path)
+        }
+        Cache::Cold => {
+            let mut r = Residency { resident: u64::MAX, pages: 0 };
+            for _ in 0..3 {
+                crate::sys::fs::syncfs_path(fs)?;
+                drop_caches()?;
+                r = residency(path)?;
+                if r.resident == 0 {
+                    break;
+                }
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// Folds one sample's evidence into a record's.
+pub fn fold_check(check: Option<CacheCheck>, r: Residency) -> Option<CacheCheck> {
+    Some(match check {
+        None => CacheCheck { file_pages: r.pages, resident_min: r.resident, resident_max: r.resident },
+        Some(c) => CacheCheck {
+            file_pages: c.file_pages.max(r.pages),
+            resident_min: c.resident_min.min(r.resident),
+            resident_max: c.resident_max.max(r.resident),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_operation_runs_and_changes_what_it_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        for op in [Op::Write, Op::Append, Op::Truncate, Op::Chmod, Op::Rename, Op::Link, Op::Lookup] {
+            std::fs::write(&f, b"abc").unwrap();
+            let _ = std::fs::remove_file(side_path(&f, Op::Link));
+            time(op, &f).unwrap();
+            let moved = op == Op::Rename;
+            let now = if moved { side_path(&f, op) } else { f.clone() };
+            let content = std::fs::read(&now).unwrap();
+            match op {
+                Op::Write => assert_eq!(content, b"xbc"),
+                Op::Append => assert_eq!(content, b"abcx"),
+                Op::Truncate => assert!(content.is_empty()),
+                _ => assert_eq!(content, b"abc"),
+            }
+            if op == Op::Chmod {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+            }
+            if op == Op::Link {
+                assert!(side_path(&f, Op::Link).exists());
+            }
+            if moved {
+                assert!(!f.exists());
+                std::fs::rename(&now, &f).unwrap();
+            }
+        }
+        assert!(time(Op::Start, &f).is_err());
+    }
+
+    #[test]
+    fn checks_fold_to_extremes() {
+        let a = fold_check(None, Residency { resident: 0, pages: 4 });
+        let b = fold_check(a, Residency { resident: 2, pages: 4 });
+        assert_eq!(b, Some(CacheCheck { file_pages: 4, resident_min: 0, resident_max: 2 }));
+    }
+}
