@@ -6,6 +6,7 @@
 
 mod bench;
 mod containers;
+mod distribution;
 mod format;
 mod images;
 mod volumes;
@@ -49,6 +50,14 @@ enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Download an image from a registry.
+    Pull(distribution::PullArgs),
+    /// Upload an image to a registry.
+    Push(distribution::PushArgs),
+    /// Log in to a registry.
+    Login(distribution::LoginArgs),
+    /// Log out from a registry.
+    Logout(distribution::LogoutArgs),
     /// Display system-wide information.
     Info,
     /// Create a new container.
@@ -139,6 +148,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect(&engine, a),
         Command::Image(c) => images::image(&engine, c),
         Command::Info => images::info(&engine),
+        Command::Pull(a) => distribution::pull(&engine, a),
+        Command::Push(a) => distribution::push(&engine, a),
+        Command::Login(a) => distribution::login(&engine, a),
+        Command::Logout(a) => distribution::logout(&engine, a),
         Command::Create(a) => containers::create(&engine, a),
         Command::Run(a) => containers::run(&engine, a),
         Command::Start(a) => containers::start(&engine, a),
