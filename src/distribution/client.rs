@@ -151,8 +151,8 @@ impl Client {
             .build();
         let host = api_host(registry);
         let https = format!("https://{host}");
-        let base = match agent.get(&format!("{https}/v2/")).call() {
-            Ok(_) | Err(ureq::Error::Status(..)) => https,
+        let (base, https_failure) = match agent.get(&format!("{https}/v2/")).call() {
+            Ok(_) | Err(ureq::Error::Status(..)) => (https, None),
             Err(ureq::Error::Transport(t)) => {
                 if !(opts.insecure || is_loopback(registry)) {
                     return Err(DistributionError::HttpsRequired {
@@ -160,7 +160,7 @@ impl Client {
                         detail: t.to_string(),
                     });
                 }
-                format!("http://{host}")
+                (format!("http://{host}"), Some(t.to_string()))
             }
         };
         let client = Client {
@@ -172,8 +172,15 @@ impl Client {
             scopes,
             authorization: Mutex::new(None),
         };
-        client.send("GET", "/v2/", &[], Body::Empty)?;
-        Ok(client)
+        match (client.send("GET", "/v2/", &[], Body::Empty), https_failure) {
+            (Ok(_), _) => Ok(client),
+            // Plain HTTP was the fallback: the HTTPS failure (an untrusted
+            // certificate, say) is the one worth reporting.
+            (Err(e), Some(https)) if !matches!(e, DistributionError::Unauthorized { .. }) => {
+                Err(DistributionError::Fallback { registry: registry.to_owned(), https, http: e.to_string() })
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// The base URL chosen (`https://host:port` or `http://…`).

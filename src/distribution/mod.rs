@@ -65,6 +65,8 @@ pub enum DistributionError {
     Transport { method: String, url: String, detail: String },
     #[error("{registry}: https failed ({detail}) and plain http is allowed only for loopback registries or with --insecure-registry")]
     HttpsRequired { registry: String, detail: String },
+    #[error("{registry}: https failed ({https}), and so did plain http ({http})")]
+    Fallback { registry: String, https: String, http: String },
     #[error("{registry}: unauthorized: {detail}")]
     Unauthorized { registry: String, detail: String },
     #[error("manifest for {reference} not found: manifest unknown")]
