@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// The `strata` executable to time: this one when running as `strata
 /// bench`, else `strata` beside the `cargo bench` binary's directory.
-fn strata_binary() -> Option<PathBuf> {
+pub(super) fn strata_binary() -> Option<PathBuf> {
     let me = std::env::current_exe().ok()?;
     if me.file_name().is_some_and(|n| n == "strata") {
         return Some(me);

@@ -50,7 +50,13 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Every benchmark with its default matrix.
+    /// strata pull vs skopeo copy + umoci unpack from a loopback registry.
+    Pull {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Every benchmark with its default matrix (pull only when
+    /// docker-registry and skopeo are installed).
     All {
         #[command(flatten)]
         common: Common,
@@ -114,8 +120,12 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Hash { common } => (common, vec![Bench::Hash]),
         BenchCommand::Start { common } => (common, vec![Bench::Start]),
+        BenchCommand::Pull { common } => (common, vec![Bench::Pull]),
         BenchCommand::All { common } => {
-            let benches = Bench::all(scale(&common));
+            let (benches, left_out) = Bench::all_available(scale(&common));
+            if let Some(why) = left_out {
+                eprintln!("[bench] {why}");
+            }
             (common, benches)
         }
     };
