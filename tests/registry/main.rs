@@ -15,6 +15,7 @@ mod registry;
 mod roundtrip;
 mod secure;
 mod skopeo;
+mod token;
 
 use common::{busybox_rootfs, dir, file, require_root, require_tool, Env};
 use std::process::{Command, Output};

@@ -14,6 +14,8 @@ pub struct Options {
     pub basic_auth: Option<(String, String)>,
     /// Serve HTTPS with a fresh self-signed certificate for 127.0.0.1.
     pub tls: bool,
+    /// Bearer-token auth: `(realm, certificate the tokens are signed with)`.
+    pub token: Option<(String, PathBuf)>,
 }
 
 pub struct Registry {
@@ -77,6 +79,14 @@ impl Registry {
             assert!(out.status.success());
             std::fs::write(&htpasswd, &out.stdout).unwrap();
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n", htpasswd.display()));
+        }
+        if let Some((realm, cert)) = &opts.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                crate::token::SERVICE,
+                crate::token::ISSUER,
+                cert.display()
+            ));
         }
         let config_path = dir.join("config.yml");
         std::fs::File::create(&config_path).unwrap().write_all(config.as_bytes()).unwrap();

@@ -58,3 +58,26 @@ fn tls_registry_with_a_trusted_self_signed_certificate() {
     assert_eq!(digests(&dst, &names[2]), digests(&src, &names[2]));
     assert_eq!(ok(strata(&dst, &["run", "--rm", &names[2]], &[]), "run"), "hello world\n");
 }
+
+#[test]
+fn bearer_token_auth_through_a_token_server() {
+    if !can_run("bearer token auth") || require_tool("openssl", "bearer token auth").is_none() {
+        return;
+    }
+    let src = env();
+    let tokens = crate::token::TokenServer::start(&src.scratch("token"), "s3cret");
+    let opts = Options { token: Some((tokens.realm(), tokens.cert.clone())), ..Options::default() };
+    let reg = Registry::start(&src.scratch("registry"), opts);
+    let names = seed_images(&src, &reg.host());
+    let err = fails(strata(&src, &["push", &names[2]], &[]), "push without login");
+    assert!(err.contains("unauthorized"), "{err}");
+    let out = ok(strata(&src, &["login", "-u", "alice", "-p", "s3cret", &reg.host()], &[]), "login");
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let pushed = pushed_digest(&ok(strata(&src, &["push", &names[2]], &[]), "push with a token"));
+    let dst = env();
+    ok(strata(&dst, &["login", "-u", "alice", "-p", "s3cret", &reg.host()], &[]), "login on dst");
+    let out = ok(strata(&dst, &["pull", &names[2]], &[]), "pull with a token");
+    assert_eq!(pulled_digest(&out), pushed);
+    assert_eq!(digests(&dst, &names[2]), digests(&src, &names[2]));
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) >= 3, "tokens were asked for");
+}
