@@ -5,6 +5,7 @@
 //! the registry; concurrent pulls sharing layers. Needs root (data roots
 //! on loop-mounted scratch filesystems) and `docker-registry`.
 
+mod bench;
 #[path = "../images/common.rs"]
 #[allow(dead_code)]
 mod common;
