@@ -102,10 +102,25 @@ impl Uploader<'_> {
             }
             session = Some(location(&resp)?);
         }
-        let mut loc = match session {
+        let first = match session {
             Some(l) => l,
             None => location(&self.client.send("POST", &uploads, &[], Body::Empty)?)?,
         };
+        // An upload that failed midway leaves its session in an unknown
+        // state (a PATCH may have been half-written): start a fresh session
+        // once rather than resend into the old one.
+        match self.upload(d, first) {
+            Err(e) if restartable(&e) => {
+                let fresh = location(&self.client.send("POST", &uploads, &[], Body::Empty)?)?;
+                self.upload(d, fresh)
+            }
+            r => r,
+        }
+    }
+
+    /// Sends blob `d` into upload session `loc`: one `PUT`, or `PATCH`
+    /// chunks and a closing `PUT`.
+    fn upload(&self, d: &Digest, mut loc: String) -> Result<Outcome, DistributionError> {
         let path = self.engine.content.path(d);
         let size = self.engine.content.size(d)?;
         let id = d.short();
@@ -128,6 +143,16 @@ impl Uploader<'_> {
         }
         self.client.send("PUT", &with_query(&loc, &digest_q), &[octets], Body::Empty)?;
         Ok(Outcome::Uploaded)
+    }
+}
+
+/// Whether an upload error may be cured by a fresh session: the server
+/// failed or the connection did (after `Client::send`'s own retries).
+fn restartable(e: &DistributionError) -> bool {
+    match e {
+        DistributionError::Transport { .. } => true,
+        DistributionError::Status { status, .. } => *status >= 500 || *status == 416,
+        _ => false,
     }
 }
 

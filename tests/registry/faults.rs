@@ -85,3 +85,25 @@ fn three_500s_in_a_row_are_retried() {
         dst.ok(&["rmi", &name]);
     }
 }
+
+#[test]
+fn chunked_upload_restarts_its_session_after_failures() {
+    if !can_run("upload restart") {
+        return;
+    }
+    let src = env();
+    let reg = Registry::start(&src.scratch("registry"), Options::default());
+    let proxy = Proxy::start(reg.port, "PATCH ", Fault::Error500, 5);
+    let rootfs = src.scratch("busybox.tar");
+    busybox_rootfs(&rootfs);
+    let name = format!("{}/restart/busybox:1", proxy.host());
+    src.ok(&["import", rootfs.to_str().unwrap(), &name]);
+    // Every attempt at the first chunk fails (1 + 4 retries): the upload
+    // starts over in a new session and completes.
+    let out = ok(strata(&src, &["push", "--chunk-size", "524288", &name], &[]), "push through failing PATCHes");
+    assert_eq!(proxy.injected.load(Ordering::SeqCst), 5);
+    let pushed = pushed_digest(&out);
+    let dst = env();
+    let direct = format!("{}/restart/busybox:1", reg.host());
+    assert_eq!(pulled_digest(&ok(strata(&dst, &["pull", &direct], &[]), "pull back")), pushed);
+}

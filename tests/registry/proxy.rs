@@ -2,8 +2,8 @@
 //! `TcpListener` thread that forwards each request on a fresh upstream
 //! connection (`Connection: close`), reads the whole response, and — for
 //! requests whose path contains a chosen pattern — corrupts its body,
-//! cuts it short, or answers 500 instead. Only for the test's GET/HEAD
-//! pulls: request bodies are not forwarded.
+//! cuts it short, or answers 500 instead. Request bodies are forwarded
+//! when they have a Content-Length (strata always sends one).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -70,6 +70,7 @@ impl Proxy {
                 let first = text.lines().next().unwrap_or("").to_owned();
                 let hit = first.contains(&pattern) && injected2.load(Ordering::SeqCst) < times;
                 if hit && fault == Fault::Error500 {
+                    // The request body is never read: the connection closes.
                     injected2.fetch_add(1, Ordering::SeqCst);
                     let _ = client.write_all(
                         b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -85,8 +86,17 @@ impl Proxy {
                     }
                 }
                 req.push_str("Connection: close\r\n\r\n");
+                let body_len = text
+                    .lines()
+                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                let mut body = Vec::new();
+                if (&mut client).take(body_len).read_to_end(&mut body).is_err() {
+                    continue;
+                }
                 let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
-                let _ = up.write_all(req.as_bytes());
+                let _ = up.write_all(req.as_bytes()).and_then(|()| up.write_all(&body));
                 let mut resp = Vec::new();
                 let _ = up.read_to_end(&mut resp);
                 let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(resp.len(), |p| p + 4);
