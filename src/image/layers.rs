@@ -86,16 +86,19 @@ pub struct LayerStore<'a> {
     content: ContentStore,
 }
 
-/// Copies everything read into a second writer (the content store).
+/// Copies everything read into a second writer (the content store), if
+/// there is one.
 struct Tee<R, W> {
     inner: R,
-    copy: W,
+    copy: Option<W>,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
+        if let Some(c) = self.copy.as_mut() {
+            c.write_all(&buf[..n])?;
+        }
         Ok(n)
     }
 }
@@ -254,7 +257,11 @@ impl<'a> LayerStore<'a> {
         extract: &SnapshotKey,
     ) -> Result<(Layer, bool), LayerError> {
         let expected = verify.diff_id;
-        let writer = self.content.writer()?;
+        // A blob already in the content store (a pull downloads a layer
+        // there while its parent is still being applied) is not written
+        // again; its digest is still checked below.
+        let stored = verify.blob.filter(|d| self.content.contains(d));
+        let writer = if stored.is_some() { None } else { Some(self.content.writer()?) };
         let mut tee = Tee { inner: blob, copy: writer };
         let layer_name = expected.map(|d| d.to_string()).unwrap_or_else(|| "(new)".into());
         let apply_err = |source| LayerError::Apply { layer: layer_name.clone(), source };
@@ -283,8 +290,12 @@ impl<'a> LayerStore<'a> {
                 return Err(LayerError::DiffIdMismatch { expected: exp.clone(), actual: outcome.diff_id });
             }
         }
+        let digest = match tee.copy.take() {
+            Some(w) => w.commit(Some(&outcome.compressed))?,
+            None => outcome.compressed.clone(),
+        };
         let blob = BlobRef {
-            digest: tee.copy.commit(Some(&outcome.compressed))?,
+            digest,
             media_type: layer_media_type(outcome.compression).to_owned(),
             size: outcome.compressed_size,
         };
