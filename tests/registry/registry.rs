@@ -16,6 +16,8 @@ pub struct Options {
     pub tls: bool,
     /// Bearer-token auth: `(realm, certificate the tokens are signed with)`.
     pub token: Option<(String, PathBuf)>,
+    /// Listen on this address instead of 127.0.0.1.
+    pub address: Option<String>,
 }
 
 pub struct Registry {
@@ -24,6 +26,7 @@ pub struct Registry {
     pub log: PathBuf,
     /// With TLS: a certs.d directory trusting the registry's certificate.
     pub certs_d: Option<PathBuf>,
+    address: String,
 }
 
 fn free_port() -> u16 {
@@ -42,8 +45,9 @@ impl Registry {
         let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
-             rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("data").display()
+             rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}:{port}\n",
+            dir.join("data").display(),
+            opts.address.as_deref().unwrap_or("127.0.0.1")
         );
         let mut certs_d = None;
         if opts.tls {
@@ -100,18 +104,19 @@ impl Registry {
             .stderr(logf)
             .spawn()
             .expect("start docker-registry");
-        let reg = Registry { child, port, log, certs_d };
+        let address = opts.address.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let reg = Registry { child, port, log, certs_d, address };
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((reg.address.as_str(), port)).is_err() {
             assert!(Instant::now() < deadline, "registry did not listen:\n{}", reg.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
         reg
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<address>:<port>` (`127.0.0.1:<port>` unless told otherwise).
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.address, self.port)
     }
 
     pub fn log_text(&self) -> String {

@@ -78,4 +78,10 @@ fn chunked_push_then_pull_by_digest() {
     assert_eq!(ids.len(), 1);
     assert_eq!(ids[0].to_string(), digests(&src, &name).1, "same config digest");
     assert!(engine.images.tags().unwrap().is_empty(), "a pull by digest tags nothing");
+    drop(engine);
+    let before = dst.inventory();
+    let missing = format!("{}/chunky/busybox:nope", reg.host());
+    let err = fails(strata(&dst, &["pull", &missing], &[]), "pull of a missing tag");
+    assert!(err.contains("not found: manifest unknown"), "{err}");
+    assert_eq!(dst.inventory(), before);
 }

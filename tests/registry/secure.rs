@@ -81,3 +81,39 @@ fn bearer_token_auth_through_a_token_server() {
     assert_eq!(digests(&dst, &names[2]), digests(&src, &names[2]));
     assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) >= 3, "tokens were asked for");
 }
+
+/// A non-loopback IPv4 address of this host, if it has one.
+fn host_address() -> Option<String> {
+    let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let cidr = text.lines().find_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))?.to_owned();
+    cidr.split('/').next().map(str::to_owned)
+}
+
+#[test]
+fn plain_http_beyond_loopback_needs_insecure_registry() {
+    if !can_run("insecure registry") {
+        return;
+    }
+    let Some(address) = host_address() else {
+        // A host property, not a missing tool: said, not failed.
+        eprintln!(
+            "skipped: plain_http_beyond_loopback_needs_insecure_registry: this host has no non-loopback IPv4 address"
+        );
+        return;
+    };
+    let src = env();
+    let reg = Registry::start(&src.scratch("registry"), Options { address: Some(address), ..Options::default() });
+    let rootfs = src.scratch("busybox.tar");
+    busybox_rootfs(&rootfs);
+    let name = format!("{}/plain/busybox:1", reg.host());
+    src.ok(&["import", rootfs.to_str().unwrap(), &name]);
+    let err = fails(strata(&src, &["push", &name], &[]), "plain http push without the flag");
+    assert!(err.contains("--insecure-registry"), "{err}");
+    assert_eq!(reg.requests("PUT") + reg.requests("POST"), 0, "nothing sent in the clear");
+    let pushed = pushed_digest(&ok(strata(&src, &["push", "--insecure-registry", &name], &[]), "push with the flag"));
+    let dst = env();
+    fails(strata(&dst, &["pull", &name], &[]), "plain http pull without the flag");
+    let out = ok(strata(&dst, &["pull", "--insecure-registry", &name], &[]), "pull with the flag");
+    assert_eq!(pulled_digest(&out), pushed);
+}
