@@ -23,6 +23,7 @@ pub mod cli;
 pub mod container;
 pub mod content;
 pub mod digest;
+pub mod distribution;
 pub mod drivers;
 pub mod engine;
 pub mod image;

@@ -84,9 +84,17 @@ fn every_benchmark_runs_end_to_end_and_leaves_nothing_behind() {
     let mut table = Vec::new();
     report.print(&mut table).unwrap();
     let table = String::from_utf8(table).unwrap();
-    for heading in
-        ["== hash ==", "== unpack ==", "== copy ==", "== diff ==", "== start ==", "== build ==", "strata / tar", "strata / crun", "strata / buildah"]
-    {
+    for heading in [
+        "== hash ==",
+        "== unpack ==",
+        "== copy ==",
+        "== diff ==",
+        "== start ==",
+        "== build ==",
+        "strata / tar",
+        "strata / crun",
+        "strata / buildah",
+    ] {
         assert!(table.contains(heading), "no {heading:?} in:\n{table}");
     }
     let json_path = report.write_json(&base.path().join("out")).unwrap();

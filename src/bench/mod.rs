@@ -19,6 +19,7 @@
 //! | [`diff`] | `write_layer` of an overlay upper dir (with its diff ID) | `tar -c \| sha256sum`, `tar -cf /dev/null` |
 //! | [`hash`] | `Hasher` over an in-memory buffer | `openssl speed sha256`, `sha256sum` of a tmpfs file |
 //! | [`build`] | `strata build`, cached rebuild and `--no-cache`, of a 10-step Dockerfile | `buildah bud --layers` |
+//! | [`pull`] | `strata pull` of a 5-layer gzip image from a loopback `docker-registry` | `skopeo copy docker://… oci:DIR` + `umoci unpack` |
 //! | [`start`] | the whole `strata run --rm busybox true`; `ps -a -s` of 100 containers | `crun run`, `runc run` of a bare bundle, `podman run --rm`, `docker run --rm`; `du -s` of each container's tree |
 //!
 //! Datasets are built once and cached ([`dataset`]); every file tree a
@@ -37,6 +38,7 @@ pub mod diff;
 pub mod env;
 pub mod harness;
 pub mod hash;
+pub mod pull;
 pub mod run;
 pub mod start;
 pub mod unpack;
@@ -144,6 +146,7 @@ pub enum Bench {
     Hash,
     Start,
     Build,
+    Pull,
 }
 
 impl Bench {
@@ -159,6 +162,19 @@ impl Bench {
         ]
     }
 
+    /// [`all`](Self::all), plus `pull` when its registry and peer are
+    /// installed; otherwise why it is left out.
+    pub fn all_available(scale: Scale) -> (Vec<Bench>, Option<String>) {
+        let mut all = Bench::all(scale);
+        match ["docker-registry", "skopeo"].into_iter().find(|t| !env::have_tool(t)) {
+            None => {
+                all.push(Bench::Pull);
+                (all, None)
+            }
+            Some(t) => (all, Some(format!("pull left out: {t} is not installed (tools/deps installs it)"))),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Bench::Unpack(_) => "unpack",
@@ -167,6 +183,7 @@ impl Bench {
             Bench::Hash => "hash",
             Bench::Start => "start",
             Bench::Build => "build",
+            Bench::Pull => "pull",
         }
     }
 }
@@ -233,6 +250,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Hash => hash::run(opts),
             Bench::Start => start::run(opts),
             Bench::Build => build::run(opts),
+            Bench::Pull => pull::run(opts),
         };
         match result {
             Ok(suite) => report.suites.push(suite),

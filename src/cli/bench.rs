@@ -55,7 +55,13 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Every benchmark with its default matrix.
+    /// strata pull vs skopeo copy + umoci unpack from a loopback registry.
+    Pull {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Every benchmark with its default matrix (pull only when
+    /// docker-registry and skopeo are installed).
     All {
         #[command(flatten)]
         common: Common,
@@ -248,8 +254,12 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         BenchCommand::CopyUp(a) => return copy_up(a),
         BenchCommand::Report { json, json2, output } => return report(json, json2, output),
         BenchCommand::CopyUpProbe { op, path, warm } => return probe(&op, &path, warm),
+        BenchCommand::Pull { common } => (common, vec![Bench::Pull]),
         BenchCommand::All { common } => {
-            let benches = Bench::all(scale(&common));
+            let (benches, left_out) = Bench::all_available(scale(&common));
+            if let Some(why) = left_out {
+                eprintln!("[bench] {why}");
+            }
             (common, benches)
         }
     };

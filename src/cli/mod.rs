@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod containers;
+mod distribution;
 mod format;
 mod images;
 mod volumes;
@@ -52,6 +53,14 @@ enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Download an image from a registry.
+    Pull(distribution::PullArgs),
+    /// Upload an image to a registry.
+    Push(distribution::PushArgs),
+    /// Log in to a registry.
+    Login(distribution::LoginArgs),
+    /// Log out from a registry.
+    Logout(distribution::LogoutArgs),
     /// Display system-wide information.
     Info,
     /// Create a new container.
@@ -143,6 +152,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect(&engine, a),
         Command::Image(c) => images::image(&engine, c),
         Command::Info => images::info(&engine),
+        Command::Pull(a) => distribution::pull(&engine, a),
+        Command::Push(a) => distribution::push(&engine, a),
+        Command::Login(a) => distribution::login(&engine, a),
+        Command::Logout(a) => distribution::logout(&engine, a),
         Command::Create(a) => containers::create(&engine, a),
         Command::Run(a) => containers::run(&engine, a),
         Command::Start(a) => containers::start(&engine, a),

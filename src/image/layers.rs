@@ -86,18 +86,36 @@ pub struct LayerStore<'a> {
     content: ContentStore,
 }
 
-/// Copies everything read into a second writer (the content store).
+/// Copies everything read into a second writer (the content store), if
+/// there is one.
 struct Tee<R, W> {
     inner: R,
-    copy: W,
+    copy: Option<W>,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
+        if let Some(c) = self.copy.as_mut() {
+            c.write_all(&buf[..n])?;
+        }
         Ok(n)
     }
+}
+
+/// What a registration checks, and whether the chain lock is already held.
+struct Verify<'v> {
+    diff_id: Option<&'v DiffId>,
+    blob: Option<&'v Digest>,
+    locked: bool,
+}
+
+/// The per-chain lock held across a whole fetch-and-register
+/// ([`LayerStore::lock_chain`]).
+#[derive(Debug)]
+pub struct ChainLock {
+    chain: ChainId,
+    _lock: crate::sys::lock::FileLock,
 }
 
 /// The snapshot key a committed layer lives under: its chain ID.
@@ -187,7 +205,45 @@ impl<'a> LayerStore<'a> {
         // `Engine::recover` removes extract snapshots nobody leases.
         let _lease = self.root.lease(&format!("snapshot-{extract}"))?;
         self.snapshots.prepare(&extract, parent_key.as_ref())?;
-        let result = self.apply_and_commit(parent, expected, blob, &extract);
+        let verify = Verify { diff_id: expected, blob: None, locked: false };
+        let result = self.apply_and_commit(parent, verify, blob, &extract);
+        if result.is_err() {
+            let _ = self.snapshots.remove(&extract);
+        }
+        result
+    }
+
+    /// Takes the lock of `chain` for a whole fetch-and-register, so that
+    /// concurrent pulls (threads or processes) of images sharing a layer
+    /// download and apply it once: the second holder finds it registered.
+    pub fn lock_chain(&self, chain: &ChainId) -> Result<ChainLock, LayerError> {
+        let lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        Ok(ChainLock { chain: chain.clone(), _lock: lock })
+    }
+
+    /// [`register`](Self::register) for a caller holding `lock` (from
+    /// [`lock_chain`](Self::lock_chain)) on the chain `parent` + `diff_id`,
+    /// with the blob's digest known in advance (a registry descriptor): a
+    /// blob that hashes differently is refused before anything is
+    /// committed, leaving no blob, snapshot or layer behind.
+    pub fn register_locked<R: Read>(
+        &self,
+        lock: &ChainLock,
+        parent: Option<&ChainId>,
+        diff_id: &DiffId,
+        blob_digest: &Digest,
+        blob: R,
+    ) -> Result<(Layer, bool), LayerError> {
+        let chain = ChainId::new(parent, diff_id);
+        assert_eq!(lock.chain, chain, "register_locked needs the lock of the chain it registers");
+        if let Some(l) = self.get(&chain)? {
+            return Ok((l, false));
+        }
+        let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::store::unique_suffix()))?;
+        let _lease = self.root.lease(&format!("snapshot-{extract}"))?;
+        self.snapshots.prepare(&extract, parent.map(key_of).as_ref())?;
+        let verify = Verify { diff_id: Some(diff_id), blob: Some(blob_digest), locked: true };
+        let result = self.apply_and_commit(parent, verify, blob, &extract);
         if result.is_err() {
             let _ = self.snapshots.remove(&extract);
         }
@@ -197,11 +253,16 @@ impl<'a> LayerStore<'a> {
     fn apply_and_commit<R: Read>(
         &self,
         parent: Option<&ChainId>,
-        expected: Option<&DiffId>,
+        verify: Verify<'_>,
         blob: R,
         extract: &SnapshotKey,
     ) -> Result<(Layer, bool), LayerError> {
-        let writer = self.content.writer()?;
+        let expected = verify.diff_id;
+        // A blob already in the content store (a pull downloads a layer
+        // there while its parent is still being applied) is not written
+        // again; its digest is still checked below.
+        let stored = verify.blob.filter(|d| self.content.contains(d));
+        let writer = if stored.is_some() { None } else { Some(self.content.writer()?) };
         let mut tee = Tee { inner: blob, copy: writer };
         let layer_name = expected.map(|d| d.to_string()).unwrap_or_else(|| "(new)".into());
         let apply_err = |source| LayerError::Apply { layer: layer_name.clone(), source };
@@ -220,17 +281,30 @@ impl<'a> LayerStore<'a> {
                 out
             }
         };
+        if let Some(exp) = verify.blob {
+            if *exp != outcome.compressed {
+                return Err(ContentError::DigestMismatch { expected: exp.clone(), actual: outcome.compressed }.into());
+            }
+        }
         if let Some(exp) = expected {
             if *exp != outcome.diff_id {
                 return Err(LayerError::DiffIdMismatch { expected: exp.clone(), actual: outcome.diff_id });
             }
         }
+        let digest = match tee.copy.take() {
+            Some(w) => w.commit(Some(&outcome.compressed))?,
+            None => outcome.compressed.clone(),
+        };
         let blob = BlobRef {
-            digest: tee.copy.commit(Some(&outcome.compressed))?,
+            digest,
             media_type: layer_media_type(outcome.compression).to_owned(),
             size: outcome.compressed_size,
         };
-        self.commit_as_layer(extract, parent, outcome.diff_id, outcome.content_size, blob)
+        if verify.locked {
+            self.commit_locked(extract, parent, outcome.diff_id, outcome.content_size, blob)
+        } else {
+            self.commit_as_layer(extract, parent, outcome.diff_id, outcome.content_size, blob)
+        }
     }
 
     /// Commits active snapshot `key`, whose diff against `parent` is
@@ -247,6 +321,19 @@ impl<'a> LayerStore<'a> {
     ) -> Result<(Layer, bool), LayerError> {
         let chain = ChainId::new(parent, &diff_id);
         let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        self.commit_locked(key, parent, diff_id, size, blob)
+    }
+
+    /// [`commit_as_layer`](Self::commit_as_layer) with the chain's lock held.
+    fn commit_locked(
+        &self,
+        key: &SnapshotKey,
+        parent: Option<&ChainId>,
+        diff_id: DiffId,
+        size: u64,
+        blob: BlobRef,
+    ) -> Result<(Layer, bool), LayerError> {
+        let chain = ChainId::new(parent, &diff_id);
         if let Some(l) = self.get(&chain)? {
             self.snapshots.remove(key)?;
             return Ok((l, false));

@@ -45,6 +45,9 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Docker layer, gzip-compressed tar.
 pub const DOCKER_LAYER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// An uncompressed Docker layer (moby's `MediaTypeUncompressedLayer`;
+/// skopeo writes it for v2s2 images whose layers it did not compress).
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// Docker "foreign" layer (Windows base layers, fetched from `urls`).
 pub const DOCKER_FOREIGN_LAYER_TAR_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
@@ -81,11 +84,11 @@ pub enum LayerCompression {
 
 impl LayerCompression {
     /// The compression of a layer media type, or `None` if the media type is
-    /// not a layer type strata knows. Docker's own layer types are always
-    /// gzip on the wire.
+    /// not a layer type strata knows. Docker's layer types are gzip on the
+    /// wire, except moby's rarely used uncompressed one.
     pub fn of_media_type(media_type: &str) -> Option<LayerCompression> {
         match media_type {
-            OCI_LAYER_TAR => Some(LayerCompression::None),
+            OCI_LAYER_TAR | DOCKER_LAYER_TAR => Some(LayerCompression::None),
             OCI_LAYER_TAR_GZIP | DOCKER_LAYER_TAR_GZIP | DOCKER_FOREIGN_LAYER_TAR_GZIP => Some(LayerCompression::Gzip),
             OCI_LAYER_TAR_ZSTD => Some(LayerCompression::Zstd),
             _ => None,
