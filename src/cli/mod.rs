@@ -21,7 +21,7 @@ pub struct Cli {
     /// Data root directory.
     #[arg(long, global = true, env = "STRATA_ROOT", default_value = crate::store::DEFAULT_ROOT)]
     root: PathBuf,
-    /// Storage driver: overlay or copy.
+    /// Storage driver: overlay, copy or dmthin.
     #[arg(long, global = true, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]
     storage_driver: String,
     #[command(subcommand)]

@@ -1,5 +1,5 @@
 //! Thin wrappers over the kernel interfaces strata uses: mounts, file locks,
-//! path resolution, cloning and copying, loop devices.
+//! path resolution, cloning and copying, loop devices, device-mapper.
 //!
 //! **Architecture invariant:** this is the only module that talks to the
 //! kernel directly. Wrappers take primitive arguments (paths, file
@@ -8,6 +8,7 @@
 //! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
 
 pub mod clone;
+pub mod dm;
 pub mod fs;
 pub mod lock;
 pub mod loopdev;
