@@ -72,6 +72,14 @@ impl Dmthin {
             None => {
                 let name = self.name(id);
                 match self.ctl.dev_status(&name).map_err(dm("status", &name))? {
+                    Some(i) if i.has_table && i.open_count > 0 && !i.readonly => {
+                        // Mounted (by a container, in its own namespace):
+                        // its writes may still sit in the page cache, and
+                        // only written blocks are mapped. Mounting the same
+                        // device here shares its superblock; syncfs flushes.
+                        self.flush(&st, id)?;
+                        self.mapped(&name)?
+                    }
                     Some(i) if i.has_table => self.mapped(&name)?,
                     // Not active (after a reboot): look without keeping it.
                     _ => {
@@ -84,6 +92,20 @@ impl Dmthin {
             }
         };
         Ok(Usage { size: State::exclusive_bytes(mapped, parent), inodes: 0 })
+    }
+
+    fn flush(&self, st: &State, id: SnapshotId) -> Result<(), DmthinError> {
+        let _lock = self.lock()?;
+        let dir = self.kept(id);
+        let was_kept = crate::sys::mount::is_mount_point(&dir).unwrap_or(false);
+        let dir = self.keep_mounted(st, id)?;
+        let synced = std::fs::File::open(&dir)
+            .and_then(|f| crate::sys::fs::syncfs(std::os::fd::AsFd::as_fd(&f)))
+            .map_err(super::io_at(&dir));
+        if !was_kept {
+            self.unmount_kept(id)?;
+        }
+        synced
     }
 
     fn mounts_of(&self, id: SnapshotId, kind: Kind) -> Result<Vec<crate::mount::Mount>, DmthinError> {

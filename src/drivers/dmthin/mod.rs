@@ -350,9 +350,36 @@ impl Dmthin {
         let Some(dev) = st.devices.get(&id.0).copied() else { return Ok(()) };
         self.unmount_kept(id)?;
         let name = self.name(id);
-        pool::deactivate(&self.ctl, &name).map_err(dm("remove", &name))?;
+        match pool::deactivate(&self.ctl, &name) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // Mounted where a killed strata left it (a layer apply's
+                // staging mount): nothing live owns such a mount.
+                self.unmount_stale(&name)?;
+                pool::deactivate(&self.ctl, &name).map_err(dm("remove", &name))?;
+            }
+            other => other.map_err(dm("remove", &name))?,
+        }
         st.devices.remove(&id.0);
         self.pool_change(st, Pending::Delete(dev.thin), || self.delete_thin(dev.thin))
+    }
+
+    /// Detaches every mount of device `name` in this mount namespace
+    /// (found by device number in /proc/self/mountinfo).
+    fn unmount_stale(&self, name: &str) -> Result<(), DmthinError> {
+        let Some(info) = self.ctl.dev_status(name).map_err(dm("status", name))? else { return Ok(()) };
+        let dev = format!("{}:{}", info.major, info.minor);
+        let p = Path::new("/proc/self/mountinfo");
+        let text = std::fs::read_to_string(p).map_err(io_at(p))?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.get(2) == Some(&dev.as_str()) {
+                if let Some(target) = f.get(4) {
+                    let target = PathBuf::from(target.replace("\\040", " "));
+                    crate::sys::mount::unmount_path(&target, true).map_err(io_at(&target))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Thin IDs that exist in the pool, probed over every ID strata ever
