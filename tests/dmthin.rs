@@ -221,3 +221,57 @@ fn dmthin_killed_strata_leaves_no_unknown_thin_device() {
     // Still usable afterwards.
     env.ok(&["run", "--rm", "busybox", "true"]);
 }
+
+/// A full pool is an error, not a hang: `error_if_no_space` fails the
+/// writes at once, and committing the layer says the pool is out of space.
+#[test]
+fn dmthin_full_pool_fails_with_a_clear_error() {
+    use std::io::Write;
+    use strata::snapshot::{SnapshotKey, Snapshotter};
+    if !dm_available("the dm-thin full-pool test") {
+        return;
+    }
+    let fs = ScratchFs::new(FsKind::Ext4, 2 << 30).expect("scratch filesystem");
+    let home = fs.path().join("home");
+    struct Teardown(std::path::PathBuf);
+    impl Drop for Teardown {
+        fn drop(&mut self) {
+            let _ = strata::mount::unmount_all(&self.0.join("..").join("mnt"));
+            if let Err(e) = dmthin::shut_down(&self.0) {
+                eprintln!("dmthin teardown: {e}");
+            }
+        }
+    }
+    std::fs::create_dir_all(&home).unwrap();
+    let _teardown = Teardown(home.clone());
+    // 128 MiB of pool under a 1 GiB filesystem.
+    let cfg = dmthin::pool::Config {
+        data_size: 128 << 20,
+        metadata_size: 16 << 20,
+        base_size: 1 << 30,
+        ..Default::default()
+    };
+    let sn = Snapshotter::new(&home, Box::new(Dmthin::with_config(&home, cfg).expect("dmthin driver"))).unwrap();
+    let key = SnapshotKey::new("fill").unwrap();
+    let mounts = sn.prepare(&key, None).unwrap();
+    let mnt = fs.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = strata::mount::TempMount::new(&mounts, &mnt).unwrap();
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(mnt.join("fill"))?;
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..256 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()
+    })();
+    eprintln!("writing 256 MiB into a 128 MiB pool: {written:?}");
+    assert!(written.is_err(), "the write must fail, not succeed or hang");
+    m.unmount().unwrap();
+    let err = sn.commit(&SnapshotKey::new("full").unwrap(), &key).expect_err("commit on a full pool");
+    eprintln!("commit: {err}");
+    assert!(err.to_string().contains("out of data space"), "{err}");
+    let info: Vec<_> = sn.driver().status();
+    eprintln!("{info:?}");
+    assert!(info.iter().any(|(k, v)| k == "Pool Mode" && v == "out_of_data_space"), "{info:?}");
+}
