@@ -77,7 +77,10 @@ impl Dmthin {
                         // its writes may still sit in the page cache, and
                         // only written blocks are mapped. Mounting the same
                         // device here shares its superblock; syncfs flushes.
-                        self.flush(&st, id)?;
+                        // A container mounted read-only refuses a second,
+                        // read-write mount (EBUSY) but has nothing dirty,
+                        // so a failed flush still measures correctly.
+                        let _unflushed = self.flush(&st, id);
                         self.mapped(&name)?
                     }
                     Some(i) if i.has_table => self.mapped(&name)?,
