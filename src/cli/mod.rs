@@ -23,7 +23,7 @@ pub struct Cli {
     /// Data root directory.
     #[arg(long, global = true, env = "STRATA_ROOT", default_value = crate::store::DEFAULT_ROOT)]
     root: PathBuf,
-    /// Storage driver: overlay, copy or btrfs.
+    /// Storage driver: overlay, copy, btrfs or dmthin.
     #[arg(long, global = true, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]
     storage_driver: String,
     #[command(subcommand)]

@@ -144,7 +144,9 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     if info.parent.is_some() {
         let _ = engine.snapshots.remove(&view_key);
     }
+    let released = engine.snapshots.release(&key).map_err(other);
     result?;
+    released?;
     Ok(without_runtime_files(out))
 }
 
@@ -277,7 +279,10 @@ pub fn commit(
     // from that blob (apply reads it back), so a running container keeps
     // its writable layer untouched.
     let mut w = engine.content.writer().map_err(other)?;
-    let outcome = write_layer_without(&source, &placeholders(), &mut w).map_err(other)?;
+    let outcome = write_layer_without(&source, &placeholders(), &mut w).map_err(other);
+    let released = engine.snapshots.release(&key).map_err(other);
+    let outcome = outcome?;
+    released?;
     let digest = w.commit(Some(&outcome.diff_id.0)).map_err(other)?;
     let mut blob = engine.content.open(&digest).map_err(other)?;
     let opts = crate::image::import::ImportOptions {

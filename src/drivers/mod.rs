@@ -5,11 +5,14 @@
 //! | overlay | an empty upper dir over parents   | whole file (kernel)  |
 //! | copy    | a full copy (reflink if possible) | none: copied upfront |
 //! | btrfs   | snapshot of parent's subvolume    | extent (filesystem)  |
+//! | dmthin  | a thin snapshot of the parent     | one pool block       |
 //!
-//! Each driver owns `<root>/<driver>/snapshots/<id>/` and nothing else.
+//! Each driver owns `<root>/<driver>/` and nothing else (dmthin also owns
+//! its device-mapper devices, named after that directory).
 
 pub mod btrfs;
 pub mod copy;
+pub mod dmthin;
 mod du;
 pub mod overlay;
 
@@ -22,12 +25,12 @@ use std::io;
 use std::path::Path;
 
 /// Drivers strata knows by name.
-pub const NAMES: &[&str] = &["overlay", "copy", "btrfs"];
+pub const NAMES: &[&str] = &["overlay", "copy", "btrfs", "dmthin"];
 
 /// Errors choosing a driver.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverSelectError {
-    #[error("unknown storage driver {0:?} (known: overlay, copy, btrfs)")]
+    #[error("unknown storage driver {0:?} (known: overlay, copy, btrfs, dmthin)")]
     Unknown(String),
     #[error("storage driver {driver}: {detail}")]
     Unusable { driver: String, detail: String },
@@ -49,6 +52,10 @@ pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
         ),
         "btrfs" => Box::new(
             btrfs::Btrfs::new(&home)
+                .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
+        ),
+        "dmthin" => Box::new(
+            dmthin::Dmthin::new(&home)
                 .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
         ),
         other => return Err(DriverSelectError::Unknown(other.into())),

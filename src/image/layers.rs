@@ -397,7 +397,10 @@ impl<'a> LayerStore<'a> {
         let mut writer = self.content.writer()?;
         let source = self.snapshots.diff_source(key)?;
         let outcome = crate::image::diff::write_layer(&source, &mut writer)
-            .map_err(|e| LayerError::Diff { key: key.to_string(), source: e })?;
+            .map_err(|e| LayerError::Diff { key: key.to_string(), source: e });
+        let released = self.snapshots.release(key);
+        let outcome = outcome?;
+        released?;
         let blob = BlobRef {
             digest: writer.commit(Some(&outcome.diff_id.0))?,
             media_type: layer_media_type(Compression::None).to_owned(),

@@ -167,6 +167,9 @@ pub enum DriverError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Unsupported(String),
+    /// A driver's own typed error (device-mapper, btrfs ioctls, …).
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl DriverError {
@@ -221,6 +224,13 @@ pub trait Driver: Send + Sync {
 
     /// Where a diff of the snapshot against its parent is read.
     fn diff_source(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<DiffSource, DriverError>;
+
+    /// Undoes what [`Driver::diff_source`] set up once the diff is read:
+    /// drivers whose trees exist only while mounted (dmthin) unmount and
+    /// deactivate them here. Directory drivers have nothing to release.
+    fn release(&self, _id: SnapshotId, _parents: &[SnapshotId]) -> Result<(), DriverError> {
+        Ok(())
+    }
 
     /// IDs present on disk, for finding debris after a crash.
     fn list(&self) -> Result<Vec<SnapshotId>, DriverError>;

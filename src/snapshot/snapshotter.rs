@@ -185,6 +185,14 @@ impl Snapshotter {
         self.driver.diff_source(rec.id, &parents).map_err(|source| SnapshotError::Driver { key: key.clone(), source })
     }
 
+    /// Releases what [`Snapshotter::diff_source`] set up for `key` (see
+    /// [`super::Driver::release`]); call it when the diff has been read.
+    pub fn release(&self, key: &SnapshotKey) -> Result<(), SnapshotError> {
+        let db = self.meta.read()?;
+        let (rec, parents) = Self::lookup(&db, key)?;
+        self.driver.release(rec.id, &parents).map_err(|source| SnapshotError::Driver { key: key.clone(), source })
+    }
+
     /// Removes on-disk snapshots the metadata does not know (debris of a
     /// crash between the two writes of create or remove). Returns how many.
     pub fn cleanup(&self) -> Result<usize, SnapshotError> {

@@ -1,6 +1,6 @@
 //! Thin wrappers over the kernel interfaces strata uses: mounts, file locks,
 //! path resolution, cloning and copying, loop devices, btrfs subvolumes,
-//! extent maps.
+//! extent maps, device-mapper.
 //!
 //! **Architecture invariant:** this is the only module that talks to the
 //! kernel directly. Wrappers take primitive arguments (paths, file
@@ -10,6 +10,7 @@
 
 pub mod btrfs;
 pub mod clone;
+pub mod dm;
 pub mod fiemap;
 pub mod fs;
 pub mod lock;

@@ -78,6 +78,12 @@ pub fn mount_new_api(fstype: &str, source: &str, options: &[String], target: &Pa
     for opt in options {
         if let Some((_, attr)) = flag_option(opt) {
             attrs |= attr;
+            // As mount(2)'s MS_RDONLY does for a new superblock: a block
+            // device must be opened read-only, or a read-only device (a
+            // committed dm-thin layer) fails with EACCES.
+            if opt == "ro" {
+                fsconfig_set_flag(fs.as_fd(), "ro")?;
+            }
             continue;
         }
         match opt.split_once('=') {

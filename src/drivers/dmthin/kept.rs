@@ -1,0 +1,84 @@
+//! Mounts the driver keeps: a snapshot's filesystem mounted under
+//! `<home>/mnt/<id>` while a diff reads it (released through
+//! `Driver::release`), clearing mounts a killed strata left on a device,
+//! and tearing a home's devices down.
+
+use super::state::State;
+use super::{device_prefix, dm, io_at, pool, Dmthin, DmthinError};
+use crate::snapshot::SnapshotId;
+use crate::sys::dm::Control;
+use std::path::{Path, PathBuf};
+
+impl Dmthin {
+    pub(super) fn unmount_kept(&self, id: SnapshotId) -> Result<(), DmthinError> {
+        let dir = self.kept(id);
+        if dir.exists() {
+            crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Ok(())
+    }
+
+    /// Mounts `id`'s filesystem at `mnt/<id>` (kept until released), read-
+    /// only unless the device is active read-write.
+    pub(super) fn keep_mounted(&self, st: &State, id: SnapshotId) -> Result<PathBuf, DmthinError> {
+        let dir = self.kept(id);
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        if crate::sys::mount::is_mount_point(&dir).map_err(io_at(&dir))? {
+            return Ok(dir);
+        }
+        let name = self.name(id);
+        let readonly = match self.ctl.dev_status(&name).map_err(dm("status", &name))? {
+            Some(i) if i.has_table => i.readonly,
+            _ => true,
+        };
+        let dev = self.activate(&name, Self::device(st, Some(id))?.thin, readonly)?;
+        crate::mount::mount_all(&[self.mount_of(&dev, readonly)], &dir).map_err(io_at(&dir))?;
+        Ok(dir)
+    }
+
+    /// Detaches every mount of device `name` in this mount namespace
+    /// (found by device number in /proc/self/mountinfo).
+    pub(super) fn unmount_stale(&self, name: &str) -> Result<(), DmthinError> {
+        let Some(info) = self.ctl.dev_status(name).map_err(dm("status", name))? else { return Ok(()) };
+        let dev = format!("{}:{}", info.major, info.minor);
+        let p = Path::new("/proc/self/mountinfo");
+        let text = std::fs::read_to_string(p).map_err(io_at(p))?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.get(2) == Some(&dev.as_str()) {
+                if let Some(target) = f.get(4) {
+                    let target = PathBuf::from(target.replace("\\040", " "));
+                    crate::sys::mount::unmount_path(&target, true).map_err(io_at(&target))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unmounts the driver's kept mounts under `home` and removes every device
+/// of that home: thin devices, then the pool strata made there (its loop
+/// devices detach with it). Nothing is deleted from the pool; the next
+/// open brings it back. For tests and `tools/vmtest` (strata itself leaves
+/// the pool running). A home that was never opened is fine.
+pub fn shut_down(home: &Path) -> Result<(), DmthinError> {
+    let mnt = home.join("mnt");
+    if let Ok(rd) = std::fs::read_dir(&mnt) {
+        for e in rd.flatten() {
+            crate::mount::unmount_all(&e.path()).map_err(io_at(&e.path()))?;
+        }
+    }
+    let Ok(canonical) = home.canonicalize() else { return Ok(()) };
+    let prefix = device_prefix(&canonical);
+    let ctl = Control::open().map_err(DmthinError::NoDeviceMapper)?;
+    let names = ctl.list_devices().map_err(dm("list", "(all)"))?;
+    let pool = format!("{prefix}-pool");
+    for n in names.iter().filter(|n| n.starts_with(&format!("{prefix}-")) && **n != pool) {
+        pool::deactivate(&ctl, n).map_err(dm("remove", n))?;
+    }
+    if names.contains(&pool) {
+        pool::deactivate(&ctl, &pool).map_err(dm("remove", &pool))?;
+    }
+    Ok(())
+}
