@@ -82,8 +82,9 @@ impl Setup {
     }
 }
 
-/// Every setup the suite knows. Drivers missing from this build (btrfs,
-/// dm-thin until they land) are listed as such in the report.
+/// Every setup the suite knows. A setup whose driver cannot run here
+/// (dm-thin on a kernel without device-mapper) is listed as unavailable in
+/// the report, with the driver's reason.
 pub const SETUPS: &[Setup] = &[
     Setup::new("overlay", FsKind::Ext4),
     Setup::new("overlay", FsKind::Xfs),
