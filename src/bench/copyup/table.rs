@@ -172,5 +172,14 @@ pub fn print(out: &mut impl Write, r: &Results) -> io::Result<()> {
     for f in &r.failures {
         writeln!(out, "FAILED {f}")?;
     }
+    writeln!(out, "\nphysics check (report.html has the notes):")?;
+    for c in super::physics::checks(r) {
+        let verdict = match c.verdict {
+            super::physics::Verdict::Agrees => "agrees      ",
+            super::physics::Verdict::Disagrees => "DISAGREES   ",
+            super::physics::Verdict::NotMeasured => "not measured",
+        };
+        writeln!(out, "  {verdict}  {}: {}", c.claim, c.measured)?;
+    }
     Ok(())
 }
