@@ -113,6 +113,10 @@ pub struct CopyUpArgs {
     /// Leave Docker and podman out.
     #[arg(long)]
     no_peers: bool,
+    /// Only the setups whose label contains this (`dmthin`, `on xfs`,
+    /// `overlay on ext4`); repeatable.
+    #[arg(long = "setup", value_name = "TEXT")]
+    setups: Vec<String>,
     /// The test matrix (seconds): a smoke check of the suite.
     #[arg(long, hide = true)]
     tiny: bool,
@@ -169,6 +173,13 @@ fn copy_up(a: CopyUpArgs) -> Result<()> {
     }
     if a.no_peers {
         p.peer_sizes.clear();
+    }
+    if !a.setups.is_empty() {
+        let known: Vec<String> = p.setups.iter().map(copyup::Setup::label).collect();
+        p.setups.retain(|s| a.setups.iter().any(|f| s.label().contains(f.as_str())));
+        if p.setups.is_empty() {
+            bail!("no setup matches {:?}; this matrix has: {}", a.setups, known.join(", "));
+        }
     }
     let mut opts = Options::new(scale);
     opts.scratch_dir = a.scratch_dir;
