@@ -8,9 +8,9 @@
 //! skipped instead of passing silently.
 
 use std::path::Path;
-use strata::drivers::{btrfs::Btrfs, copy::Copy, overlay::Overlay};
+use strata::drivers::{btrfs::Btrfs, copy::Copy, overlay, overlay::Overlay};
 use strata::scratch::{FsKind, ScratchFs};
-use strata::snapshot::{testsuite, Driver, Snapshotter};
+use strata::snapshot::{testsuite, Driver, Snapshotter, WriteTarget};
 
 /// Backing file size: sparse, so only what the checks write is allocated.
 const SCRATCH_SIZE: u64 = 2 << 30;
@@ -111,4 +111,55 @@ fn dmthin_on_ext4() {
     let start = std::time::Instant::now();
     testsuite::run_all(&make, fs.path());
     eprintln!("dmthin on ext4: all checks passed in {:.2?}", start.elapsed());
+}
+
+/// overlayfs stacks 500 lower dirs: a container on a 500-layer image
+/// mounts, reads the bottom layer and takes writes; committing it (a 501st
+/// layer) is refused with the limit named, and the container is intact.
+#[test]
+fn overlay_runs_on_500_layers_and_refuses_the_501st() {
+    use strata::mount::TempMount;
+    use strata::snapshot::SnapshotKey;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (loop devices, mounts)");
+        return;
+    }
+    let fs = ScratchFs::new(FsKind::Ext4, SCRATCH_SIZE).expect("scratch filesystem");
+    let home = fs.path().join("home");
+    let snap = Snapshotter::new(&home, Box::new(Overlay::new(&home).expect("overlay driver"))).expect("snapshotter");
+    let key = |s: &str| SnapshotKey::new(s).unwrap();
+    // The bottom layer holds a file; 499 empty layers go on top of it.
+    let mut parent: Option<SnapshotKey> = None;
+    for i in 0..overlay::MAX_LAYERS {
+        let active = key(&format!("a{i}"));
+        snap.prepare(&active, parent.as_ref()).expect("prepare a layer");
+        if i == 0 {
+            let WriteTarget::Directory { dir, .. } = snap.write_target(&active).unwrap() else {
+                panic!("overlay writes a directory")
+            };
+            std::fs::write(dir.join("bottom"), "layer 0\n").unwrap();
+        }
+        let name = key(&format!("l{i}"));
+        snap.commit(&name, &active).unwrap_or_else(|e| panic!("commit layer {i}: {e}"));
+        parent = Some(name);
+    }
+    let top = parent.unwrap();
+    let c = key("container");
+    let mounts = snap.prepare(&c, Some(&top)).expect("a container on 500 layers");
+    let target = fs.path().join("mnt");
+    std::fs::create_dir(&target).unwrap();
+    {
+        let m = TempMount::new(&mounts, &target).expect("mount 500 lower dirs + upper");
+        assert_eq!(std::fs::read_to_string(target.join("bottom")).unwrap(), "layer 0\n");
+        std::fs::write(target.join("bottom"), "changed\n").unwrap();
+        m.unmount().unwrap();
+    }
+    let err = snap.commit(&key("l500"), &c).expect_err("a 501st layer").to_string();
+    assert!(err.contains("501") && err.contains("500"), "{err}");
+    // Refused before anything changed: the container is still active and mounts.
+    let mounts = snap.mounts(&c).expect("still active");
+    let m = TempMount::new(&mounts, &target).unwrap();
+    assert_eq!(std::fs::read_to_string(target.join("bottom")).unwrap(), "changed\n");
+    m.unmount().unwrap();
+    snap.view(&key("view"), Some(&top)).expect("a view on 500 layers");
 }

@@ -14,6 +14,10 @@
 //! parents, otherwise `overlay` with `lowerdir=` listing parents nearest
 //! first. The mount executor passes each lower dir with its own
 //! `fsconfig("lowerdir+")`, so stacks up to the kernel's 500 work.
+//! overlayfs counts lower dirs only: a container (upper) or view on a
+//! 500-layer image mounts, but committing that container would make a
+//! 501st layer, so that commit is refused (as Docker fails it) while the
+//! container itself runs.
 //! Committed snapshots are only ever lower dirs, so overlayfs never writes
 //! to them: that is what keeps committed layers immutable.
 
@@ -22,7 +26,8 @@ use crate::mount::Mount;
 use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, Whiteouts, WriteTarget};
 use std::path::{Path, PathBuf};
 
-/// overlayfs' own stack limit (`OVL_MAX_STACK` in fs/overlayfs/params.h).
+/// overlayfs' own stack limit (`OVL_MAX_STACK` in fs/overlayfs/params.h):
+/// the most lower dirs one mount takes, so the deepest committed stack.
 pub const MAX_LAYERS: usize = 500;
 
 pub struct Overlay {
@@ -78,10 +83,12 @@ impl Driver for Overlay {
     }
 
     fn create(&self, id: SnapshotId, parents: &[SnapshotId], kind: Kind) -> Result<(), DriverError> {
-        if parents.len() + 1 > MAX_LAYERS {
+        // An active or view snapshot mounts its parents as lower dirs
+        // (its own dir is the upper, or unused).
+        if parents.len() > MAX_LAYERS {
             return Err(DriverError::Unsupported(format!(
-                "{} layers exceed overlayfs' limit of {MAX_LAYERS}",
-                parents.len() + 1
+                "an image of {} layers exceeds overlayfs' limit of {MAX_LAYERS} lower layers",
+                parents.len()
             )));
         }
         let dir = self.dir(id);
@@ -130,7 +137,16 @@ impl Driver for Overlay {
         Ok(vec![mount])
     }
 
-    fn commit(&self, id: SnapshotId, _parents: &[SnapshotId]) -> Result<Usage, DriverError> {
+    fn commit(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<Usage, DriverError> {
+        // Committed, this snapshot becomes a lower dir of its own mounts
+        // and its children's: one more than overlayfs can stack.
+        if parents.len() + 1 > MAX_LAYERS {
+            return Err(DriverError::Unsupported(format!(
+                "committing would make a layer {} deep; overlayfs stacks at most {MAX_LAYERS} layers \
+                 (the container itself keeps running; squash the image to commit)",
+                parents.len() + 1
+            )));
+        }
         let work = self.dir(id).join("work");
         if work.exists() {
             std::fs::remove_dir_all(&work).map_err(|e| DriverError::io(&work, e))?;

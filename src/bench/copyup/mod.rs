@@ -323,7 +323,7 @@ impl Params {
                 warmup: 2,
                 samples: 10,
                 big: Some((GIB, vec![Op::Write, Op::Chmod], 3)),
-                layer_depths: vec![1, 16, 64, 128, 256, 499, 500],
+                layer_depths: vec![1, 16, 64, 128, 256, 500],
                 dir_depths: vec![1, 16, 64, 256],
                 depth_samples: 10,
                 start_counts: vec![1, 100],
