@@ -208,6 +208,22 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Whether tests that need device-mapper can run here. Hosts without it
+/// skip them with a message naming `what` (tools/vmtest runs them in a
+/// VM), even under `STRATA_TEST_STRICT`; inside that VM (`STRATA_VMTEST`
+/// set) a missing device-mapper is a failure, so a skip cannot pass there.
+///
+/// # Panics
+/// Under `STRATA_VMTEST` when device-mapper or root is missing.
+pub fn device_mapper_for_tests(what: &str) -> bool {
+    if crate::sys::dm::available() && rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("STRATA_VMTEST").is_none(), "{what}: no usable device-mapper inside tools/vmtest's VM");
+    eprintln!("skipped: no device-mapper on this host; tools/vmtest runs {what}");
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

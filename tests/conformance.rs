@@ -68,26 +68,12 @@ fn btrfs_on_btrfs() {
     run("btrfs", FsKind::Btrfs);
 }
 
-/// Whether the dm-thin tests can run here. Hosts without device-mapper
-/// skip them (tools/vmtest runs them in a VM) even under
-/// STRATA_TEST_STRICT; inside that VM, STRATA_VMTEST makes a skip fail.
-fn dm_available(what: &str) -> bool {
-    if strata::sys::dm::available() && rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("STRATA_VMTEST").is_some() {
-        panic!("{what}: no usable device-mapper inside tools/vmtest's VM");
-    }
-    eprintln!("skipped: no device-mapper on this host; tools/vmtest runs {what}");
-    false
-}
-
 /// dm-thin: each check gets its own pool (loop devices over sparse files
 /// in the check's home) with a small ext4 base, torn down afterwards.
 #[test]
 fn dmthin_on_ext4() {
     use strata::drivers::dmthin::{self, pool::Config, Dmthin};
-    if !dm_available("the dm-thin conformance suite") {
+    if !strata::scratch::device_mapper_for_tests("the dm-thin conformance suite") {
         return;
     }
     let fs = ScratchFs::new(FsKind::Ext4, SCRATCH_SIZE).expect("scratch filesystem");

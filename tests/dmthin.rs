@@ -18,17 +18,6 @@ use std::process::Command;
 use strata::drivers::dmthin::{self, Dmthin};
 use strata::scratch::{FsKind, ScratchFs};
 
-fn dm_available(what: &str) -> bool {
-    if strata::sys::dm::available() && rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("STRATA_VMTEST").is_some() {
-        panic!("{what}: no usable device-mapper inside tools/vmtest's VM");
-    }
-    eprintln!("skipped: no device-mapper on this host; tools/vmtest runs {what}");
-    false
-}
-
 /// A data root on its own scratch filesystem using dmthin with a small
 /// base device; removes its containers and the pool when dropped.
 struct DmHost {
@@ -102,7 +91,7 @@ fn size_of(ps: &str, name: &str) -> String {
 
 #[test]
 fn dmthin_seed_walkthrough() {
-    if !dm_available("the dm-thin walkthrough") {
+    if !strata::scratch::device_mapper_for_tests("the dm-thin walkthrough") {
         return;
     }
     let host = DmHost::new(4 << 30);
@@ -145,7 +134,7 @@ fn dmthin_seed_walkthrough() {
 
 #[test]
 fn dmthin_one_byte_into_a_gib_file_costs_one_block() {
-    if !dm_available("the dm-thin 1-byte copy-on-write test") {
+    if !strata::scratch::device_mapper_for_tests("the dm-thin 1-byte copy-on-write test") {
         return;
     }
     let host = DmHost::new(8 << 30);
@@ -177,7 +166,7 @@ fn dmthin_one_byte_into_a_gib_file_costs_one_block() {
 /// metadata does not know.
 #[test]
 fn dmthin_killed_strata_leaves_no_unknown_thin_device() {
-    if !dm_available("the dm-thin fault-injection test") {
+    if !strata::scratch::device_mapper_for_tests("the dm-thin fault-injection test") {
         return;
     }
     let host = DmHost::new(4 << 30);
@@ -228,7 +217,7 @@ fn dmthin_killed_strata_leaves_no_unknown_thin_device() {
 fn dmthin_full_pool_fails_with_a_clear_error() {
     use std::io::Write;
     use strata::snapshot::{SnapshotKey, Snapshotter};
-    if !dm_available("the dm-thin full-pool test") {
+    if !strata::scratch::device_mapper_for_tests("the dm-thin full-pool test") {
         return;
     }
     let fs = ScratchFs::new(FsKind::Ext4, 2 << 30).expect("scratch filesystem");
