@@ -236,6 +236,12 @@ pub fn pull(
         .map_err(|source| DistributionError::Oci { what: format!("manifest {}", resolved.manifest_digest), source })?;
     let diff_ids = &config.rootfs.diff_ids;
     let chains = ChainId::chain(diff_ids);
+    // Before looking for present layers: a concurrent rmi or failed pull
+    // must not remove one this pull counts on.
+    let claim = engine
+        .layers()
+        .claim(&chains)
+        .map_err(|source| DistributionError::Layer { digest: resolved.manifest_digest.clone(), source })?;
     let shared = Shared {
         slots: Mutex::new(vec![Slot::Pending; chains.len()]),
         changed: Condvar::new(),
@@ -294,6 +300,9 @@ pub fn pull(
             Ok(pulled)
         }
         Err(e) => {
+            // Our own claim would keep our own layers; other pulls' claims
+            // keep the ones they count on.
+            drop(claim);
             roll_back(engine, &added_layers, &added_blobs);
             Err(e)
         }
@@ -333,8 +342,9 @@ fn store_image(
 }
 
 /// Removes what a failed pull added: its new layers (top first) unless an
-/// image uses them by now, and its new blobs unless a layer or image
-/// refers to them.
+/// image uses them by now or another operation claims them
+/// ([`LayerStore::claim`](crate::image::layers::LayerStore::claim)), and
+/// its new blobs unless a layer or image refers to them.
 fn roll_back(engine: &Engine, layers: &[ChainId], blobs: &[Digest]) {
     let layer_store = engine.layers();
     let mut used_chains = Vec::new();

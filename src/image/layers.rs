@@ -68,6 +68,8 @@ pub enum LayerError {
     DiffIdMismatch { expected: DiffId, actual: DiffId },
     #[error("layer {0} is not in the layer store")]
     NotFound(ChainId),
+    #[error("layer {0} is claimed by an operation in progress (a pull or import about to use it)")]
+    Claimed(ChainId),
     #[error("layer store entry {path}: {detail}")]
     Corrupt { path: PathBuf, detail: String },
     #[error(transparent)]
@@ -116,6 +118,18 @@ struct Verify<'v> {
 pub struct ChainLock {
     chain: ChainId,
     _lock: crate::sys::lock::FileLock,
+}
+
+/// Layers an operation in progress is about to reference from an image it
+/// has not stored yet (see [`LayerStore::claim`]); dropping it ends the
+/// claim. A crash ends it too (the claims are `flock`s).
+#[derive(Debug)]
+pub struct LayerClaim {
+    _locks: Vec<crate::sys::lock::FileLock>,
+}
+
+fn use_lock(chain: &ChainId) -> String {
+    format!("use-{}", chain.digest().hex())
 }
 
 /// The snapshot key a committed layer lives under: its chain ID.
@@ -409,12 +423,30 @@ impl<'a> LayerStore<'a> {
         self.commit_as_layer(key, parent, outcome.diff_id, outcome.content_size, blob)
     }
 
+    /// Claims `chains` for an operation that will reference them from an
+    /// image it has not stored yet (a pull that finds some of its layers
+    /// present): until the claim drops, [`remove`](Self::remove) refuses
+    /// them, so a concurrent `rmi` or a failed pull's rollback cannot take
+    /// a layer out from under it. Claims are shared: any number of
+    /// operations may hold one on the same layer. Take the claim before
+    /// looking the layers up.
+    pub fn claim(&self, chains: &[ChainId]) -> Result<LayerClaim, LayerError> {
+        let locks = chains.iter().map(|c| self.root.lock_shared(&use_lock(c))).collect::<Result<Vec<_>, _>>()?;
+        Ok(LayerClaim { _locks: locks })
+    }
+
     /// Removes a layer that nothing references any more: its layerdb entry
     /// first (so it stops being found), then its snapshot. Fails, changing
     /// nothing, when the snapshot still has children (a layer above it, a
-    /// container, a mounted view).
+    /// container, a mounted view) or an operation in progress claims it
+    /// ([`LayerError::Claimed`]).
     pub fn remove(&self, chain: &ChainId) -> Result<(), LayerError> {
         let layer = self.require(chain)?;
+        // Held through the removal: a claim taken meanwhile waits, then
+        // finds the layer gone.
+        let Some(_unclaimed) = self.root.try_lock(&use_lock(chain))? else {
+            return Err(LayerError::Claimed(chain.clone()));
+        };
         let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
         let info_children = {
             let mut n = 0;

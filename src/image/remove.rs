@@ -110,7 +110,7 @@ fn delete_one(engine: &Engine, id: &ImageId, out: &mut Vec<Removed>) -> Result<O
 
 /// Removes the given layers (top first) that no image references; returns
 /// the chains removed. A layer still holding children (a container, a
-/// mounted view) stays.
+/// mounted view) or claimed by an operation in progress stays.
 pub fn release_layers(engine: &Engine, chains: &[ChainId]) -> Result<Vec<ChainId>, RemoveError> {
     let mut used: HashSet<ChainId> = HashSet::new();
     for id in engine.images.list()? {
@@ -126,6 +126,9 @@ pub fn release_layers(engine: &Engine, chains: &[ChainId]) -> Result<Vec<ChainId
         }
         match layers.remove(chain) {
             Ok(()) => removed.push(chain.clone()),
+            // A pull or import in progress is about to use it (and its
+            // parents, which it claims too).
+            Err(LayerError::Claimed(_)) => break,
             Err(LayerError::Snapshot(crate::snapshot::SnapshotError::HasChildren { .. })) => break,
             Err(e) => return Err(e.into()),
         }

@@ -158,6 +158,19 @@ impl Root {
         FileLock::exclusive(&p).map_err(|e| StoreError::io(p, e))
     }
 
+    /// Takes the named lock shared, waiting while someone holds it
+    /// exclusively.
+    pub fn lock_shared(&self, name: &str) -> Result<FileLock, StoreError> {
+        let p = self.lock_path(name);
+        FileLock::shared(&p).map_err(|e| StoreError::io(p, e))
+    }
+
+    /// Takes the named exclusive lock if nobody holds it, without waiting.
+    pub fn try_lock(&self, name: &str) -> Result<Option<FileLock>, StoreError> {
+        let p = self.lock_path(name);
+        FileLock::try_exclusive(&p).map_err(|e| StoreError::io(p, e))
+    }
+
     /// A fresh, uniquely named staging directory, removed on drop unless
     /// [`Staging::keep`] moved it into place.
     pub fn staging_dir(&self, purpose: &str) -> Result<Staging, StoreError> {

@@ -130,3 +130,24 @@ fn rmi_with_several_tags_needs_force_and_untags_by_name() {
     assert!(out.contains("Deleted: sha256:"), "{out}");
     assert!(env.fails(&["inspect", "a:1"]).contains("No such image"));
 }
+
+/// `rmi` leaves the layers an operation in progress claims (a pull that
+/// found them present and is about to store an image on them) and frees
+/// them once the claim is gone.
+#[test]
+fn rmi_keeps_layers_claimed_by_an_operation_in_progress() {
+    let Some(()) = require_root("rmi vs claims") else { return };
+    let env = Env::new(FsKind::Ext4, "overlay");
+    let tar = env.scratch("one.tar");
+    one_file_tar(&tar, "one.txt", b"1\n");
+    env.ok(&["import", tar.to_str().unwrap(), "one:1"]);
+    let engine = env.engine();
+    let chains = engine.images.get(&engine.images.resolve("one:1").unwrap()).unwrap().chain_ids();
+    let claim = engine.layers().claim(&chains).unwrap();
+    let out = env.ok(&["rmi", "one:1"]);
+    assert!(out.contains("Untagged: one:1"), "{out}");
+    assert!(!out.contains(&chains[0].to_string()), "a claimed layer is not deleted:\n{out}");
+    assert!(engine.layers().get(&chains[0]).unwrap().is_some(), "claimed layer kept");
+    drop(claim);
+    engine.layers().remove(&chains[0]).unwrap();
+}

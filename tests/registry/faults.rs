@@ -107,3 +107,32 @@ fn chunked_upload_restarts_its_session_after_failures() {
     let direct = format!("{}/restart/busybox:1", reg.host());
     assert_eq!(pulled_digest(&ok(strata(&dst, &["pull", &direct], &[]), "pull back")), pushed);
 }
+
+/// A pull that fails after registering a layer removes it again, unless
+/// another operation in progress claims it (a concurrent pull that found
+/// it present and is about to store an image on it): that layer stays.
+#[test]
+fn a_failed_pull_keeps_a_layer_another_operation_claims() {
+    if !can_run("rollback vs claims") {
+        return;
+    }
+    let (src, reg, names, dst, layers) = setup();
+    assert_eq!(layers.len(), 2, "busybox + /app");
+    let proxy = Proxy::start(reg.port, &format!("/blobs/{}", layers[1]), Fault::Corrupt, usize::MAX);
+    let bottom = {
+        let e = src.engine();
+        e.images.get(&e.images.resolve(&names[2]).unwrap()).unwrap().chain_ids()[0].clone()
+    };
+    let engine = dst.engine();
+    let claim = engine.layers().claim(std::slice::from_ref(&bottom)).unwrap();
+    let pull = ["pull", "--max-concurrent-downloads", "1", &via(&proxy, &names[2])];
+    let err = fails(strata(&dst, &pull, &[]), "pull whose top layer is corrupted");
+    assert!(err.contains("digest mismatch") && err.contains(&layers[1]), "{err}");
+    assert!(engine.layers().get(&bottom).unwrap().is_some(), "the claimed bottom layer was kept");
+    // While claimed, removal says why; unclaimed, the layer goes.
+    let e = engine.layers().remove(&bottom).expect_err("claimed").to_string();
+    assert!(e.contains("claimed by an operation in progress"), "{e}");
+    drop(claim);
+    engine.layers().remove(&bottom).unwrap();
+    assert!(engine.layers().get(&bottom).unwrap().is_none());
+}
