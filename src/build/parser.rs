@@ -840,5 +840,8 @@ impl Expander<'_> {
     }
 }
 
+#[doc(hidden)]
+pub mod fuzz;
+
 #[cfg(test)]
 mod tests;

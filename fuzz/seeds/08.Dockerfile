@@ -1,0 +1,9 @@
+FROM b
+# comment
+
+RUN a \
+# inner comment
+
+  b \
+  c
+maintainer me
