@@ -26,6 +26,12 @@ struct DmHost {
 
 impl DmHost {
     fn new(scratch_bytes: u64) -> DmHost {
+        DmHost::with_settings(scratch_bytes, None)
+    }
+
+    /// With `<root>/dmthin/dmthin.json` written first (the pool and base
+    /// are made on first use, by the import below).
+    fn with_settings(scratch_bytes: u64, settings: Option<&str>) -> DmHost {
         // Smaller than the defaults so mkfs of the base stays quick under
         // emulation; the CLI inherits these.
         std::env::set_var("STRATA_DMTHIN_BASE_SIZE", "2G");
@@ -33,6 +39,10 @@ impl DmHost {
         std::env::set_var("STRATA_DMTHIN_METADATA_SIZE", "128M");
         let fs = ScratchFs::new(FsKind::Ext4, scratch_bytes).expect("scratch filesystem");
         let root = fs.path().join("root");
+        if let Some(json) = settings {
+            std::fs::create_dir_all(root.join("dmthin")).unwrap();
+            std::fs::write(root.join("dmthin/dmthin.json"), json).unwrap();
+        }
         let env = Env { fs, root, driver: "dmthin" };
         let rootfs = env.scratch("busybox.tar");
         busybox_rootfs(&rootfs);
@@ -129,6 +139,29 @@ fn dmthin_seed_walkthrough() {
     assert_eq!(after + 1, before, "rm deletes exactly the container's thin device");
     let ps = env.ok(&["ps"]);
     assert_eq!(ps.lines().count(), 5, "four containers still run:\n{ps}");
+    assert!(host.unknown_thin_devices().is_empty());
+}
+
+/// The optional xfs base (`"fs": "xfs"` in dmthin.json): containers run on
+/// it, their writes show in `ps -s`, `info` names it, and `rm` leaves no
+/// thin device behind.
+#[test]
+fn dmthin_with_an_xfs_base() {
+    if !strata::scratch::device_mapper_for_tests("the dm-thin xfs-base test") {
+        return;
+    }
+    let host = DmHost::with_settings(4 << 30, Some(r#"{"fs": "xfs"}"#));
+    let env = &host.env;
+    let info = env.ok(&["info"]);
+    assert!(info.lines().any(|l| l.contains("Backing Filesystem") && l.contains("xfs")), "{info}");
+    env.ok(&["run", "-dit", "--name", "x1", "busybox", "sh"]);
+    env.ok(&["run", "-dit", "--name", "x2", "busybox", "sh"]);
+    env.ok(&["exec", "x1", "sh", "-c", "head -c 1000000 /dev/urandom > /big && sync"]);
+    let ps = env.ok(&["ps", "-s"]);
+    eprintln!("$ strata ps -s   (xfs base, 1 MB written in x1)\n{ps}");
+    assert!(size_of(&ps, "x1").starts_with("1."), "1 MB (plus metadata blocks) in x1:\n{ps}");
+    assert_eq!(env.ok(&["exec", "x2", "sh", "-c", "test -e /big || echo absent"]), "absent\n");
+    env.ok(&["rm", "-f", "x1", "x2"]);
     assert!(host.unknown_thin_devices().is_empty());
 }
 

@@ -93,8 +93,8 @@ impl Default for Config {
     }
 }
 
-fn env_bytes(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
+/// A size as the settings write it: bytes, or a number with K, M or G.
+fn parse_bytes(v: &str) -> Option<u64> {
     let v = v.trim();
     let (num, mult) = match v.char_indices().last()? {
         (i, 'K' | 'k') => (&v[..i], 1 << 10),
@@ -102,7 +102,18 @@ fn env_bytes(name: &str) -> Option<u64> {
         (i, 'G' | 'g') => (&v[..i], 1 << 30),
         _ => (v, 1),
     };
-    num.parse::<u64>().ok().map(|n| n * mult)
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// The size in environment variable `name`, if set; a value that is not a
+/// size is an error naming the variable, never silently the default.
+fn env_bytes(name: &str) -> Result<Option<u64>, DriverError> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => parse_bytes(&v).map(Some).ok_or_else(|| {
+            DriverError::Unsupported(format!("{name}={v:?} is not a size (bytes, or a number with K, M or G)"))
+        }),
+    }
 }
 
 impl Config {
@@ -133,7 +144,7 @@ impl Config {
             ("STRATA_DMTHIN_BASE_SIZE", &mut cfg.base_size),
         ];
         for (name, slot) in sizes {
-            if let Some(v) = env_bytes(name) {
+            if let Some(v) = env_bytes(name)? {
                 *slot = v;
             }
         }
@@ -389,6 +400,17 @@ pub fn thin_exists(ctl: &Control, probe: &str, pool: DevInfo, thin: ThinId) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_units_and_refuse_anything_else() {
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes(" 64K"), Some(64 << 10));
+        assert_eq!(parse_bytes("1536m"), Some(1536 << 20));
+        assert_eq!(parse_bytes("100G"), Some(100 << 30));
+        for bad in ["", "G", "10X", "1.5G", "-1G", "99999999999999999999G"] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn parses_pool_status() {
