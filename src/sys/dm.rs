@@ -49,6 +49,8 @@ pub const DM_READONLY_FLAG: u32 = 1 << 0;
 pub const DM_SUSPEND_FLAG: u32 = 1 << 1;
 /// `#define DM_ACTIVE_PRESENT_FLAG (1 << 5)`
 pub const DM_ACTIVE_PRESENT_FLAG: u32 = 1 << 5;
+/// `#define DM_STATUS_TABLE_FLAG (1 << 4)`: return the table, not the status
+pub const DM_STATUS_TABLE_FLAG: u32 = 1 << 4;
 /// `#define DM_BUFFER_FULL_FLAG (1 << 8)`
 pub const DM_BUFFER_FULL_FLAG: u32 = 1 << 8;
 /// `#define DM_DATA_OUT_FLAG (1 << 16)`
@@ -330,7 +332,17 @@ impl Control {
     /// `DM_TABLE_STATUS`: each live target with its status line (the
     /// target's STATUSTYPE_INFO output).
     pub fn table_status(&self, name: &str) -> io::Result<Vec<Target>> {
-        let buf = self.call(DM_TABLE_STATUS, header(Some(name), 0, HEADER_SIZE)?, &[])?;
+        self.targets(name, 0)
+    }
+
+    /// `DM_TABLE_STATUS` with `DM_STATUS_TABLE_FLAG`: each live target with
+    /// the parameters it was loaded with (STATUSTYPE_TABLE).
+    pub fn table(&self, name: &str) -> io::Result<Vec<Target>> {
+        self.targets(name, DM_STATUS_TABLE_FLAG)
+    }
+
+    fn targets(&self, name: &str, flags: u32) -> io::Result<Vec<Target>> {
+        let buf = self.call(DM_TABLE_STATUS, header(Some(name), flags, HEADER_SIZE)?, &[])?;
         let h = buf.header();
         let start = h.data_start as usize;
         let mut out = Vec::new();

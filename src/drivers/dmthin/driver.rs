@@ -94,7 +94,15 @@ impl Dmthin {
                 }
             }
         };
-        Ok(Usage { size: State::exclusive_bytes(mapped, parent), inodes: 0 })
+        // Exact when the pool's metadata can be read (it counts overwrites
+        // of shared blocks too); the mapped-block difference otherwise.
+        let parent_thin = Self::device(&st, parents.first().copied())?.thin;
+        let exact = {
+            let _lock = self.lock()?;
+            self.exact_exclusive(dev.thin, parent_thin)
+        };
+        let size = exact.unwrap_or_else(|_| State::exclusive_bytes(mapped, parent));
+        Ok(Usage { size, inodes: 0 })
     }
 
     fn flush(&self, st: &State, id: SnapshotId) -> Result<(), DmthinError> {

@@ -369,6 +369,8 @@ fn device_prefix(canonical_home: &Path) -> String {
 }
 
 mod driver;
+mod exclusive;
 mod kept;
+pub mod metadata;
 
 pub use kept::shut_down;
