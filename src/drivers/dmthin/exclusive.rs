@@ -16,9 +16,14 @@ impl Dmthin {
     /// driver lock (one metadata snapshot per pool at a time).
     pub(super) fn exact_exclusive(&self, thin: ThinId, parent: ThinId) -> Result<u64, DmthinError> {
         let meta = self.open_metadata_device()?;
-        // Commits the pool's metadata and freezes a copy of it for us. A
-        // snapshot left held by a killed strata is released first.
-        if self.message("reserve_metadata_snap").is_err() {
+        // Commits the pool's metadata and freezes a copy of it for us. On
+        // strata's own pool a snapshot still held can only be a killed
+        // strata's, and is released; on an adopted pool it may be another
+        // tool's (thin_ls), so the fallback size is used instead.
+        if let Err(e) = self.message("reserve_metadata_snap") {
+            if self.cfg.pool.is_some() {
+                return Err(e);
+            }
             let _ = self.message("release_metadata_snap");
             self.message("reserve_metadata_snap")?;
         }
