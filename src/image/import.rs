@@ -84,6 +84,19 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
             (cfg.as_object().expect("object").clone(), Vec::new(), None)
         }
     };
+    // The base's layers must stay until the new image names them: claimed,
+    // then checked (an rmi may have removed them since the lookup).
+    let _claim = match &parent {
+        Some(img) => {
+            let chains = img.chain_ids();
+            let claim = engine.layers().claim(&chains)?;
+            for chain in &chains {
+                engine.layers().require(chain)?;
+            }
+            Some(claim)
+        }
+        None => None,
+    };
     if tar.is_none() && parent.is_none() {
         return Err(ImportError::Invalid("import needs a tar archive (or --base with --change)".into()));
     }
@@ -168,6 +181,8 @@ pub fn load(engine: &Engine, path: &std::path::Path) -> Result<Vec<Loaded>, Impo
             )));
         }
         let chains = ChainId::chain(diff_ids);
+        // Layers found present are relied on until the image is stored.
+        let _claim = engine.layers().claim(&chains)?;
         let mut descriptors = Vec::new();
         let mut new_layers = 0;
         for (i, l) in img.layers.iter().enumerate() {
