@@ -81,6 +81,20 @@ pub fn print(out: &mut impl Write, before: &Results, after: &Results) -> io::Res
 mod tests {
     use super::*;
 
+    /// A saved run reads back equal (`bench report`, and the comparison of
+    /// two runs, use the saved floats): serde_json needs `float_roundtrip`
+    /// for that, without which some values come back one ULP off.
+    #[test]
+    fn floats_survive_a_json_round_trip_exactly() {
+        let mut rng = crate::rng::Rng::new(7);
+        for _ in 0..20_000 {
+            #[allow(clippy::cast_precision_loss)]
+            let x = rng.next_u64() as f64 / 1e9;
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), x.to_bits(), "{x}");
+        }
+    }
+
     #[test]
     fn matches_cases_by_coordinates_and_names_them() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bench/copyup/testdata/tiny.json");
