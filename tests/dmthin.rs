@@ -280,9 +280,48 @@ fn dmthin_killed_strata_leaves_no_unknown_thin_device() {
         env.ok(&["ps", "-a"]);
         let unknown = host.unknown_thin_devices();
         assert!(unknown.is_empty(), "round {round} ({op:?}): thin devices unknown to strata: {unknown:?}");
+        // A diff's kept mounts that the killed strata held are gone too.
+        let kept = host.home().join("mnt");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let left: Vec<&str> = mountinfo.lines().filter(|l| l.contains(kept.to_str().unwrap())).collect();
+        assert!(left.is_empty(), "round {round} ({op:?}): kept mounts left behind: {left:?}");
     }
     // Still usable afterwards.
     env.ok(&["run", "--rm", "busybox", "true"]);
+}
+
+/// Kept mounts (a diff's view of a snapshot) are unmounted by the next
+/// start-up when no live process holds them — a strata killed mid-diff —
+/// and left alone while one does.
+#[test]
+fn dmthin_sweeps_kept_mounts_nobody_holds() {
+    if !strata::scratch::device_mapper_for_tests("the dm-thin kept-mount sweep") {
+        return;
+    }
+    let host = DmHost::new(2 << 30);
+    let env = &host.env;
+    let mnt = host.home().join("mnt");
+    let mounted = |dir: &std::path::Path| strata::sys::mount::is_mount_point(dir).unwrap_or(false);
+    // Two stale kept mounts (tmpfs stands in for a snapshot's filesystem).
+    let (stale, held) = (mnt.join("900001"), mnt.join("900002"));
+    for dir in [&stale, &held] {
+        std::fs::create_dir_all(dir).unwrap();
+        let m = strata::mount::Mount { kind: "tmpfs".into(), source: "tmpfs".into(), options: vec![] };
+        m.mount(dir).unwrap();
+    }
+    // This test process stands in for a live strata using the second one.
+    let hold = strata::sys::lock::FileLock::shared(&mnt.join("900002.lock")).unwrap();
+    env.ok(&["ps", "-a"]);
+    let (stale_after, held_after) = (mounted(&stale), mounted(&held));
+    drop(hold);
+    env.ok(&["ps", "-a"]);
+    let held_last = mounted(&held);
+    for dir in [&stale, &held] {
+        let _ = strata::mount::unmount_all(dir);
+    }
+    assert!(!stale_after, "a kept mount nobody holds is unmounted at start-up");
+    assert!(held_after, "a kept mount a live process holds stays");
+    assert!(!held_last, "and goes once the holder is gone");
 }
 
 /// A full pool is an error, not a hang: `error_if_no_space` fails the

@@ -107,15 +107,11 @@ impl Dmthin {
 
     fn flush(&self, st: &State, id: SnapshotId) -> Result<(), DmthinError> {
         let _lock = self.lock()?;
-        let dir = self.kept(id);
-        let was_kept = crate::sys::mount::is_mount_point(&dir).unwrap_or(false);
         let dir = self.keep_mounted(st, id)?;
         let synced = std::fs::File::open(&dir)
             .and_then(|f| crate::sys::fs::syncfs(std::os::fd::AsFd::as_fd(&f)))
             .map_err(super::io_at(&dir));
-        if !was_kept {
-            self.unmount_kept(id)?;
-        }
+        self.release_kept(id)?;
         synced
     }
 
@@ -141,7 +137,7 @@ impl Dmthin {
     fn release_trees(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<(), DmthinError> {
         let _lock = self.lock()?;
         for (i, p) in std::iter::once(id).chain(parents.first().copied()).enumerate() {
-            self.unmount_kept(p)?;
+            self.release_kept(p)?;
             let name = self.name(p);
             // Committed and view devices go back to inactive; an active
             // snapshot's device stays for its container. Busy (someone else

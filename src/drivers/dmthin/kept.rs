@@ -2,19 +2,69 @@
 //! `<home>/mnt/<id>` while a diff reads it (released through
 //! `Driver::release`), clearing mounts a killed strata left on a device,
 //! and tearing a home's devices down.
+//!
+//! Several processes may keep the same snapshot mounted at once (two
+//! commits of containers on one image diff against the same parent), so
+//! each holder takes a shared `flock` on `mnt/<id>.lock` for as long as it
+//! uses the mount, and whoever releases last (the exclusive lock is free)
+//! unmounts. A holder that was killed holds nothing: the next open of the
+//! driver unmounts what nobody holds.
 
 use super::state::State;
 use super::{device_prefix, dm, io_at, pool, Dmthin, DmthinError};
 use crate::snapshot::SnapshotId;
 use crate::sys::dm::Control;
+use crate::sys::lock::FileLock;
 use std::path::{Path, PathBuf};
 
 impl Dmthin {
+    /// Unmounts `id`'s kept mount whoever holds it (the snapshot is being
+    /// committed or removed) and drops this process's holds.
     pub(super) fn unmount_kept(&self, id: SnapshotId) -> Result<(), DmthinError> {
+        self.held.lock().expect("no panics while held").remove(&id.0);
         let dir = self.kept(id);
         if dir.exists() {
             crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
             let _ = std::fs::remove_dir(&dir);
+        }
+        Ok(())
+    }
+
+    fn kept_lock(&self, id: SnapshotId) -> PathBuf {
+        self.home.join("mnt").join(format!("{id}.lock"))
+    }
+
+    /// Drops one of this process's holds on `id`'s kept mount and unmounts
+    /// it when no process holds it any more.
+    pub(super) fn release_kept(&self, id: SnapshotId) -> Result<(), DmthinError> {
+        if let Some(holds) = self.held.lock().expect("no panics while held").get_mut(&id.0) {
+            holds.pop();
+        }
+        let path = self.kept_lock(id);
+        // Held through the unmount: a new holder waits, then mounts again.
+        if let Some(_last) = FileLock::try_exclusive(&path).map_err(io_at(&path))? {
+            let dir = self.kept(id);
+            if dir.exists() {
+                crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmounts kept mounts that no live process holds: those of a strata
+    /// killed in the middle of a diff. Called with the driver lock held.
+    pub(super) fn sweep_kept(&self) -> Result<(), DmthinError> {
+        let Ok(rd) = std::fs::read_dir(self.home.join("mnt")) else { return Ok(()) };
+        for e in rd.flatten() {
+            let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
+            let id = SnapshotId(id);
+            let path = self.kept_lock(id);
+            if let Some(_free) = FileLock::try_exclusive(&path).map_err(io_at(&path))? {
+                let dir = self.kept(id);
+                crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
+                let _ = std::fs::remove_dir(&dir);
+            }
         }
         Ok(())
     }
@@ -24,7 +74,10 @@ impl Dmthin {
     pub(super) fn keep_mounted(&self, st: &State, id: SnapshotId) -> Result<PathBuf, DmthinError> {
         let dir = self.kept(id);
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let path = self.kept_lock(id);
+        let hold = FileLock::shared(&path).map_err(io_at(&path))?;
         if crate::sys::mount::is_mount_point(&dir).map_err(io_at(&dir))? {
+            self.held.lock().expect("no panics while held").entry(id.0).or_default().push(hold);
             return Ok(dir);
         }
         let name = self.name(id);
@@ -34,6 +87,7 @@ impl Dmthin {
         };
         let dev = self.activate(&name, Self::device(st, Some(id))?.thin, readonly)?;
         crate::mount::mount_all(&[self.mount_of(&dev, readonly)], &dir).map_err(io_at(&dir))?;
+        self.held.lock().expect("no panics while held").entry(id.0).or_default().push(hold);
         Ok(dir)
     }
 

@@ -83,6 +83,8 @@ pub struct Dmthin {
     prefix: String,
     pool: String,
     ctl: Control,
+    /// This process's holds on kept mounts (see `kept`), by snapshot.
+    held: std::sync::Mutex<std::collections::HashMap<u64, Vec<FileLock>>>,
 }
 
 impl std::fmt::Debug for Dmthin {
@@ -107,8 +109,9 @@ impl Dmthin {
         let canonical = home.canonicalize().map_err(|e| DriverError::io(home, e))?;
         let prefix = device_prefix(&canonical);
         let pool = cfg.pool.clone().unwrap_or_else(|| format!("{prefix}-pool"));
-        let d = Dmthin { home: home.to_owned(), cfg, prefix, pool, ctl };
+        let d = Dmthin { home: home.to_owned(), cfg, prefix, pool, ctl, held: Default::default() };
         let _lock = d.lock()?;
+        d.sweep_kept()?;
         d.ensure_pool()?;
         let mut st = d.load()?;
         d.repair(&mut st)?;
