@@ -107,12 +107,7 @@ fn dmthin_seed_walkthrough() {
     let host = DmHost::new(4 << 30);
     let env = &host.env;
     let app = env.scratch("app.tar");
-    {
-        let mut b = tar::Builder::new(std::fs::File::create(&app).unwrap());
-        common::dir(&mut b, "app", 0o755);
-        common::file(&mut b, "app/hello.sh", b"#!/bin/sh\necho hello world\n", 0o755);
-        b.finish().unwrap();
-    }
+    common::seed_app_tar(&app);
     env.ok(&["import", "--base", "busybox", app.to_str().unwrap(), "acme/my-base-image:1.0"]);
     env.ok(&["import", "--base", "acme/my-base-image:1.0", "--change", "CMD /app/hello.sh", "acme/my-final-image:1.0"]);
     assert_eq!(env.ok(&["run", "--rm", "acme/my-final-image:1.0"]), "hello world\n", "CMD runs");
@@ -128,7 +123,7 @@ fn dmthin_seed_walkthrough() {
     eprintln!("$ strata ps -s   (after writing 1 MB in my_container_1)\n{ps}");
     assert!(size_of(&ps, "my_container_1").starts_with("1."), "1 MB (plus metadata blocks) in my_container_1:\n{ps}");
     assert_ne!(size_of(&ps, "my_container_1"), size_of(&ps, "my_container_2"), "{ps}");
-    assert_eq!(env.ok(&["exec", "my_container_2", "cat", "/app/hello.sh"]), "#!/bin/sh\necho hello world\n");
+    assert_eq!(env.ok(&["exec", "my_container_2", "cat", "/app/hello.sh"]), common::SEED_HELLO);
     let info = env.ok(&["info"]);
     eprintln!("$ strata info\n{info}");
     assert!(info.contains("Data Space Used") && info.contains("Metadata Space Used"), "{info}");

@@ -6,6 +6,7 @@
 use super::BuildError;
 use crate::digest::{ChainId, DiffId, ImageId};
 use crate::engine::Engine;
+use crate::image::import::{descriptor, empty_config, now};
 use crate::image::layers::Layer;
 use crate::image::oci::{OCI_CONFIG, OCI_MANIFEST};
 use crate::image::store::ImageError;
@@ -22,21 +23,10 @@ pub struct Working {
     pub layers: Vec<Value>,
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
 impl Working {
     /// An empty image (`FROM scratch`).
     pub fn scratch() -> Working {
-        let cfg = json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": []},
-            "history": [],
-        });
-        Working { image: None, config: cfg.as_object().expect("object").clone(), layers: Vec::new() }
+        Working { image: None, config: empty_config(), layers: Vec::new() }
     }
 
     /// A stored image.
@@ -45,11 +35,7 @@ impl Working {
         let (_, manifest) = engine.images.manifest(&img)?;
         let config: Map<String, Value> = serde_json::from_slice(&img.config_bytes)
             .map_err(|e| BuildError::Invalid(format!("image {}: config: {e}", id.digest().short())))?;
-        let layers = manifest
-            .layers
-            .iter()
-            .map(|d| json!({"mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size}))
-            .collect();
+        let layers = manifest.layers.iter().map(|d| descriptor(&d.media_type, &d.digest, d.size)).collect();
         Ok(Working { image: Some(id.clone()), config, layers })
     }
 
@@ -111,11 +97,7 @@ impl Working {
                 let mut diff_ids = self.diff_ids();
                 diff_ids.push(l.diff_id.clone());
                 self.config.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
-                self.layers.push(json!({
-                    "mediaType": l.blob.media_type,
-                    "digest": l.blob.digest.to_string(),
-                    "size": l.blob.size,
-                }));
+                self.layers.push(descriptor(&l.blob.media_type, &l.blob.digest, l.blob.size));
             }
             None => {
                 h.insert("empty_layer".into(), json!(true));
@@ -132,7 +114,7 @@ impl Working {
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
+            "config": descriptor(OCI_CONFIG, &config_digest, config_bytes.len() as u64),
             "layers": self.layers,
         });
         let manifest_digest =

@@ -50,13 +50,24 @@ pub struct ImportOptions {
     pub created_by: Option<String>,
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
+pub(crate) use crate::container::now;
 
 /// A descriptor as JSON.
-fn descriptor(media: &str, digest: &Digest, size: u64) -> Value {
+pub(crate) fn descriptor(media: &str, digest: &Digest, size: u64) -> Value {
     json!({"mediaType": media, "digest": digest.to_string(), "size": size})
+}
+
+/// The config of an image with no layers (`FROM scratch`, `import` of a
+/// first layer).
+pub(crate) fn empty_config() -> Map<String, Value> {
+    let cfg = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    });
+    cfg.as_object().expect("object").clone()
 }
 
 /// Imports `tar` (or nothing, for a changes-only image on a base) as a new
@@ -73,16 +84,7 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
                 manifest.layers.iter().map(|d| descriptor(&d.media_type, &d.digest, d.size)).collect();
             (cfg, layers, Some(img))
         }
-        None => {
-            let cfg = json!({
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {},
-                "rootfs": {"type": "layers", "diff_ids": []},
-                "history": [],
-            });
-            (cfg.as_object().expect("object").clone(), Vec::new(), None)
-        }
+        None => (empty_config(), Vec::new(), None),
     };
     // The base's layers must stay until the new image names them: claimed,
     // then checked (an rmi may have removed them since the lookup).

@@ -9,12 +9,7 @@ fn five_containers(kind: FsKind, driver: &'static str) {
     let Some(host) = Host::new(kind, driver) else { return };
     let env = &host.env;
     let app = env.scratch("app.tar");
-    {
-        let mut b = tar::Builder::new(std::fs::File::create(&app).unwrap());
-        crate::common::dir(&mut b, "app", 0o755);
-        crate::common::file(&mut b, "app/hello.sh", b"#!/bin/sh\necho hello world\n", 0o755);
-        b.finish().unwrap();
-    }
+    crate::common::seed_app_tar(&app);
     env.ok(&["import", "--base", "busybox", app.to_str().unwrap(), "acme/my-base-image:1.0"]);
     env.ok(&["import", "--base", "acme/my-base-image:1.0", "--change", "CMD /app/hello.sh", "acme/my-final-image:1.0"]);
     assert_eq!(env.ok(&["run", "--rm", "acme/my-final-image:1.0"]), "hello world\n", "CMD runs");
@@ -77,7 +72,7 @@ fn five_containers(kind: FsKind, driver: &'static str) {
     let ps = env.ok(&["ps"]);
     assert_eq!(ps.lines().count(), 5, "four containers still run:\n{ps}");
     assert!(env.ok(&["images"]).contains("acme/my-final-image"));
-    assert_eq!(env.ok(&["exec", "my_container_2", "cat", "/app/hello.sh"]), "#!/bin/sh\necho hello world\n");
+    assert_eq!(env.ok(&["exec", "my_container_2", "cat", "/app/hello.sh"]), crate::common::SEED_HELLO);
     // The image is in use: rmi refuses.
     assert!(env.fails(&["rmi", "acme/my-final-image:1.0"]).contains("in use by container"));
     let df = env.ok(&["system", "df"]);

@@ -168,6 +168,17 @@ pub fn file<W: std::io::Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8],
     b.append_data(&mut h, path, data).unwrap();
 }
 
+/// The seed's `/app/hello.sh`.
+pub const SEED_HELLO: &str = "#!/bin/sh\necho \"hello world\"\n";
+
+/// The seed's app layer (`COPY . /app` of cow-test/): `/app/hello.sh`.
+pub fn seed_app_tar(out: &Path) {
+    let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
+    dir(&mut b, "app", 0o755);
+    file(&mut b, "app/hello.sh", SEED_HELLO.as_bytes(), 0o755);
+    b.finish().unwrap();
+}
+
 /// A tar with one regular file (for single-file layers).
 pub fn one_file_tar(out: &Path, path: &str, data: &[u8]) {
     let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());

@@ -11,12 +11,7 @@ fn walkthrough(kind: FsKind, driver: &'static str) {
     let rootfs = env.scratch("busybox.tar");
     busybox_rootfs(&rootfs);
     let app = env.scratch("app.tar");
-    {
-        let mut b = tar::Builder::new(std::fs::File::create(&app).unwrap());
-        dir(&mut b, "app", 0o755);
-        file(&mut b, "app/hello.sh", b"#!/bin/sh\necho \"hello world\"\n", 0o755);
-        b.finish().unwrap();
-    }
+    seed_app_tar(&app);
     let base_id = env.ok(&["import", rootfs.to_str().unwrap(), "busybox:latest"]);
     assert!(base_id.trim().starts_with("sha256:"), "import prints the image ID: {base_id}");
     env.ok(&["import", "--base", "busybox", app.to_str().unwrap(), "acme/my-base-image:1.0"]);
@@ -68,7 +63,7 @@ fn walkthrough(kind: FsKind, driver: &'static str) {
     // image mount shows the merged tree, read-only.
     let mnt = env.ok(&["image", "mount", "acme/my-final-image:1.0"]);
     let mnt = std::path::PathBuf::from(mnt.trim());
-    assert_eq!(std::fs::read_to_string(mnt.join("app/hello.sh")).unwrap(), "#!/bin/sh\necho \"hello world\"\n");
+    assert_eq!(std::fs::read_to_string(mnt.join("app/hello.sh")).unwrap(), SEED_HELLO);
     assert!(mnt.join("bin/busybox").is_file());
     assert_eq!(std::fs::read_link(mnt.join("bin/sh")).unwrap().to_str(), Some("busybox"));
     let err = std::fs::write(mnt.join("app/new"), b"x").unwrap_err();

@@ -18,7 +18,7 @@ mod secure;
 mod skopeo;
 mod token;
 
-use common::{busybox_rootfs, dir, file, require_root, require_tool, Env};
+use common::{busybox_rootfs, file, require_root, require_tool, seed_app_tar, Env};
 use std::process::{Command, Output};
 use strata::scratch::FsKind;
 
@@ -70,12 +70,7 @@ pub fn seed_images(env: &Env, prefix: &str) -> [String; 3] {
     let rootfs = env.scratch("busybox.tar");
     busybox_rootfs(&rootfs);
     let app = env.scratch("app.tar");
-    {
-        let mut b = tar::Builder::new(std::fs::File::create(&app).unwrap());
-        dir(&mut b, "app", 0o755);
-        file(&mut b, "app/hello.sh", b"#!/bin/sh\necho \"hello world\"\n", 0o755);
-        b.finish().unwrap();
-    }
+    seed_app_tar(&app);
     let names = [
         format!("{prefix}/busybox:latest"),
         format!("{prefix}/acme/my-base-image:1.0"),
