@@ -52,13 +52,21 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Unmounts `target` (all stacked mounts on it); a briefly busy mount is
-/// retried ([`sys::mount::unmount_path`]).
+/// Unmounts `target` (all stacked mounts on it). `EBUSY` is retried for
+/// about a second before it is reported: a process forked by another
+/// thread holds copies of that thread's open files until it execs (they
+/// are close-on-exec), which briefly pins a mount nobody really uses.
+/// containerd's `UnmountAll` retries the same way.
 pub fn unmount_all(target: &Path) -> io::Result<()> {
+    let mut busy = 0;
     loop {
         match sys::mount::unmount_path(target, false) {
             Ok(()) => continue,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy < 100 => {
+                busy += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             Err(e) => return Err(e),
         }
     }

@@ -9,6 +9,7 @@
 
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::pipeline;
+use super::start::os;
 use super::start::{rootfs, strata_binary, MountsUnder};
 use super::{rotation, scratch, BenchError, Options, Scale};
 use crate::scratch::FsKind;
@@ -47,10 +48,6 @@ fn context(dir: &Path) -> Result<(), BenchError> {
         std::fs::write(&f, rng.bytes(4096)).map_err(io("write", &f))?;
     }
     Ok(())
-}
-
-fn os(v: &[&str]) -> Vec<OsString> {
-    v.iter().map(OsString::from).collect()
 }
 
 /// Runs the build suite.

@@ -232,7 +232,8 @@ impl Dataset {
     }
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BenchError + 'a {
+/// `BenchError::Io` for an operation on `path`.
+pub(crate) fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BenchError + 'a {
     move |source| BenchError::Io { what, path: path.to_owned(), source }
 }
 

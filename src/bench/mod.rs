@@ -166,7 +166,7 @@ impl Bench {
     /// installed; otherwise why it is left out.
     pub fn all_available(scale: Scale) -> (Vec<Bench>, Option<String>) {
         let mut all = Bench::all(scale);
-        match ["docker-registry", "skopeo"].into_iter().find(|t| !env::have_tool(t)) {
+        match pull::missing_tool() {
             None => {
                 all.push(Bench::Pull);
                 (all, None)

@@ -10,24 +10,20 @@
 //! pushed once with `skopeo copy`. Needs `docker-registry` and `skopeo`;
 //! without them the suite says so instead of running.
 
+use super::dataset::io_err;
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::{pipeline, syncfs};
+use super::start::os;
 use super::{rotation, scratch, BenchError, Options, Scale};
 use crate::digest::{DiffId, HashingWriter};
 use crate::image::oci::{
     Descriptor, ImageConfig, Index, Manifest, Platform, OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST,
 };
 use crate::scratch::FsKind;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 const LAYERS: usize = 5;
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
-    let path = path.to_owned();
-    move |source| BenchError::Io { what, path, source }
-}
 
 /// Bytes of file content per layer.
 fn layer_bytes(scale: Scale) -> u64 {
@@ -141,25 +137,24 @@ fn start_registry(dir: &Path) -> Result<(RegistryProcess, String), BenchError> {
     Err(BenchError::Unavailable { what: "docker-registry".into(), reason: "did not start listening".into() })
 }
 
-fn os(v: &[&str]) -> Vec<OsString> {
-    v.iter().map(OsString::from).collect()
-}
-
 fn clear(paths: &[&Path]) {
     for p in paths {
         let _ = std::fs::remove_dir_all(p);
     }
 }
 
+/// The first tool the pull suite needs that is not installed.
+pub(super) fn missing_tool() -> Option<&'static str> {
+    ["docker-registry", "skopeo"].into_iter().find(|t| !super::env::have_tool(t))
+}
+
 /// Runs the pull suite.
 pub fn run(opts: &Options) -> Result<Suite, BenchError> {
-    for tool in ["docker-registry", "skopeo"] {
-        if !super::env::have_tool(tool) {
-            return Err(BenchError::Unavailable {
-                what: "pull".into(),
-                reason: format!("{tool} is not installed (tools/deps installs it)"),
-            });
-        }
+    if let Some(tool) = missing_tool() {
+        return Err(BenchError::Unavailable {
+            what: "pull".into(),
+            reason: format!("{tool} is not installed (tools/deps installs it)"),
+        });
     }
     let strata = super::start::strata_binary().ok_or_else(|| BenchError::Unavailable {
         what: "strata".into(),

@@ -75,7 +75,8 @@ struct Tool {
     argv: Box<dyn Fn(usize) -> Vec<OsString>>,
 }
 
-fn os(v: &[&str]) -> Vec<OsString> {
+/// Arguments as `OsString`s, for the run helpers.
+pub(crate) fn os(v: &[&str]) -> Vec<OsString> {
     v.iter().map(OsString::from).collect()
 }
 

@@ -42,6 +42,9 @@ pub(super) struct StageState {
     pub w: Working,
     /// `ARG`s declared in this stage, with their values.
     pub args: BTreeMap<String, Option<String>>,
+    /// The base image's layers, kept from `rmi` while the stage builds on
+    /// them.
+    _base: Option<crate::image::layers::LayerClaim>,
 }
 
 fn io_out(e: std::io::Error) -> BuildError {
@@ -232,7 +235,11 @@ impl Builder<'_> {
         if let Some(id) = &w.image {
             self.say(&format!(" ---> {}", id.digest().short()))?;
         }
-        let mut st = StageState { w, args: BTreeMap::new() };
+        let base = match &w.image {
+            Some(_) => Some(self.engine.layers().claim_present(&crate::digest::ChainId::chain(&w.diff_ids()))?),
+            None => None,
+        };
+        let mut st = StageState { w, args: BTreeMap::new(), _base: base };
         // ONBUILD triggers of the base run first, and are not inherited.
         let triggers: Vec<String> =
             st.w.get("OnBuild")

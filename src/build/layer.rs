@@ -211,13 +211,14 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
             return Err(BuildError::RunFailed { command: spec.args.join(" "), code });
         }
         let key = SnapshotKey::new(id.as_str())?;
-        let source = engine.snapshots.diff_source(&key)?;
-        let mut w = engine.content.writer().map_err(crate::image::store::ImageError::from)?;
-        let outcome = crate::image::diff::write_layer_without(&source, &crate::container::fs::placeholders(), &mut w)
+        // The same diff `commit` stores; registered from the stored blob
+        // without writing it again.
+        let (diff_id, digest) = crate::container::fs::diff_to_blob(engine, &key)
             .map_err(|e| BuildError::Invalid(format!("diff of the RUN container: {e}")))?;
-        let digest = w.commit(Some(&outcome.diff_id.0)).map_err(crate::image::store::ImageError::from)?;
         let blob = engine.content.open(&digest).map_err(crate::image::store::ImageError::from)?;
-        let (layer, _) = engine.layers().register(spec.parent.as_ref(), Some(&outcome.diff_id), blob)?;
+        let layers = engine.layers();
+        let lock = layers.lock_chain(&crate::digest::ChainId::new(spec.parent.as_ref(), &diff_id))?;
+        let (layer, _) = layers.register_locked(&lock, spec.parent.as_ref(), &diff_id, &digest, blob)?;
         Ok(layer)
     })();
     let removed = ops::remove(engine, &id, true, true);

@@ -216,18 +216,8 @@ fn report(json: PathBuf, json2: Option<PathBuf>, output: Option<PathBuf>) -> Res
 
 fn probe(op: &str, path: &std::path::Path, warm: bool) -> Result<()> {
     use bench::copyup::{ops, Cache, Op};
-    let op = match op {
-        "write" => Op::Write,
-        "append" => Op::Append,
-        "truncate" => Op::Truncate,
-        "chmod" => Op::Chmod,
-        "chown" => Op::Chown,
-        "rename" => Op::Rename,
-        "link" => Op::Link,
-        other => bail!("unknown operation {other:?}"),
-    };
-    let cache = if warm { Cache::Warm } else { Cache::Cold };
-    let before = if warm { ops::prepare(cache, path, path)? } else { ops::residency(path)? };
+    let Some(op) = Op::FIRST_WRITES.iter().copied().find(|o| o.name() == op) else { bail!("unknown operation {op:?}") };
+    let before = if warm { ops::prepare(Cache::Warm, path, path)? } else { ops::residency(path)? };
     let ns = ops::time(op, path)?;
     println!("{ns} {} {}", before.resident, before.pages);
     // The root mount as this container sees it: the peer's driver and

@@ -102,7 +102,6 @@ fn piped<T: Send + 'static>(
 /// The container's changes against its image, as `docker diff` lists them.
 pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
-    let source = engine.snapshots.diff_source(&key).map_err(other)?;
     let info = engine.snapshots.stat(&key).map_err(other)?;
     // The image's tree, to tell added from changed.
     let view_key = SnapshotKey::new(format!("diff-{}", crate::store::unique_suffix())).expect("valid");
@@ -116,30 +115,35 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     };
     let lower = view.as_ref().map(|m| m.path().to_owned());
     let mut out = Vec::new();
-    let result = piped(
-        move |w| write_layer(&source, w).map(|_| ()).map_err(other),
-        |r| {
-            let mut a = tar::Archive::new(r);
-            for e in a.entries().map_err(io_err("diff stream"))? {
-                let e = e.map_err(io_err("diff stream"))?;
-                let p = e.path().map_err(io_err("diff stream"))?.to_string_lossy().trim_end_matches('/').to_owned();
-                let (dir, name) = p
-                    .rsplit_once('/')
-                    .map(|(d, n)| (format!("{d}/"), n.to_owned()))
-                    .unwrap_or((String::new(), p.clone()));
-                if name == ".wh..wh..opq" {
-                    continue;
+    // Taken last, so nothing between it and the release below returns
+    // early.
+    let source = engine.snapshots.diff_source(&key).map_err(other);
+    let result = source.and_then(|source| {
+        piped(
+            move |w| write_layer(&source, w).map(|_| ()).map_err(other),
+            |r| {
+                let mut a = tar::Archive::new(r);
+                for e in a.entries().map_err(io_err("diff stream"))? {
+                    let e = e.map_err(io_err("diff stream"))?;
+                    let p = e.path().map_err(io_err("diff stream"))?.to_string_lossy().trim_end_matches('/').to_owned();
+                    let (dir, name) = p
+                        .rsplit_once('/')
+                        .map(|(d, n)| (format!("{d}/"), n.to_owned()))
+                        .unwrap_or((String::new(), p.clone()));
+                    if name == ".wh..wh..opq" {
+                        continue;
+                    }
+                    if let Some(deleted) = name.strip_prefix(".wh.") {
+                        out.push(Change { path: format!("/{dir}{deleted}"), kind: 'D' });
+                        continue;
+                    }
+                    let existed = lower.as_ref().is_some_and(|l| std::fs::symlink_metadata(l.join(&p)).is_ok());
+                    out.push(Change { path: format!("/{p}"), kind: if existed { 'C' } else { 'A' } });
                 }
-                if let Some(deleted) = name.strip_prefix(".wh.") {
-                    out.push(Change { path: format!("/{dir}{deleted}"), kind: 'D' });
-                    continue;
-                }
-                let existed = lower.as_ref().is_some_and(|l| std::fs::symlink_metadata(l.join(&p)).is_ok());
-                out.push(Change { path: format!("/{p}"), kind: if existed { 'C' } else { 'A' } });
-            }
-            Ok(())
-        },
-    );
+                Ok(())
+            },
+        )
+    });
     drop(view);
     if info.parent.is_some() {
         let _ = engine.snapshots.remove(&view_key);
@@ -157,6 +161,27 @@ pub const RUNTIME_FILES: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv
 /// [`RUNTIME_FILES`] as layer paths (no leading `/`).
 pub(crate) fn placeholders() -> Vec<&'static str> {
     RUNTIME_FILES.iter().map(|p| p.trim_start_matches('/')).collect()
+}
+
+/// The writable layer of snapshot `key` as an uncompressed layer tar in the
+/// content store (runtime placeholders left out): its diff ID, which is
+/// also the blob's digest. The driver's diff view is released afterwards,
+/// whatever happened.
+pub(crate) fn diff_to_blob(
+    engine: &Engine,
+    key: &SnapshotKey,
+) -> Result<(crate::digest::DiffId, crate::digest::Digest), FsError> {
+    let source = engine.snapshots.diff_source(key).map_err(other)?;
+    let written = (|| {
+        let mut w = engine.content.writer().map_err(other)?;
+        let outcome = write_layer_without(&source, &placeholders(), &mut w).map_err(other)?;
+        Ok((w, outcome))
+    })();
+    let released = engine.snapshots.release(key).map_err(other);
+    let (w, outcome) = written?;
+    released?;
+    let digest = w.commit(Some(&outcome.diff_id.0)).map_err(other)?;
+    Ok((outcome.diff_id, digest))
 }
 
 /// Drops the runtime's own mount points (when the image lacks them) and
@@ -274,16 +299,10 @@ pub fn commit(
     let (config, _) = ContainerStore::new(&engine.root).get(id).map_err(other)?;
     let base: crate::digest::ImageId = config.image.parse().map_err(other)?;
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
-    let source = engine.snapshots.diff_source(&key).map_err(other)?;
     // The diff goes to the content store once; the layer is registered
     // from that blob (apply reads it back), so a running container keeps
     // its writable layer untouched.
-    let mut w = engine.content.writer().map_err(other)?;
-    let outcome = write_layer_without(&source, &placeholders(), &mut w).map_err(other);
-    let released = engine.snapshots.release(&key).map_err(other);
-    let outcome = outcome?;
-    released?;
-    let digest = w.commit(Some(&outcome.diff_id.0)).map_err(other)?;
+    let (_, digest) = diff_to_blob(engine, &key)?;
     let mut blob = engine.content.open(&digest).map_err(other)?;
     let opts = crate::image::import::ImportOptions {
         base: Some(base),

@@ -113,7 +113,10 @@ impl Progress {
         }
         let mut st = self.state.lock().expect("no panics while held");
         let line = Self::line(&mut st, id);
-        line.status = status.to_owned();
+        // Called for every read of a download: allocate only on a change.
+        if line.status != status {
+            line.status = status.to_owned();
+        }
         line.bytes = Some((current, total));
         let due = st.last.map_or(true, |t| t.elapsed() >= REDRAW) || current == total;
         if due {

@@ -316,15 +316,17 @@ fn store_image(
     config_bytes: &[u8],
     added_blobs: &mut Vec<Digest>,
 ) -> Result<Pulled, DistributionError> {
-    for (bytes, digest) in
-        [(config_bytes, &Digest::of(config_bytes)), (&resolved.manifest_bytes[..], &resolved.manifest_digest)]
-    {
-        if !engine.content.contains(digest) {
-            engine.content.put(bytes)?;
-            added_blobs.push(digest.clone());
-        }
+    // The config's digest was verified when it was fetched; images.put
+    // below stores it.
+    let config_digest = &resolved.manifest.config.digest;
+    if !engine.content.contains(config_digest) {
+        added_blobs.push(config_digest.clone());
     }
-    let id = ImageId(Digest::of(config_bytes));
+    if !engine.content.contains(&resolved.manifest_digest) {
+        engine.content.put(&resolved.manifest_bytes)?;
+        added_blobs.push(resolved.manifest_digest.clone());
+    }
+    let id = ImageId(config_digest.clone());
     let existed = engine.images.get(&id).is_ok();
     let tagged = reference.tag.is_some() && reference.digest.is_none();
     let up_to_date = existed && (!tagged || engine.images.tags_of(&id)?.contains(reference));

@@ -86,19 +86,8 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
         }
         None => (empty_config(), Vec::new(), None),
     };
-    // The base's layers must stay until the new image names them: claimed,
-    // then checked (an rmi may have removed them since the lookup).
-    let _claim = match &parent {
-        Some(img) => {
-            let chains = img.chain_ids();
-            let claim = engine.layers().claim(&chains)?;
-            for chain in &chains {
-                engine.layers().require(chain)?;
-            }
-            Some(claim)
-        }
-        None => None,
-    };
+    // The base's layers must stay until the new image names them.
+    let _claim = parent.as_ref().map(|img| engine.layers().claim_present(&img.chain_ids())).transpose()?;
     if tar.is_none() && parent.is_none() {
         return Err(ImportError::Invalid("import needs a tar archive (or --base with --change)".into()));
     }

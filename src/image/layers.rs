@@ -435,6 +435,17 @@ impl<'a> LayerStore<'a> {
         Ok(LayerClaim { _locks: locks })
     }
 
+    /// [`claim`](Self::claim) of layers that must exist already (an image
+    /// being built or imported on top of them): checked once claimed, since
+    /// an `rmi` may have removed them since they were looked up.
+    pub fn claim_present(&self, chains: &[ChainId]) -> Result<LayerClaim, LayerError> {
+        let claim = self.claim(chains)?;
+        for chain in chains {
+            self.require(chain)?;
+        }
+        Ok(claim)
+    }
+
     /// Removes a layer that nothing references any more: its layerdb entry
     /// first (so it stops being found), then its snapshot. Fails, changing
     /// nothing, when the snapshot still has children (a layer above it, a

@@ -199,22 +199,14 @@ pub fn bind(source: &str, options: &[String], target: &Path) -> io::Result<()> {
 }
 
 /// `umount2(target, 0)`, or with `MNT_DETACH` when `lazy`.
-///
-/// `EBUSY` is retried for about a second before it is reported: a process
-/// forked by another thread holds copies of that thread's open files until
-/// it execs (they are close-on-exec), which briefly pins a mount nobody
-/// really uses. containerd's `UnmountAll` retries the same way.
+/// Fails at once on `EBUSY` (callers choose: retry with
+/// [`crate::mount::unmount_all`], or detach lazily).
 pub fn unmount_path(target: &Path, lazy: bool) -> io::Result<()> {
     let flags = if lazy { UnmountFlags::DETACH } else { UnmountFlags::empty() };
-    let mut busy = 0;
     loop {
         match unmount(target, flags) {
             Ok(()) => return Ok(()),
             Err(Errno::INTR) => continue,
-            Err(Errno::BUSY) if busy < 100 => {
-                busy += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
             Err(e) => return Err(e.into()),
         }
     }

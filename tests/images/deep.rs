@@ -51,7 +51,7 @@ fn scopeguard(env: &Env) -> Unmount<'_> {
 /// their common parent. The new API must be the one used by default.
 #[test]
 fn classic_mount_fallback_handles_deep_stacks() {
-    use strata::sys::mount::{mount_classic, mount_fs, unmount_path, Api};
+    use strata::sys::mount::{mount_classic, mount_fs, Api};
     let Some(()) = require_root("classic overlay mount") else { return };
     let env = Env::new(FsKind::Ext4, "overlay");
     let base = env.scratch("a-rather-long-directory-name-to-push-the-options-past-one-page/snapshots");
@@ -78,7 +78,7 @@ fn classic_mount_fallback_handles_deep_stacks() {
         }
         let read: Vec<String> =
             (0..200).map(|i| std::fs::read_to_string(target.join(format!("f{i}"))).unwrap_or_default()).collect();
-        unmount_path(&target, false).unwrap();
+        strata::mount::unmount_all(&target).unwrap();
         for (i, r) in read.iter().enumerate() {
             assert_eq!(r, &i.to_string(), "classic={classic}: layer {i} readable");
         }

@@ -19,15 +19,12 @@ use super::table::Progress;
 use super::{Availability, Cache, CacheCheck, Op, Params, Part, Record, Results};
 use crate::bench::env::have_tool;
 use crate::bench::run::pipeline;
+use crate::bench::start::os;
 use crate::bench::start::{strata_binary, MountsUnder, PrivateDockerd};
 use crate::bench::{BenchError, Options};
 use crate::scratch::FsKind;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-
-fn os(v: &[&str]) -> Vec<OsString> {
-    v.iter().map(OsString::from).collect()
-}
 
 /// A rootfs tar with the strata binary, its libraries and one file per
 /// size at `/f-<size>`.

@@ -194,15 +194,15 @@ fn evidence(r: &Results, setup: &str, cache: Cache, pts: &[(u64, u64)]) -> Strin
     out
 }
 
-/// Labels of setups of `driver` that produced first-write records.
-fn setups_of(r: &Results, driver: &str, options: bool) -> Vec<String> {
+/// Labels of setups of `driver` (without driver options) that produced
+/// first-write records.
+fn setups_of(r: &Results, driver: &str) -> Vec<String> {
     let mut v: Vec<String> = r
         .records
         .iter()
-        .filter(|x| x.part == Part::FirstWrite && x.driver == driver && x.driver_options.is_empty() != options)
+        .filter(|x| x.part == Part::FirstWrite && x.driver == driver && x.driver_options.is_empty())
         .map(|x| x.setup.clone())
         .collect();
-    v.dedup();
     v.sort();
     v.dedup();
     v
@@ -238,11 +238,11 @@ pub fn checks(r: &Results) -> Vec<Check> {
     out.push(size_check(r, "overlay on ext4", Op::Chmod, Cache::Warm, Shape::Linear, linear_note));
     let block_note = "no copy_up happens on the first write here (the copy was made at create, or CoW is per \
                       block); a growing curve means the first write touched more than one block";
-    for s in setups_of(r, "copy", false) {
+    for s in setups_of(r, "copy") {
         out.push(size_check(r, &s, Op::Write, Cache::Warm, Shape::Flat, block_note));
     }
     for driver in ["btrfs", "dmthin"] {
-        let found = setups_of(r, driver, false);
+        let found = setups_of(r, driver);
         if found.is_empty() {
             let status = r
                 .setups
@@ -289,7 +289,7 @@ pub fn checks(r: &Results) -> Vec<Check> {
         });
     }
     // Container start with copy-on-write against a full copy.
-    for s in setups_of(r, "overlay", false) {
+    for s in setups_of(r, "overlay") {
         let start = find(r, |x| x.setup == s && x.operation == Op::Start && x.containers == 1);
         let copy = find(r, |x| x.setup == s && x.operation == Op::FullCopy);
         if let (Some(a), Some(b)) = (start, copy) {

@@ -6,6 +6,7 @@ use super::ops::{self, fold_check};
 use super::stats::Quantiles;
 use super::table::Progress;
 use super::{Availability, Cache, CacheCheck, Op, Params, Part, Record, Results, Setup};
+use crate::bench::dataset::io_err;
 use crate::bench::{BenchError, Options};
 use std::path::Path;
 use std::time::Instant;
@@ -133,11 +134,6 @@ fn build_images(bed: &Bed, setup: &Setup, p: &Params) -> Result<(), BenchError> 
         )?;
     }
     bed.sync()
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
-    let path = path.to_owned();
-    move |source| BenchError::Io { what, path, source }
 }
 
 /// One first-write case: `samples` fresh containers (after `warmup`).

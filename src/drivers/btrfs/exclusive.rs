@@ -62,7 +62,8 @@ pub(crate) fn unshared_bytes(file: &Path, size: u64) -> io::Result<u64> {
 /// (`None` for a base snapshot: everything is its own).
 pub fn exclusive_usage(own: &Path, lower: Option<&Path>) -> io::Result<Usage> {
     let mut usage = Usage::default();
-    let mut seen: HashSet<u64> = HashSet::new();
+    // Nested subvolumes (a container may make them) reuse inode numbers.
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let path = own.join(&rel);
@@ -83,7 +84,7 @@ pub fn exclusive_usage(own: &Path, lower: Option<&Path>) -> io::Result<Usage> {
         if unchanged(&md, lower_md.as_ref()) {
             continue;
         }
-        if md.nlink() > 1 && !md.is_dir() && !seen.insert(md.ino()) {
+        if md.nlink() > 1 && !md.is_dir() && !seen.insert((md.dev(), md.ino())) {
             continue;
         }
         usage.inodes += 1;

@@ -25,15 +25,14 @@ use crate::snapshot::Usage;
 use crate::sys::btrfs::search::{
     inode_transid, subvol_info, tree_search, FileExtent, BTRFS_EXTENT_DATA_KEY, BTRFS_INODE_ITEM_KEY,
 };
-use rustix::fs::{Mode, OFlags};
 use std::io;
 use std::path::Path;
 
 /// The usage of the snapshot whose subvolume root is `own`.
 pub fn find_new_usage(own: &Path) -> io::Result<Usage> {
-    let fd = rustix::fs::open(own, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let fd = crate::sys::fs::open_dir(own)?;
     let since = subvol_info(&fd)?.otransid;
-    rustix::fs::syncfs(&fd)?;
+    crate::sys::fs::syncfs(std::os::fd::AsFd::as_fd(&fd))?;
     let mut usage = Usage::default();
     let mut unparsable = None;
     tree_search(&fd, since + 1, |key, data| match key.item_type {

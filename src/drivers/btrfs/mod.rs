@@ -55,7 +55,7 @@ use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, 
 use crate::sys::btrfs::{self, SubvolFlags, BTRFS_FIRST_FREE_OBJECTID};
 use crate::sys::statfs::{fs_magic, FsMagic};
 use rustix::fd::OwnedFd;
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::Mode;
 use rustix::io::Errno;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -80,8 +80,7 @@ fn errno_err(path: &Path, op: &str, e: Errno) -> DriverError {
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd, DriverError> {
-    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| errno_err(path, "open", e))
+    crate::sys::fs::open_dir(path).map_err(|e| DriverError::io(path, e))
 }
 
 impl Btrfs {
@@ -118,7 +117,7 @@ impl Btrfs {
         let fd = open_dir(&path)?;
         let subvol = btrfs::subvol_id(&fd).map_err(|e| errno_err(&path, "BTRFS_IOC_INO_LOOKUP", e))?;
         // qgroup numbers are updated when a transaction commits.
-        rustix::fs::syncfs(&fd).map_err(|e| errno_err(&path, "syncfs", e))?;
+        crate::sys::fs::syncfs(std::os::fd::AsFd::as_fd(&fd)).map_err(|e| DriverError::io(&path, e))?;
         let exclusive = btrfs::qgroup_exclusive(fsid, subvol).map_err(|e| DriverError::io(&path, e))?;
         Ok(exclusive.map(|size| Usage { size, inodes: 0 }))
     }

@@ -66,51 +66,50 @@ impl Dmthin {
     fn measure(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<Usage, DmthinError> {
         let st = self.load()?;
         let dev = Self::device(&st, Some(id))?;
-        let parent = Self::parent_mapped(&st, parents)?;
-        let mapped = match dev.mapped {
-            Some(m) => Sectors(m),
-            None => {
-                let name = self.name(id);
-                match self.ctl.dev_status(&name).map_err(dm("status", &name))? {
-                    Some(i) if i.has_table && i.open_count > 0 && !i.readonly => {
-                        // Mounted (by a container, in its own namespace):
-                        // its writes may still sit in the page cache, and
-                        // only written blocks are mapped. Mounting the same
-                        // device here shares its superblock; syncfs flushes.
-                        // A container mounted read-only refuses a second,
-                        // read-write mount (EBUSY) but has nothing dirty,
-                        // so a failed flush still measures correctly.
-                        let _unflushed = self.flush(&st, id);
-                        self.mapped(&name)?
-                    }
-                    Some(i) if i.has_table => self.mapped(&name)?,
-                    // Not active (after a reboot): look without keeping it.
-                    _ => {
-                        self.activate(&name, dev.thin, true)?;
-                        let m = self.mapped(&name);
-                        super::pool::deactivate(&self.ctl, &name).map_err(dm("remove", &name))?;
-                        m?
-                    }
-                }
-            }
+        let name = self.name(id);
+        let live = match dev.mapped {
+            Some(_) => None,
+            None => self.ctl.dev_status(&name).map_err(dm("status", &name))?,
         };
+        if live.is_some_and(|i| i.has_table && i.open_count > 0 && !i.readonly) {
+            // Mounted (by a container, in its own namespace): its writes
+            // may still sit in the page cache, and only written blocks are
+            // mapped. Mounting the same device here shares its superblock;
+            // syncfs flushes. A container mounted read-only refuses a
+            // second, read-write mount (EBUSY) but has nothing dirty, so a
+            // failed flush still measures correctly.
+            let _unflushed = self.flush(&st, id);
+        }
         // Exact when the pool's metadata can be read (it counts overwrites
-        // of shared blocks too); the mapped-block difference otherwise.
+        // of shared blocks too, and needs no active device).
         let parent_thin = Self::device(&st, parents.first().copied())?.thin;
         let exact = {
             let _lock = self.lock()?;
             self.exact_exclusive(dev.thin, parent_thin)
         };
-        let size = exact.unwrap_or_else(|_| State::exclusive_bytes(mapped, parent));
-        Ok(Usage { size, inodes: 0 })
+        if let Ok(size) = exact {
+            return Ok(Usage { size, inodes: 0 });
+        }
+        // Otherwise the mapped-block difference.
+        let mapped = match (dev.mapped, live) {
+            (Some(m), _) => Sectors(m),
+            (None, Some(i)) if i.has_table => self.mapped(&name)?,
+            // Not active (after a reboot): look without keeping it.
+            (None, _) => {
+                self.activate(&name, dev.thin, true)?;
+                let m = self.mapped(&name);
+                super::pool::deactivate(&self.ctl, &name).map_err(dm("remove", &name))?;
+                m?
+            }
+        };
+        let parent = Self::parent_mapped(&st, parents)?;
+        Ok(Usage { size: State::exclusive_bytes(mapped, parent), inodes: 0 })
     }
 
     fn flush(&self, st: &State, id: SnapshotId) -> Result<(), DmthinError> {
         let _lock = self.lock()?;
         let dir = self.keep_mounted(st, id)?;
-        let synced = std::fs::File::open(&dir)
-            .and_then(|f| crate::sys::fs::syncfs(std::os::fd::AsFd::as_fd(&f)))
-            .map_err(super::io_at(&dir));
+        let synced = crate::sys::fs::syncfs_path(&dir).map_err(super::io_at(&dir));
         self.release_kept(id)?;
         synced
     }
@@ -142,8 +141,7 @@ impl Dmthin {
             // Committed and view devices go back to inactive; an active
             // snapshot's device stays for its container. Busy (someone else
             // reads it) is fine.
-            let readonly = self.ctl.dev_status(&name).map_err(dm("status", &name))?.is_some_and(|d| d.readonly);
-            if i > 0 || readonly {
+            if i > 0 || self.ctl.dev_status(&name).map_err(dm("status", &name))?.is_some_and(|d| d.readonly) {
                 match super::pool::deactivate(&self.ctl, &name) {
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
                     other => other.map_err(dm("remove", &name))?,

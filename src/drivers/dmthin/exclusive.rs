@@ -64,12 +64,7 @@ impl Dmthin {
         let dir = path.parent().expect("under the home");
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         let _ = std::fs::remove_file(&path);
-        let d = rustix::fs::open(
-            dir,
-            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| io_at(dir)(e.into()))?;
+        let d = crate::sys::fs::open_dir(dir).map_err(io_at(dir))?;
         crate::sys::fs::mknod_at(std::os::fd::AsFd::as_fd(&d), b"metadata-device", Node::Block, 0o600, major, minor)
             .map_err(io_at(&path))?;
         let f = std::fs::File::open(&path).map_err(io_at(&path));

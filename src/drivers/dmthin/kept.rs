@@ -22,6 +22,11 @@ impl Dmthin {
     /// committed or removed) and drops this process's holds.
     pub(super) fn unmount_kept(&self, id: SnapshotId) -> Result<(), DmthinError> {
         self.held.lock().expect("no panics while held").remove(&id.0);
+        self.drop_kept(id)
+    }
+
+    /// Unmounts and removes `mnt/<id>`, if there.
+    fn drop_kept(&self, id: SnapshotId) -> Result<(), DmthinError> {
         let dir = self.kept(id);
         if dir.exists() {
             crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
@@ -43,11 +48,7 @@ impl Dmthin {
         let path = self.kept_lock(id);
         // Held through the unmount: a new holder waits, then mounts again.
         if let Some(_last) = FileLock::try_exclusive(&path).map_err(io_at(&path))? {
-            let dir = self.kept(id);
-            if dir.exists() {
-                crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
-                let _ = std::fs::remove_dir(&dir);
-            }
+            self.drop_kept(id)?;
         }
         Ok(())
     }
@@ -61,9 +62,7 @@ impl Dmthin {
             let id = SnapshotId(id);
             let path = self.kept_lock(id);
             if let Some(_free) = FileLock::try_exclusive(&path).map_err(io_at(&path))? {
-                let dir = self.kept(id);
-                crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
-                let _ = std::fs::remove_dir(&dir);
+                self.drop_kept(id)?;
             }
         }
         Ok(())
