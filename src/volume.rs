@@ -70,14 +70,13 @@ impl VolumeStore {
         let (name, anonymous) = match name {
             Some(n) if valid_name(n) => (n.to_owned(), false),
             Some(n) => return Err(VolumeError::BadName(n.to_owned())),
-            None => (crate::container::ContainerId::generate().to_string(), true),
+            None => (crate::id::random_hex(), true),
         };
         let _l = self.root.lock("volumes")?;
         if let Ok(v) = self.get(&name) {
             return Ok(v);
         }
-        let v =
-            Volume { name: name.clone(), created_at: crate::container::now(), anonymous, labels: Default::default() };
+        let v = Volume { name: name.clone(), created_at: crate::time::now(), anonymous, labels: Default::default() };
         let staging = self.root.staging_dir("volume")?;
         std::fs::create_dir(staging.path().join("_data")).map_err(|e| StoreError::io(staging.path(), e))?;
         atomic_write_json(&staging.path().join("volume.json"), &v)?;
@@ -135,6 +134,6 @@ impl VolumeStore {
 
     /// Bytes a volume uses.
     pub fn usage(&self, name: &str) -> u64 {
-        crate::drivers::tree_usage(&self.data(name)).map(|u| u.size).unwrap_or(0)
+        crate::uring::du::tree_usage(&self.data(name)).map(|u| u.size).unwrap_or(0)
     }
 }

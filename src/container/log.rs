@@ -79,8 +79,11 @@ impl JsonLog {
     }
 
     fn entry(&mut self, stream: &str, line: &[u8]) -> io::Result<()> {
-        let e =
-            Entry { log: String::from_utf8_lossy(line).into_owned(), stream: stream.to_owned(), time: super::now() };
+        let e = Entry {
+            log: String::from_utf8_lossy(line).into_owned(),
+            stream: stream.to_owned(),
+            time: crate::time::now(),
+        };
         let mut bytes = serde_json::to_vec(&e).map_err(io::Error::other)?;
         bytes.push(b'\n');
         if let Some(max) = self.max_size {

@@ -2,10 +2,11 @@
 //! sizes. (Starting lives in [`super::supervise`].)
 
 use super::store::{ContainerError, ContainerStore, EtcFiles};
-use super::{now, Config, ContainerId, LogConfig, MountRequest, Resources, State, Status};
+use super::{Config, ContainerId, LogConfig, MountRequest, Resources, State, Status};
 use crate::engine::Engine;
 use crate::image::store::{Image, ImageError};
 use crate::snapshot::{SnapshotError, SnapshotKey};
+use crate::time::now;
 use crate::volume::{VolumeError, VolumeStore};
 use std::time::{Duration, Instant};
 

@@ -14,7 +14,7 @@
 
 use super::log::JsonLog;
 use super::store::ContainerStore;
-use super::{now, Config, ContainerId, State, Status};
+use super::{Config, ContainerId, State, Status};
 use crate::engine::Engine;
 use crate::runtime::cgroups::{Cgroups, Layout};
 use crate::runtime::rootfs::{Bind, RootfsSpec};
@@ -22,6 +22,7 @@ use crate::runtime::{self, Spec, StartError};
 use crate::snapshot::SnapshotKey;
 use crate::sys::lock::FileLock;
 use crate::sys::process::{exit_immediately, fork, Forked};
+use crate::time::now;
 use crate::volume::VolumeStore;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use std::io::{Read, Write};
@@ -215,8 +216,8 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     let key = SnapshotKey::new(id.as_str()).expect("container IDs are valid keys");
     let mounts = engine.snapshots.mounts(&key).map_err(|e| fail(125, e.to_string()))?;
     let binds = binds(engine, &config)?;
-    let cgroups =
-        Cgroups::create(&Layout::detect(), id.as_str(), &config.resources).map_err(|e| fail(125, e.to_string()))?;
+    let cgroups = Cgroups::create(&Layout::detect(), id.as_str(), &config.resources.limits())
+        .map_err(|e| fail(125, e.to_string()))?;
     let io = stdio(&config).map_err(|e| fail(125, format!("stdio: {e}")))?;
     // Block the forwarded signals before any thread exists, so the
     // forwarding thread receives them (the child unblocks its copy).

@@ -50,7 +50,7 @@ pub struct ImportOptions {
     pub created_by: Option<String>,
 }
 
-pub(crate) use crate::container::now;
+use crate::time::now;
 
 /// A descriptor as JSON.
 pub(crate) fn descriptor(media: &str, digest: &Digest, size: u64) -> Value {

@@ -15,6 +15,7 @@
 use super::meta::{Db, MetaStore, Record};
 use super::{DiffSource, Driver, Info, Kind, SnapshotError, SnapshotKey, Usage, WriteTarget};
 use crate::mount::Mount;
+use crate::time::now;
 use std::path::{Path, PathBuf};
 
 /// Snapshots of one driver under one home directory.
@@ -22,10 +23,6 @@ pub struct Snapshotter {
     driver: Box<dyn Driver>,
     meta: MetaStore,
     home: PathBuf,
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 impl Snapshotter {

@@ -18,6 +18,7 @@ pub mod loopdev;
 pub mod mincore;
 pub mod mount;
 pub mod process;
+pub mod random;
 pub mod statfs;
 pub mod uring;
 pub mod xattr;
