@@ -27,47 +27,8 @@ pub mod supervise;
 pub use store::ContainerStore;
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// A container ID: 64 lower-case hex characters, shown as 12.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ContainerId(String);
-
-impl ContainerId {
-    /// A new random ID (from the kernel's CSPRNG, as Docker's).
-    pub fn generate() -> ContainerId {
-        let mut bytes = [0u8; 32];
-        rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).expect("getrandom");
-        ContainerId(hex::encode(bytes))
-    }
-
-    /// Parses a full 64-hex ID.
-    pub fn parse(s: &str) -> Option<ContainerId> {
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| ContainerId(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The 12-character short form.
-    pub fn short(&self) -> &str {
-        &self.0[..12]
-    }
-}
-
-impl fmt::Display for ContainerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for ContainerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ContainerId({})", self.short())
-    }
-}
+pub use crate::id::ContainerId;
 
 /// A mount a container asks for besides its root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +55,13 @@ pub struct Resources {
     pub memory: Option<u64>,
     pub pids_limit: Option<i64>,
     pub nano_cpus: Option<u64>,
+}
+
+impl Resources {
+    /// The limits the runtime's cgroups enforce.
+    pub fn limits(&self) -> crate::runtime::cgroups::Limits {
+        crate::runtime::cgroups::Limits { memory: self.memory, pids: self.pids_limit, nano_cpus: self.nano_cpus }
+    }
 }
 
 /// json-file log options (`--log-opt max-size=…,max-file=…`).
@@ -179,25 +147,5 @@ impl State {
             finished_at: None,
             error: None,
         }
-    }
-}
-
-/// RFC 3339 with nanoseconds, as Docker writes times.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_64_hex_with_short_form() {
-        let id = ContainerId::generate();
-        assert_eq!(id.as_str().len(), 64);
-        assert!(ContainerId::parse(id.as_str()).is_some());
-        assert_eq!(id.short().len(), 12);
-        assert_ne!(id, ContainerId::generate());
-        assert!(ContainerId::parse("xyz").is_none());
     }
 }

@@ -13,10 +13,7 @@
 pub mod btrfs;
 pub mod copy;
 pub mod dmthin;
-mod du;
 pub mod overlay;
-
-pub use du::tree_usage;
 
 use crate::snapshot::{Driver, SnapshotError, Snapshotter};
 use crate::store::Root;

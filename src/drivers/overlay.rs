@@ -21,9 +21,9 @@
 //! Committed snapshots are only ever lower dirs, so overlayfs never writes
 //! to them: that is what keeps committed layers immutable.
 
-use super::tree_usage;
 use crate::mount::Mount;
 use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, Whiteouts, WriteTarget};
+use crate::uring::du::tree_usage;
 use std::path::{Path, PathBuf};
 
 /// overlayfs' own stack limit (`OVL_MAX_STACK` in fs/overlayfs/params.h):

@@ -11,7 +11,6 @@
 //! by the supervisor before the container starts and removed after it
 //! exits; the container's PID 1 joins them itself before `execve`.
 
-use crate::container::Resources;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +19,19 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_MAGIC: u64 = 0x6367_7270;
 /// CFS period used for `--cpus` (Docker's default, 100 ms).
 const CPU_PERIOD_US: u64 = 100_000;
+
+/// The limits a container's cgroups enforce; `None` leaves a controller's
+/// default (unlimited). The runtime's own type, so it knows nothing of
+/// how a container records them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `memory.max` / `memory.limit_in_bytes`, bytes.
+    pub memory: Option<u64>,
+    /// `pids.max`; zero or less means unlimited (`max`).
+    pub pids: Option<i64>,
+    /// CPU time in billionths of a CPU (`--cpus 1.5` = 1_500_000_000).
+    pub nano_cpus: Option<u64>,
+}
 
 /// Failure to set up a limit.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +113,7 @@ fn enable_v2(root: &Path, group: &Path, ctrl: &str) -> Result<(), CgroupError> {
 
 impl Cgroups {
     /// Creates the container's groups and writes its limits.
-    pub fn create(layout: &Layout, id: &str, r: &Resources) -> Result<Cgroups, CgroupError> {
+    pub fn create(layout: &Layout, id: &str, r: &Limits) -> Result<Cgroups, CgroupError> {
         let mut cg = Cgroups::default();
         let mut dir_for = |base: &Path| -> Result<PathBuf, CgroupError> {
             let d = base.join("strata").join(id);
@@ -134,7 +146,7 @@ impl Cgroups {
         if let Some(m) = r.memory {
             limit("memory", "memory.max", m.to_string(), vec![("memory.limit_in_bytes", m.to_string())])?;
         }
-        if let Some(p) = r.pids_limit {
+        if let Some(p) = r.pids {
             let v = if p <= 0 { "max".to_owned() } else { p.to_string() };
             limit("pids", "pids.max", v.clone(), vec![("pids.max", v)])?;
         }

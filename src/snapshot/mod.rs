@@ -104,17 +104,9 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Space a snapshot uses on its own (not counting its parents).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-pub struct Usage {
-    /// Bytes the snapshot holds on its own: apparent sizes of its files,
-    /// as Docker reports layer and container sizes, for drivers that copy
-    /// whole files; for block- and extent-level drivers (btrfs) the bytes
-    /// of data it does not share with its parent.
-    pub size: u64,
-    /// Inodes it holds.
-    pub inodes: u64,
-}
+/// Space a snapshot uses on its own (not counting its parents); defined
+/// beside the tree walks that measure it.
+pub use crate::uring::Usage;
 
 /// Metadata of one snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,10 +4,23 @@
 //! and the number of inodes. Directories count as inodes but not bytes,
 //! so a fresh container shows `0B`, as in Docker.
 
-use crate::snapshot::Usage;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+/// Space a tree (or a snapshot, on its own, not counting its parents)
+/// uses. The snapshot contract reports it as `snapshot::Usage`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes held: apparent sizes of its files, as Docker reports layer
+    /// and container sizes, for drivers that copy whole files; for block-
+    /// and extent-level drivers (btrfs, dm-thin) the bytes of data a
+    /// snapshot does not share with its parent.
+    pub size: u64,
+    /// Inodes it holds.
+    pub inodes: u64,
+}
 
 /// Sums apparent file sizes and inodes under `dir` (including `dir`).
 pub fn tree_usage(dir: &Path) -> std::io::Result<Usage> {

@@ -48,6 +48,7 @@
 //! write path exists so the two engines stay comparable, and callers that
 //! mostly create files may prefer [`Engine::sync`].
 
+pub mod du;
 mod ring;
 mod sync;
 mod tree;
@@ -60,6 +61,7 @@ mod tests;
 pub mod bench;
 
 pub use crate::sys::uring::RingError;
+pub use du::Usage;
 pub use tree::{hash_tree, tree_usage, TreeOp};
 
 use crate::sys::uring::SharedFd;

@@ -8,9 +8,9 @@
 //! `openat2(RESOLVE_IN_ROOT)` when their group comes up, which bounds the
 //! open fds to one group and keeps the walk under the root.
 
+use super::du::Usage;
 use super::{At, Dir, Engine, Kind, UringError, WriteJob};
 use crate::digest::{Digest, Hasher};
-use crate::snapshot::Usage;
 use crate::sys;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
@@ -89,7 +89,7 @@ impl Walk {
 
 /// Apparent bytes of every non-directory and the inode count under `path`
 /// (including it), each hardlinked inode once — Docker's layer and
-/// container size; the batched twin of [`crate::drivers::tree_usage`].
+/// container size; the batched twin of [`super::du::tree_usage`].
 pub fn tree_usage(engine: &mut Engine, path: &Path) -> Result<Usage, UringError> {
     let mut walk = Walk::new(path)?;
     let top = engine.statx(&[At { dir: &walk.root, name: b"." }]).pop().expect("one result")?;

@@ -55,7 +55,7 @@ fn five_containers(kind: FsKind, driver: &'static str) {
     // The containers' directories stay tiny: the layers live with the driver.
     for id in &ids {
         let dir = env.root.join("containers").join(id);
-        let usage = strata::drivers::tree_usage(&dir).unwrap();
+        let usage = strata::uring::du::tree_usage(&dir).unwrap();
         assert!(usage.size < 64 * 1024, "{id}: container dir holds {} bytes", usage.size);
     }
 

@@ -26,10 +26,11 @@
 mod differential;
 pub mod tree;
 
-use super::{backing_status, probe_reflink, tree_usage};
+use super::{backing_status, probe_reflink};
 use crate::mount::Mount;
 use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, Whiteouts, WriteTarget};
 use crate::sys::statfs::fs_magic;
+use crate::uring::du::tree_usage;
 use std::io;
 use std::path::{Path, PathBuf};
 use tree::{copy_tree, CopyError, Strategy};
