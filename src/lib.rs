@@ -29,6 +29,7 @@ pub mod engine;
 pub mod id;
 pub mod image;
 pub mod mount;
+pub mod ops;
 pub mod rng;
 pub mod runtime;
 pub mod scratch;

@@ -6,10 +6,10 @@
 use super::BuildError;
 use crate::digest::{ChainId, DiffId, ImageId};
 use crate::engine::Engine;
-use crate::image::import::{descriptor, empty_config};
 use crate::image::layers::Layer;
 use crate::image::oci::{OCI_CONFIG, OCI_MANIFEST};
 use crate::image::store::ImageError;
+use crate::ops::image::import::{descriptor, empty_config};
 use crate::time::now;
 use serde_json::{json, Map, Value};
 

@@ -11,12 +11,12 @@
 //!   layer, and the container is removed whatever happens.
 
 use super::BuildError;
-use crate::container::ops::{self, CreateOptions};
-use crate::container::supervise::{self, Mode};
 use crate::digest::{ChainId, ImageId};
 use crate::engine::Engine;
 use crate::image::layers::{key_of, Layer, EXTRACT_PREFIX};
 use crate::mount::TempMount;
+use crate::ops::container::lifecycle::{self, CreateOptions};
+use crate::ops::container::supervise::{self, Mode};
 use crate::snapshot::{SnapshotKey, Whiteouts};
 use crate::sys::fs as sysfs;
 use crate::sys::process::{exit_immediately, fork, Forked};
@@ -200,7 +200,7 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
         skip_image_volumes: true,
         ..CreateOptions::default()
     };
-    let id = ops::create(engine, &opts).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    let id = lifecycle::create(engine, &opts).map_err(|e| BuildError::Invalid(e.to_string()))?;
     let result = (|| {
         if !spec.quiet {
             writeln!(out, " ---> Running in {}", id.short()).map_err(io_at("stdout"))?;
@@ -213,7 +213,7 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
         let key = SnapshotKey::new(id.as_str())?;
         // The same diff `commit` stores; registered from the stored blob
         // without writing it again.
-        let (diff_id, digest) = crate::container::fs::diff_to_blob(engine, &key)
+        let (diff_id, digest) = crate::ops::container::fs::diff_to_blob(engine, &key)
             .map_err(|e| BuildError::Invalid(format!("diff of the RUN container: {e}")))?;
         let blob = engine.content.open(&digest).map_err(crate::image::store::ImageError::from)?;
         let layers = engine.layers();
@@ -221,7 +221,7 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
         let (layer, _) = layers.register_locked(&lock, spec.parent.as_ref(), &diff_id, &digest, blob)?;
         Ok(layer)
     })();
-    let removed = ops::remove(engine, &id, true, true);
+    let removed = lifecycle::remove(engine, &id, true, true);
     if !spec.quiet && result.is_ok() {
         writeln!(out, "Removing intermediate container {}", id.short()).map_err(io_at("stdout"))?;
     }

@@ -2,11 +2,11 @@
 //! wait, and container inspect.
 
 use super::format::{ago, ellipsis, human_duration, human_size, Table};
-use crate::container::ops::{self, CreateOptions};
 use crate::container::store::ContainerStore;
-use crate::container::supervise::{self, Mode};
 use crate::container::{Config, ContainerId, LogConfig, Resources, State, Status};
 use crate::engine::Engine;
+use crate::ops::container::lifecycle::{self, CreateOptions};
+use crate::ops::container::supervise::{self, Mode};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
@@ -157,7 +157,7 @@ fn options(a: &CreateArgs) -> Result<CreateOptions> {
 
 fn created(engine: &Engine, a: &CreateArgs) -> Result<ContainerId> {
     let o = options(a).map_err(|e| ExitCode { code: 125, message: format!("{e:#}") })?;
-    ops::create(engine, &o).map_err(|e| ExitCode { code: 125, message: e.to_string() }.into())
+    lifecycle::create(engine, &o).map_err(|e| ExitCode { code: 125, message: e.to_string() }.into())
 }
 
 pub fn create(engine: &Engine, a: CreateArgs) -> Result<()> {
@@ -229,14 +229,14 @@ pub struct StopArgs {
 
 pub fn stop(engine: &Engine, a: StopArgs) -> Result<()> {
     each(engine, &a.containers, |id| {
-        ops::stop(engine, id, Duration::from_secs(a.time))?;
+        lifecycle::stop(engine, id, Duration::from_secs(a.time))?;
         Ok(())
     })
 }
 
 pub fn restart(engine: &Engine, a: StopArgs) -> Result<()> {
     each(engine, &a.containers, |id| {
-        ops::stop(engine, id, Duration::from_secs(a.time))?;
+        lifecycle::stop(engine, id, Duration::from_secs(a.time))?;
         supervise::start_detached(engine, id).map_err(|e| anyhow::anyhow!(e.message))
     })
 }
@@ -251,8 +251,8 @@ pub struct KillArgs {
 }
 
 pub fn kill(engine: &Engine, a: KillArgs) -> Result<()> {
-    let sig = ops::parse_signal(&a.signal)?;
-    each(engine, &a.containers, |id| Ok(ops::kill(engine, id, sig)?))
+    let sig = lifecycle::parse_signal(&a.signal)?;
+    each(engine, &a.containers, |id| Ok(lifecycle::kill(engine, id, sig)?))
 }
 
 #[derive(Debug, Args)]
@@ -268,14 +268,14 @@ pub struct RmArgs {
 }
 
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<()> {
-    each(engine, &a.containers, |id| Ok(ops::remove(engine, id, a.force, a.volumes)?))
+    each(engine, &a.containers, |id| Ok(lifecycle::remove(engine, id, a.force, a.volumes)?))
 }
 
 pub fn wait(engine: &Engine, a: NamesArgs) -> Result<()> {
     let mut last = 0;
     for n in &a.containers {
         let id = resolve(engine, n)?;
-        let st = ops::wait(engine, &id, None)?;
+        let st = lifecycle::wait(engine, &id, None)?;
         last = st.exit_code.unwrap_or(0);
         println!("{last}");
     }
@@ -350,7 +350,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
                 .entry(c.image.clone())
                 .or_insert_with(|| c.image.parse().ok().and_then(|id| engine.images.get(&id).ok()))
                 .clone();
-            let (size, virt) = ops::sizes(engine, c, img.as_ref());
+            let (size, virt) = lifecycle::sizes(engine, c, img.as_ref());
             row.push(format!("{} (virtual {})", human_size(size), human_size(virt)));
         }
         t.row(row);
@@ -466,7 +466,8 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
 
 /// `docker inspect` of a container.
 pub fn inspect_json(engine: &Engine, c: &Config, s: &State) -> serde_json::Value {
-    let (size, virt) = ops::sizes(engine, c, c.image.parse().ok().and_then(|id| engine.images.get(&id).ok()).as_ref());
+    let (size, virt) =
+        lifecycle::sizes(engine, c, c.image.parse().ok().and_then(|id| engine.images.get(&id).ok()).as_ref());
     let store = ContainerStore::new(&engine.root);
     json!({
         "Id": c.id.as_str(),
@@ -518,7 +519,7 @@ pub fn inspect_json(engine: &Engine, c: &Config, s: &State) -> serde_json::Value
 
 pub fn diff(engine: &Engine, a: NameArg) -> Result<()> {
     let id = resolve(engine, &a.container)?;
-    for c in crate::container::fs::diff(engine, &id)? {
+    for c in crate::ops::container::fs::diff(engine, &id)? {
         println!("{} {}", c.kind, c.path);
     }
     Ok(())
@@ -544,7 +545,7 @@ pub struct CommitArgs {
 
 pub fn commit(engine: &Engine, a: CommitArgs) -> Result<()> {
     let id = resolve(engine, &a.container)?;
-    let image = crate::container::fs::commit(engine, &id, a.message, a.change)?;
+    let image = crate::ops::container::fs::commit(engine, &id, a.message, a.change)?;
     if let Some(r) = a.reference {
         let r: crate::image::reference::Reference =
             r.parse().with_context(|| format!("invalid reference format: {r}"))?;
@@ -567,14 +568,14 @@ pub fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
     match a.output {
         Some(path) => {
             let f = std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
-            crate::container::fs::export(engine, &id, f)?;
+            crate::ops::container::fs::export(engine, &id, f)?;
         }
         None => {
             use std::io::IsTerminal;
             if std::io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
-            crate::container::fs::export(engine, &id, std::io::stdout().lock())?;
+            crate::ops::container::fs::export(engine, &id, std::io::stdout().lock())?;
         }
     }
     Ok(())
@@ -596,11 +597,11 @@ pub fn cp(engine: &Engine, a: CpArgs) -> Result<()> {
     match (split(&a.src), split(&a.dest)) {
         (Some((c, p)), None) => {
             let id = resolve(engine, &c)?;
-            crate::container::fs::copy_out(engine, &id, &p, std::path::Path::new(&a.dest))?;
+            crate::ops::container::fs::copy_out(engine, &id, &p, std::path::Path::new(&a.dest))?;
         }
         (None, Some((c, p))) => {
             let id = resolve(engine, &c)?;
-            crate::container::fs::copy_in(engine, &id, std::path::Path::new(&a.src), &p)?;
+            crate::ops::container::fs::copy_in(engine, &id, std::path::Path::new(&a.src), &p)?;
         }
         _ => {
             bail!("copying between containers is not supported; one side must be a host path (CONTAINER:PATH and PATH)")

@@ -4,10 +4,10 @@
 use super::format::{ago, ellipsis, human_size, Table};
 use crate::digest::ImageId;
 use crate::engine::Engine;
-use crate::image::import::ImportOptions;
 use crate::image::reference::Reference;
-use crate::image::remove::Removed;
 use crate::image::store::Image;
+use crate::ops::image::import::ImportOptions;
+use crate::ops::image::remove::Removed;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -49,12 +49,12 @@ pub fn import(engine: &Engine, a: ImportArgs) -> Result<()> {
         created_by: None,
     };
     let id = match file.as_deref() {
-        Some("-") => crate::image::import::import(engine, Some(&mut std::io::stdin().lock()), &opts)?,
+        Some("-") => crate::ops::image::import::import(engine, Some(&mut std::io::stdin().lock()), &opts)?,
         Some(path) => {
             let mut f = std::fs::File::open(path).with_context(|| format!("open {path}"))?;
-            crate::image::import::import(engine, Some(&mut f), &opts)?
+            crate::ops::image::import::import(engine, Some(&mut f), &opts)?
         }
-        None => crate::image::import::import(engine, None, &opts)?,
+        None => crate::ops::image::import::import(engine, None, &opts)?,
     };
     if let Some(r) = reference {
         engine.images.tag(&id, &r)?;
@@ -74,7 +74,8 @@ pub struct LoadArgs {
 }
 
 pub fn load(engine: &Engine, a: LoadArgs) -> Result<()> {
-    let loaded = crate::image::import::load(engine, &a.input).with_context(|| format!("load {}", a.input.display()))?;
+    let loaded =
+        crate::ops::image::import::load(engine, &a.input).with_context(|| format!("load {}", a.input.display()))?;
     if !a.quiet {
         for l in loaded {
             if l.tags.is_empty() {
@@ -109,7 +110,8 @@ pub fn save(engine: &Engine, a: SaveArgs) -> Result<()> {
             .filter(|r| engine.images.tags_of(&id).map(|t| t.contains(r)).unwrap_or(false));
         which.push((id, tag));
     }
-    crate::image::export::save(engine, &which, &a.output).with_context(|| format!("save to {}", a.output.display()))?;
+    crate::ops::image::export::save(engine, &which, &a.output)
+        .with_context(|| format!("save to {}", a.output.display()))?;
     Ok(())
 }
 
@@ -302,7 +304,7 @@ pub struct RmiArgs {
 pub fn rmi(engine: &Engine, a: RmiArgs) -> Result<()> {
     let mut failed = false;
     for name in &a.images {
-        match crate::image::remove::remove_image(engine, name, a.force) {
+        match crate::ops::image::remove::remove_image(engine, name, a.force) {
             Ok(lines) => {
                 for l in lines {
                     match l {
@@ -398,14 +400,14 @@ pub fn image(engine: &Engine, c: ImageCommand) -> Result<()> {
         ImageCommand::Mount { images } => {
             for name in images {
                 let id = engine.images.resolve(&name)?;
-                println!("{}", crate::image::mount::mount_image(engine, &id)?.display());
+                println!("{}", crate::ops::image::mountpoint::mount_image(engine, &id)?.display());
             }
             Ok(())
         }
         ImageCommand::Unmount { images } => {
             for name in images {
                 let id = engine.images.resolve(&name)?;
-                crate::image::mount::unmount_image(engine, &id)?;
+                crate::ops::image::mountpoint::unmount_image(engine, &id)?;
                 println!("{}", id.digest().hex());
             }
             Ok(())

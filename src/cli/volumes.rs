@@ -164,7 +164,7 @@ pub fn df(engine: &Engine, a: DfArgs) -> Result<()> {
         users.keys().filter(|c| !active_layers.contains(*c)).map(|c| layer_size.get(c).copied().unwrap_or(0)).sum();
     let sizes: Vec<(u64, bool)> = containers
         .iter()
-        .map(|(c, s)| (crate::container::ops::sizes(engine, c, None).0, s.status == Status::Running))
+        .map(|(c, s)| (crate::ops::container::lifecycle::sizes(engine, c, None).0, s.status == Status::Running))
         .collect();
     let total_c: u64 = sizes.iter().map(|(s, _)| s).sum();
     let reclaim_c: u64 = sizes.iter().filter(|(_, r)| !r).map(|(s, _)| s).sum();

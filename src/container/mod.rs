@@ -18,11 +18,8 @@
 //! container is watched by a small supervisor process of strata's own
 //! ([`supervise`]) that owns its logs and records its exit.
 
-pub mod fs;
 pub mod log;
-pub mod ops;
 pub mod store;
-pub mod supervise;
 
 pub use store::ContainerStore;
 

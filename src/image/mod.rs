@@ -1,5 +1,6 @@
-//! Images: the OCI model, layer apply and diff, the layer and image stores,
-//! and the operations that bring images in and out.
+//! Images: the OCI model, layer apply and diff, and the layer and image
+//! stores. The operations that combine them with the engine (import, load,
+//! save, rmi, image mount) are [`crate::ops::image`].
 //!
 //! Layer tars speak the OCI image-spec's whiteout vocabulary (`layer.md`,
 //! "Whiteouts"): an empty file `.wh.<name>` deletes `<name>` from the
@@ -13,13 +14,9 @@ pub mod archive;
 pub mod changes;
 pub mod compression;
 pub mod diff;
-pub mod export;
-pub mod import;
 pub mod layers;
-pub mod mount;
 pub mod oci;
 pub mod reference;
-pub mod remove;
 pub mod store;
 
 /// Prefix of a whiteout entry's file name.

@@ -2,7 +2,7 @@
 //! overlay driver and every layer's file reads back through the mount.
 
 use crate::common::*;
-use strata::image::import::{import, ImportOptions};
+use strata::ops::image::import::{import, ImportOptions};
 use strata::scratch::FsKind;
 
 #[test]

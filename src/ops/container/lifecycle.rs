@@ -1,8 +1,8 @@
 //! Container operations over the stores: create, remove, stop, kill, wait,
 //! sizes. (Starting lives in [`super::supervise`].)
 
-use super::store::{ContainerError, ContainerStore, EtcFiles};
-use super::{Config, ContainerId, LogConfig, MountRequest, Resources, State, Status};
+use crate::container::store::{ContainerError, ContainerStore, EtcFiles};
+use crate::container::{Config, ContainerId, LogConfig, MountRequest, Resources, State, Status};
 use crate::engine::Engine;
 use crate::image::store::{Image, ImageError};
 use crate::snapshot::{SnapshotError, SnapshotKey};

@@ -7,8 +7,8 @@
 //! RESOLVE_IN_ROOT)`, so a container's symlinks cannot point `cp` at the
 //! host.
 
-use super::store::ContainerStore;
-use super::{ContainerId, Status};
+use crate::container::store::ContainerStore;
+use crate::container::{ContainerId, Status};
 use crate::engine::Engine;
 use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without};
 use crate::mount::TempMount;
@@ -304,12 +304,12 @@ pub fn commit(
     // its writable layer untouched.
     let (_, digest) = diff_to_blob(engine, &key)?;
     let mut blob = engine.content.open(&digest).map_err(other)?;
-    let opts = crate::image::import::ImportOptions {
+    let opts = crate::ops::image::import::ImportOptions {
         base: Some(base),
         changes,
         message,
         source: format!("container {}", id.short()),
         created_by: Some(config.args.join(" ")),
     };
-    crate::image::import::import(engine, Some(&mut blob), &opts).map_err(other)
+    crate::ops::image::import::import(engine, Some(&mut blob), &opts).map_err(other)
 }

@@ -44,7 +44,7 @@ pub fn image_user(engine: &Engine, id: &ImageId) -> Option<String> {
             }
         }
     }
-    if crate::image::mount::is_mounted(engine, id) {
+    if crate::ops::image::mountpoint::is_mounted(engine, id) {
         return Some("an image mount (strata image unmount it first)".into());
     }
     None

@@ -12,9 +12,9 @@
 //! tell a running container from one whose supervisor died, and `wait`
 //! simply waits for the lock.
 
-use super::log::JsonLog;
-use super::store::ContainerStore;
-use super::{Config, ContainerId, State, Status};
+use crate::container::log::JsonLog;
+use crate::container::store::ContainerStore;
+use crate::container::{Config, ContainerId, State, Status};
 use crate::engine::Engine;
 use crate::runtime::cgroups::{Cgroups, Layout};
 use crate::runtime::rootfs::{Bind, RootfsSpec};
@@ -320,7 +320,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
 /// `--rm`: the container goes with its exit, anonymous volumes included.
 fn finish(engine: &Engine, config: &Config) {
     if config.auto_remove {
-        let _ = super::ops::remove_files(engine, config, true);
+        let _ = super::lifecycle::remove_files(engine, config, true);
     }
 }
 
