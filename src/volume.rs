@@ -41,6 +41,14 @@ pub struct Volume {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+/// A container and the volumes it mounts, as removal checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeUser {
+    /// The container's short ID, as Docker names it in "volume is in use".
+    pub container: String,
+    pub volumes: Vec<String>,
+}
+
 /// `<root>/volumes`.
 #[derive(Debug, Clone)]
 pub struct VolumeStore {
@@ -99,12 +107,11 @@ impl VolumeStore {
         Ok(out)
     }
 
-    /// Removes a volume no container names (`users` lists, per container
-    /// short ID, the volumes it uses).
-    pub fn remove(&self, name: &str, users: &[(String, Vec<String>)]) -> Result<(), VolumeError> {
+    /// Removes a volume no container in `users` names.
+    pub fn remove(&self, name: &str, users: &[VolumeUser]) -> Result<(), VolumeError> {
         self.get(name)?;
-        if let Some((c, _)) = users.iter().find(|(_, vols)| vols.iter().any(|v| v == name)) {
-            return Err(VolumeError::InUse { name: name.to_owned(), container: c.clone() });
+        if let Some(u) = users.iter().find(|u| u.volumes.iter().any(|v| v == name)) {
+            return Err(VolumeError::InUse { name: name.to_owned(), container: u.container.clone() });
         }
         let _l = self.root.lock("volumes")?;
         let trash = self.root.staging_dir("volume-rm")?;

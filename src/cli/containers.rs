@@ -3,13 +3,14 @@
 
 use super::format::{ago, ellipsis, human_duration, human_size, Table};
 use crate::container::store::ContainerStore;
-use crate::container::{Config, ContainerId, LogConfig, Resources, State, Status};
+use crate::container::{ContainerId, LogConfig, Resources, State, Status};
 use crate::engine::Engine;
 use crate::ops::container::lifecycle::{self, CreateOptions};
+use crate::ops::container::query;
 use crate::ops::container::supervise::{self, Mode};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::json;
+
 use std::time::Duration;
 
 /// A failure that must end the process with a specific exit code
@@ -317,13 +318,10 @@ pub fn status_text(st: &State) -> String {
 }
 
 pub fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
-    let store = ContainerStore::new(&engine.root);
-    let mut all = store.list()?;
-    all.retain(|(_, s)| a.all || s.status == Status::Running);
-    all.sort_by(|x, y| y.0.created.cmp(&x.0.created));
+    let listed = query::list(engine, a.all, a.size && !a.quiet)?;
     if a.quiet {
-        for (c, _) in &all {
-            println!("{}", if a.no_trunc { c.id.as_str() } else { c.id.short() });
+        for l in &listed {
+            println!("{}", if a.no_trunc { l.config.id.as_str() } else { l.config.id.short() });
         }
         return Ok(());
     }
@@ -332,8 +330,8 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
         header.push("SIZE");
     }
     let mut t = Table::new(&header);
-    let mut images = std::collections::HashMap::new();
-    for (c, s) in &all {
+    for l in &listed {
+        let c = &l.config;
         let cmd = format!("\"{}\"", c.args.join(" "));
         let cmd = if a.no_trunc { cmd } else { format!("\"{}\"", ellipsis(&c.args.join(" "), 20)) };
         let mut row = vec![
@@ -341,16 +339,11 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
             c.image_name.clone(),
             cmd,
             ago(&c.created),
-            status_text(s),
+            status_text(&l.state),
             String::new(),
             c.name.clone(),
         ];
-        if a.size {
-            let img = images
-                .entry(c.image.clone())
-                .or_insert_with(|| c.image.parse().ok().and_then(|id| engine.images.get(&id).ok()))
-                .clone();
-            let (size, virt) = lifecycle::sizes(engine, c, img.as_ref());
+        if let Some((size, virt)) = l.sizes {
             row.push(format!("{} (virtual {})", human_size(size), human_size(virt)));
         }
         t.row(row);
@@ -371,11 +364,9 @@ pub struct LogsArgs {
 }
 
 pub fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
-    use std::io::{BufRead, Write};
-    let store = ContainerStore::new(&engine.root);
+    use std::io::Write;
     let id = resolve(engine, &a.container)?;
-    let path = store.log_path(&id);
-    let print = |e: &crate::container::log::Entry| {
+    crate::ops::container::logs::logs(engine, &id, a.follow, |e| {
         let line = if a.timestamps { format!("{} {}", e.time, e.log) } else { e.log.clone() };
         if e.stream == "stderr" {
             let _ = std::io::stderr().write_all(line.as_bytes());
@@ -383,33 +374,8 @@ pub fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
             let _ = std::io::stdout().write_all(line.as_bytes());
             let _ = std::io::stdout().flush();
         }
-    };
-    let entries = crate::container::log::read_all(&path)?;
-    entries.iter().for_each(print);
-    if !a.follow {
-        return Ok(());
-    }
-    // Follow the current file from its end until the container stops.
-    let mut f = std::io::BufReader::new(std::fs::File::open(&path).or_else(|_| {
-        std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        std::fs::File::open(&path)
-    })?);
-    use std::io::Seek;
-    f.seek(std::io::SeekFrom::End(0))?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if f.read_line(&mut line)? > 0 {
-            if let Ok(e) = serde_json::from_str(&line) {
-                print(&e);
-            }
-            continue;
-        }
-        if !store.supervised(&id) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -435,86 +401,17 @@ pub struct ExecArgs {
 }
 
 pub fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
-    let store = ContainerStore::new(&engine.root);
+    use crate::ops::container::exec::{exec, ExecError, ExecOptions};
     let id = resolve(engine, &a.container)?;
-    let (config, state) = store.get(&id)?;
-    let pid = match (state.status, state.pid) {
-        (Status::Running, Some(pid)) => pid,
-        _ => return Err(ExitCode { code: 1, message: format!("container {} is not running", id.short()) }.into()),
-    };
-    let mut env = config.env.clone();
-    for e in &a.env {
-        if let Some((k, _)) = e.split_once('=') {
-            env.retain(|x| !x.starts_with(&format!("{k}=")));
-            env.push(e.clone());
-        }
-    }
-    let spec = crate::runtime::exec::ExecSpec {
-        pid,
-        args: a.command.clone(),
-        env,
-        cwd: a.workdir.clone().unwrap_or(config.working_dir.clone()),
-        user: a.user.clone().unwrap_or(config.user.clone()),
-        cgroups: crate::runtime::cgroups::Cgroups::existing(&crate::runtime::cgroups::Layout::detect(), id.as_str()),
-    };
-    let code = crate::runtime::exec::exec(&spec).map_err(|e| ExitCode { code: e.code, message: e.message })?;
+    let o = ExecOptions { args: a.command, env: a.env, workdir: a.workdir, user: a.user };
+    let code = exec(engine, &id, &o).map_err(|e| match e {
+        ExecError::Start(e) => ExitCode { code: e.code, message: e.message },
+        e => ExitCode { code: 1, message: e.to_string() },
+    })?;
     if code != 0 {
         return Err(ExitCode { code, message: String::new() }.into());
     }
     Ok(())
-}
-
-/// `docker inspect` of a container.
-pub fn inspect_json(engine: &Engine, c: &Config, s: &State) -> serde_json::Value {
-    let (size, virt) =
-        lifecycle::sizes(engine, c, c.image.parse().ok().and_then(|id| engine.images.get(&id).ok()).as_ref());
-    let store = ContainerStore::new(&engine.root);
-    json!({
-        "Id": c.id.as_str(),
-        "Created": c.created,
-        "Path": c.args.first(),
-        "Args": c.args.get(1..).unwrap_or_default(),
-        "State": {
-            "Status": match s.status { Status::Created => "created", Status::Running => "running", Status::Exited => "exited" },
-            "Running": s.status == Status::Running,
-            "Pid": s.pid.unwrap_or(0),
-            "ExitCode": s.exit_code.unwrap_or(0),
-            "Error": s.error.clone().unwrap_or_default(),
-            "StartedAt": s.started_at.clone().unwrap_or_default(),
-            "FinishedAt": s.finished_at.clone().unwrap_or_default(),
-        },
-        "Image": c.image,
-        "ResolvConfPath": store.dir(&c.id).join("resolv.conf"),
-        "HostnamePath": store.dir(&c.id).join("hostname"),
-        "HostsPath": store.dir(&c.id).join("hosts"),
-        "LogPath": store.log_path(&c.id),
-        "Name": format!("/{}", c.name),
-        "Driver": c.driver,
-        "HostConfig": {
-            "NetworkMode": c.network,
-            "ReadonlyRootfs": c.read_only,
-            "AutoRemove": c.auto_remove,
-            "Init": c.init,
-            "Memory": c.resources.memory.unwrap_or(0),
-            "PidsLimit": c.resources.pids_limit,
-            "NanoCpus": c.resources.nano_cpus.unwrap_or(0),
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": c.log.max_size.map(|v| v.to_string()), "max-file": c.log.max_file.to_string()}},
-        },
-        "Mounts": c.mounts.iter().map(|m| json!({"Type": m.kind, "Name": if m.kind == "volume" { m.source.clone() } else { String::new() }, "Source": m.source, "Destination": m.destination, "RW": m.rw})).collect::<Vec<_>>(),
-        "SizeRw": size,
-        "SizeRootFs": virt,
-        "Config": {
-            "Hostname": c.hostname,
-            "User": c.user,
-            "Tty": c.tty,
-            "OpenStdin": c.open_stdin,
-            "Env": c.env,
-            "Cmd": c.args,
-            "Image": c.image_name,
-            "WorkingDir": c.working_dir,
-            "StopSignal": c.stop_signal,
-        },
-    })
 }
 
 pub fn diff(engine: &Engine, a: NameArg) -> Result<()> {

@@ -5,12 +5,12 @@ use super::format::{ago, ellipsis, human_size, Table};
 use crate::digest::ImageId;
 use crate::engine::Engine;
 use crate::image::reference::Reference;
-use crate::image::store::Image;
 use crate::ops::image::import::ImportOptions;
+use crate::ops::image::query::{self, HistoryRow};
 use crate::ops::image::remove::Removed;
+use crate::ops::system::IoEngineInfo;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -129,16 +129,6 @@ pub struct ImagesArgs {
     all: bool,
 }
 
-/// Docker's image size: the sum of the layers' content sizes.
-fn image_size(engine: &Engine, img: &Image) -> u64 {
-    let layers = engine.layers();
-    img.chain_ids().iter().filter_map(|c| layers.get(c).ok().flatten()).map(|l| l.size).sum()
-}
-
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
 fn short_id(id: &ImageId, no_trunc: bool) -> String {
     if no_trunc {
         id.to_string()
@@ -148,45 +138,21 @@ fn short_id(id: &ImageId, no_trunc: bool) -> String {
 }
 
 pub fn images(engine: &Engine, a: ImagesArgs) -> Result<()> {
-    let tags = engine.images.tags()?;
-    let mut rows: Vec<(String, String, String, String, u64, String)> = Vec::new();
-    let all: Vec<_> = engine.images.list()?.into_iter().filter_map(|id| engine.images.get(&id).ok()).collect();
-    let parents: std::collections::HashSet<&ImageId> = all.iter().filter_map(|i| i.meta.parent.as_ref()).collect();
-    for img in &all {
-        let id = img.id.clone();
-        let tagged = tags.iter().any(|(_, i)| *i == id);
-        if !a.all && !tagged && parents.contains(&id) {
-            continue;
-        }
-        let created = img.config.created.map(rfc3339).unwrap_or_default();
-        let size = image_size(engine, img);
-        let mine: Vec<&Reference> = tags.iter().filter(|(_, i)| *i == id).map(|(r, _)| r).collect();
-        if mine.is_empty() {
-            rows.push((
-                "<none>".into(),
-                "<none>".into(),
-                short_id(&id, a.no_trunc),
-                created.clone(),
-                size,
-                created.clone(),
-            ));
-        }
-        for r in mine {
-            let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
-            rows.push((r.name(), tag, short_id(&id, a.no_trunc), created.clone(), size, created.clone()));
-        }
-    }
-    rows.sort_by(|x, y| y.5.cmp(&x.5).then(x.0.cmp(&y.0)).then(x.1.cmp(&y.1)));
+    let rows = query::list(engine, a.all)?;
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
-        for r in rows.into_iter().filter(|r| seen.insert(r.2.clone())) {
-            println!("{}", r.2);
+        for r in rows.iter().filter(|r| seen.insert(r.id.clone())) {
+            println!("{}", short_id(&r.id, a.no_trunc));
         }
         return Ok(());
     }
     let mut t = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
-    for (repo, tag, id, created, size, _) in rows {
-        t.row(vec![repo, tag, id, ago(&created), human_size(size)]);
+    for r in rows {
+        let (repo, tag) = match &r.reference {
+            Some(r) => (r.name(), r.tag.clone().unwrap_or_else(|| "<none>".into())),
+            None => ("<none>".into(), "<none>".into()),
+        };
+        t.row(vec![repo, tag, short_id(&r.id, a.no_trunc), ago(&r.created), human_size(r.size)]);
     }
     print!("{}", t.render());
     Ok(())
@@ -206,59 +172,10 @@ pub struct HistoryArgs {
     image: String,
 }
 
-/// One row of `history`, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryRow {
-    pub image: Option<ImageId>,
-    pub created: String,
-    pub created_by: String,
-    pub size: u64,
-    pub comment: String,
-}
-
-/// The rows `docker history` shows: one per history entry, sizes from the
-/// layers the non-empty entries made, local image IDs where an image of
-/// the parent chain ends.
-pub fn history_rows(engine: &Engine, img: &Image) -> Result<Vec<HistoryRow>> {
-    let layers = engine.layers();
-    let chains = img.chain_ids();
-    let mut rows = Vec::new();
-    let mut layer_idx = 0;
-    for h in img.config.history.as_deref().unwrap_or_default() {
-        let size = if h.empty_layer {
-            0
-        } else {
-            let s = chains.get(layer_idx).and_then(|c| layers.get(c).ok().flatten()).map(|l| l.size).unwrap_or(0);
-            layer_idx += 1;
-            s
-        };
-        rows.push(HistoryRow {
-            image: None,
-            created: h.created.map(rfc3339).unwrap_or_default(),
-            created_by: h.created_by.clone().unwrap_or_default(),
-            size,
-            comment: h.comment.clone().unwrap_or_default(),
-        });
-    }
-    // Mark the rows where a local image of the parent chain ends.
-    let mut cur = Some(img.clone());
-    while let Some(i) = cur {
-        let n = i.config.history.as_ref().map_or(0, Vec::len);
-        if n > 0 && n <= rows.len() && rows[n - 1].image.is_none() {
-            rows[n - 1].image = Some(i.id.clone());
-        }
-        cur = i.meta.parent.as_ref().and_then(|p| engine.images.get(p).ok());
-    }
-    if let Some(last) = rows.last_mut() {
-        last.image = Some(img.id.clone());
-    }
-    Ok(rows)
-}
-
 pub fn history(engine: &Engine, a: HistoryArgs) -> Result<()> {
     let id = engine.images.resolve(&a.image)?;
     let img = engine.images.get(&id)?;
-    let rows = history_rows(engine, &img)?;
+    let rows = query::history(engine, &img);
     let idcol =
         |r: &HistoryRow| r.image.as_ref().map(|i| short_id(i, a.no_trunc)).unwrap_or_else(|| "<missing>".into());
     if a.quiet {
@@ -337,37 +254,11 @@ impl InspectArgs {
     }
 }
 
-pub fn inspect_json(engine: &Engine, img: &Image) -> Result<serde_json::Value> {
-    let raw: serde_json::Value = serde_json::from_slice(&img.config_bytes)?;
-    let tags: Vec<String> = engine.images.tags_of(&img.id)?.iter().map(ToString::to_string).collect();
-    let layers = engine.layers();
-    let top = img.top_chain().and_then(|c| layers.get(&c).ok().flatten());
-    Ok(json!({
-        "Id": img.id.to_string(),
-        "RepoTags": tags,
-        "RepoDigests": [],
-        "Parent": img.meta.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-        "Comment": img.config.history.as_ref().and_then(|h| h.last()).and_then(|h| h.comment.clone()).unwrap_or_default(),
-        "Created": raw.get("created").cloned().unwrap_or_default(),
-        "Author": raw.get("author").cloned().unwrap_or_default(),
-        "Config": raw.get("config").cloned().unwrap_or(json!({})),
-        "Architecture": raw.get("architecture").cloned().unwrap_or_default(),
-        "Os": raw.get("os").cloned().unwrap_or_default(),
-        "Size": image_size(engine, img),
-        "GraphDriver": {
-            "Name": engine.snapshots.driver_name(),
-            "Data": {"TopLayer": top.map(|l| l.chain_id.to_string()), "Snapshot": img.top_chain().map(|c| c.to_string())},
-        },
-        "RootFS": {"Type": "layers", "Layers": img.config.rootfs.diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>()},
-        "Metadata": {"LastTagTime": img.meta.created_at, "Manifest": img.meta.manifest.to_string()},
-    }))
-}
-
 pub fn inspect(engine: &Engine, a: InspectArgs) -> Result<()> {
     let mut out = Vec::new();
     for name in &a.images {
         let id = engine.images.resolve(name)?;
-        out.push(inspect_json(engine, &engine.images.get(&id)?)?);
+        out.push(query::inspect(engine, &engine.images.get(&id)?)?);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
@@ -420,34 +311,21 @@ pub fn image(engine: &Engine, c: ImageCommand) -> Result<()> {
 }
 
 pub fn info(engine: &Engine) -> Result<()> {
-    let images = engine.images.list()?.len();
-    let mut layers = 0;
-    engine.snapshots.walk(|_| layers += 1)?;
-    println!("Storage Driver: {}", engine.snapshots.driver_name());
-    for (k, v) in engine.snapshots.driver().status() {
+    let info = crate::ops::system::info(engine)?;
+    println!("Storage Driver: {}", info.driver);
+    for (k, v) in &info.driver_status {
         println!(" {k}: {v}");
     }
-    let io = crate::uring::Engine::new();
-    match (io.kind(), io.sync_reason()) {
-        (crate::uring::EngineKind::Uring, _) => {
-            println!("I/O Engine: io_uring (STRATA_IO=sync for the plain-syscall twin)")
-        }
-        (_, Some(reason)) => println!("I/O Engine: sync ({reason})"),
-        (_, None) => println!("I/O Engine: sync"),
+    match &info.io_engine {
+        IoEngineInfo::Uring => println!("I/O Engine: io_uring (STRATA_IO=sync for the plain-syscall twin)"),
+        IoEngineInfo::Sync { reason: Some(reason) } => println!("I/O Engine: sync ({reason})"),
+        IoEngineInfo::Sync { reason: None } => println!("I/O Engine: sync"),
     }
-    println!("Images: {images}");
-    println!("Snapshots: {layers}");
-    let uname = rustix::system::uname();
-    println!("Kernel Version: {}", uname.release().to_string_lossy());
-    println!("Operating System: {}", os_name());
-    println!("Architecture: {}", std::env::consts::ARCH);
-    println!("Strata Root Dir: {}", engine.root.path().display());
+    println!("Images: {}", info.images);
+    println!("Snapshots: {}", info.snapshots);
+    println!("Kernel Version: {}", info.kernel);
+    println!("Operating System: {}", info.os);
+    println!("Architecture: {}", info.arch);
+    println!("Strata Root Dir: {}", info.root.display());
     Ok(())
-}
-
-fn os_name() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_owned())))
-        .unwrap_or_else(|| "Linux".into())
 }

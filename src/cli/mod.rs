@@ -180,15 +180,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// `inspect`: containers first (by name, ID or prefix), then images, as
 /// Docker resolves it.
 fn inspect(engine: &crate::engine::Engine, a: images::InspectArgs) -> anyhow::Result<()> {
+    /// One document of the output array: a container's or an image's.
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Inspected {
+        Container(Box<crate::ops::container::query::ContainerInspect>),
+        Image(Box<crate::ops::image::query::ImageInspect>),
+    }
     let store = crate::container::ContainerStore::new(&engine.root);
     let mut out = Vec::new();
     for name in a.names() {
         if let Ok(id) = store.resolve(name) {
             let (c, s) = store.get(&id)?;
-            out.push(containers::inspect_json(engine, &c, &s));
+            out.push(Inspected::Container(Box::new(crate::ops::container::query::inspect(engine, &c, &s))));
         } else {
             let id = engine.images.resolve(name)?;
-            out.push(images::inspect_json(engine, &engine.images.get(&id)?)?);
+            let img = engine.images.get(&id)?;
+            out.push(Inspected::Image(Box::new(crate::ops::image::query::inspect(engine, &img)?)));
         }
     }
     println!("{}", serde_json::to_string_pretty(&out)?);

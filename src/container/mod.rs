@@ -27,13 +27,34 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::id::ContainerId;
 
+/// What a [`MountRequest`] mounts; recorded as Docker's `"volume"` /
+/// `"bind"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A named or anonymous volume under the data root.
+    Volume,
+    /// A host path.
+    Bind,
+}
+
+impl MountKind {
+    /// Docker's name: `volume` or `bind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Volume => "volume",
+            MountKind::Bind => "bind",
+        }
+    }
+}
+
 /// A mount a container asks for besides its root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MountRequest {
-    /// `volume` (named or anonymous) or `bind` (a host path).
+    /// A volume (named or anonymous) or a bind of a host path.
     #[serde(rename = "Type")]
-    pub kind: String,
+    pub kind: MountKind,
     /// Volume name or host path.
     pub source: String,
     /// Absolute path inside the container.

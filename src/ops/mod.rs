@@ -10,3 +10,5 @@
 
 pub mod container;
 pub mod image;
+pub mod system;
+pub mod volume;

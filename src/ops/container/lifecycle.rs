@@ -2,7 +2,7 @@
 //! sizes. (Starting lives in [`super::supervise`].)
 
 use crate::container::store::{ContainerError, ContainerStore, EtcFiles};
-use crate::container::{Config, ContainerId, LogConfig, MountRequest, Resources, State, Status};
+use crate::container::{Config, ContainerId, LogConfig, MountKind, MountRequest, Resources, State, Status};
 use crate::engine::Engine;
 use crate::image::store::{Image, ImageError};
 use crate::snapshot::{SnapshotError, SnapshotKey};
@@ -101,16 +101,16 @@ pub fn parse_volume(spec: &str) -> Result<MountRequest, OpsError> {
     };
     Ok(match source {
         "" => MountRequest {
-            kind: "volume".into(),
+            kind: MountKind::Volume,
             source: ContainerId::generate().to_string(),
             destination: dest.into(),
             rw,
             anonymous: true,
         },
         s if s.starts_with('/') => {
-            MountRequest { kind: "bind".into(), source: s.into(), destination: dest.into(), rw, anonymous: false }
+            MountRequest { kind: MountKind::Bind, source: s.into(), destination: dest.into(), rw, anonymous: false }
         }
-        s => MountRequest { kind: "volume".into(), source: s.into(), destination: dest.into(), rw, anonymous: false },
+        s => MountRequest { kind: MountKind::Volume, source: s.into(), destination: dest.into(), rw, anonymous: false },
     })
 }
 
@@ -225,7 +225,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
 /// Docker copies the image's content at a volume's path into the volume
 /// the first time an empty volume is mounted there.
 fn populate_volumes(engine: &Engine, config: &Config) -> Result<(), OpsError> {
-    let vols: Vec<&MountRequest> = config.mounts.iter().filter(|m| m.kind == "volume").collect();
+    let vols: Vec<&MountRequest> = config.mounts.iter().filter(|m| m.kind == MountKind::Volume).collect();
     if vols.is_empty() {
         return Ok(());
     }

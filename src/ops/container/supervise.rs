@@ -14,7 +14,7 @@
 
 use crate::container::log::JsonLog;
 use crate::container::store::ContainerStore;
-use crate::container::{Config, ContainerId, State, Status};
+use crate::container::{Config, ContainerId, MountKind, State, Status};
 use crate::engine::Engine;
 use crate::runtime::cgroups::{Cgroups, Layout};
 use crate::runtime::rootfs::{Bind, RootfsSpec};
@@ -58,12 +58,12 @@ pub fn binds(engine: &Engine, config: &Config) -> Result<Vec<Bind>, StartError> 
         .collect();
     let volumes = VolumeStore::new(&engine.root);
     for m in &config.mounts {
-        let source = match m.kind.as_str() {
-            "volume" => {
+        let source = match m.kind {
+            MountKind::Volume => {
                 volumes.create(Some(&m.source)).map_err(|e| fail(125, e.to_string()))?;
                 volumes.data(&m.source)
             }
-            _ => std::path::PathBuf::from(&m.source),
+            MountKind::Bind => std::path::PathBuf::from(&m.source),
         };
         if !source.exists() {
             return Err(fail(

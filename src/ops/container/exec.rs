@@ -1,0 +1,72 @@
+//! `exec`: a new process in a running container's namespaces and cgroups,
+//! with the container's environment, working directory and user unless
+//! the caller overrides them.
+
+use crate::container::store::{ContainerError, ContainerStore};
+use crate::container::{ContainerId, Status};
+use crate::engine::Engine;
+use crate::runtime::cgroups::{Cgroups, Layout};
+use crate::runtime::exec::ExecSpec;
+use crate::runtime::StartError;
+
+/// What `exec` runs and how.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries that replace or add to the container's.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// Errors before the process runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// The container's environment with `overrides` applied: an override's
+/// key replaces the container's entry, a new key is appended.
+pub fn merged_env(container: &[String], overrides: &[String]) -> Vec<String> {
+    let mut env = container.to_vec();
+    for e in overrides {
+        if let Some((k, _)) = e.split_once('=') {
+            env.retain(|x| !x.starts_with(&format!("{k}=")));
+            env.push(e.clone());
+        }
+    }
+    env
+}
+
+/// Runs `o.args` in the running container `id` and returns its exit code.
+pub fn exec(engine: &Engine, id: &ContainerId, o: &ExecOptions) -> Result<i32, ExecError> {
+    let (config, state) = ContainerStore::new(&engine.root).get(id)?;
+    let pid = match (state.status, state.pid) {
+        (Status::Running, Some(pid)) => pid,
+        _ => return Err(ExecError::NotRunning(id.short().to_owned())),
+    };
+    let spec = ExecSpec {
+        pid,
+        args: o.args.clone(),
+        env: merged_env(&config.env, &o.env),
+        cwd: o.workdir.clone().unwrap_or(config.working_dir),
+        user: o.user.clone().unwrap_or(config.user),
+        cgroups: Cgroups::existing(&Layout::detect(), id.as_str()),
+    };
+    Ok(crate::runtime::exec::exec(&spec)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exec_env_overrides_replace_by_key_and_append_new_keys() {
+        let container = ["PATH=/bin".to_owned(), "A=1".to_owned()];
+        let got = super::merged_env(&container, &["A=2".to_owned(), "B=3".to_owned(), "junk".to_owned()]);
+        assert_eq!(got, ["PATH=/bin", "A=2", "B=3"]);
+    }
+}
