@@ -8,6 +8,11 @@
 //! string manipulation. That is what lets layer apply write a hostile tar
 //! without escaping its target directory: `RESOLVE_IN_ROOT` makes `..` and
 //! absolute symlinks resolve as if the root fd were `/` (see openat2(2)).
+//! The exception is one group of rustix-shaped calls that take paths
+//! (`open`, `chmod`, `mknodat`/`utimensat` on `CWD`), for the copy engine
+//! and the drivers: they pass paths built from names read under their own
+//! home, and ask for `O_NOFOLLOW`/`AT_SYMLINK_NOFOLLOW` where a last
+//! component could be a symlink.
 //!
 //! Every call is a thin safe wrapper over rustix; there is no `unsafe` here.
 
