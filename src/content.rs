@@ -8,7 +8,7 @@
 //! absent.
 
 use crate::digest::{Digest, HashingWriter};
-use crate::store::{fsync_dir, Lease, Root, StoreError};
+use crate::store::{fsync_dir, Lease, LeaseName, Root, StoreError};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -77,7 +77,7 @@ impl ContentStore {
     /// A streaming writer for a new blob.
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
         let name = format!("blob-{}", crate::store::unique_suffix());
-        let lease = self.root.lease(&format!("staging-{name}"))?;
+        let lease = self.root.lease(LeaseName::Staging(&name))?;
         let tmp = self.staging.join(name);
         let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         Ok(BlobWriter {

@@ -60,7 +60,7 @@ impl Engine {
         })?;
         let mut n = 0;
         for key in stale {
-            if !self.root.lease_held(&format!("snapshot-{key}"))? {
+            if !self.root.lease_held(crate::store::LeaseName::Snapshot(key.as_str()))? {
                 self.snapshots.remove(&key)?;
                 n += 1;
             }

@@ -10,7 +10,7 @@
 //!                        through the storage driver
 //! ```
 
-use crate::store::{atomic_write_json, read_json, Root, StoreError};
+use crate::store::{atomic_write_json, read_json, LockName, Root, StoreError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -80,7 +80,7 @@ impl VolumeStore {
             Some(n) => return Err(VolumeError::BadName(n.to_owned())),
             None => (crate::id::random_hex(), true),
         };
-        let _l = self.root.lock("volumes")?;
+        let _l = self.root.lock(LockName::Volumes)?;
         if let Ok(v) = self.get(&name) {
             return Ok(v);
         }
@@ -113,7 +113,7 @@ impl VolumeStore {
         if let Some(u) = users.iter().find(|u| u.volumes.iter().any(|v| v == name)) {
             return Err(VolumeError::InUse { name: name.to_owned(), container: u.container.clone() });
         }
-        let _l = self.root.lock("volumes")?;
+        let _l = self.root.lock(LockName::Volumes)?;
         let trash = self.root.staging_dir("volume-rm")?;
         let dir = self.dir.join(name);
         std::fs::rename(&dir, trash.path().join("v")).map_err(|e| StoreError::io(&dir, e))?;

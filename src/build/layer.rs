@@ -39,7 +39,7 @@ pub fn in_snapshot(
 ) -> Result<Option<Layer>, BuildError> {
     let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}build-{}", crate::store::unique_suffix()))?;
     // The lease marks the snapshot as live; a crash leaves it to recovery.
-    let _lease = engine.root.lease(&format!("snapshot-{key}"))?;
+    let _lease = engine.root.lease(crate::store::LeaseName::Snapshot(key.as_str()))?;
     let mounts = engine.snapshots.prepare(&key, parent.map(key_of).as_ref())?;
     let result = (|| {
         let staging = engine.root.staging_dir("build")?;

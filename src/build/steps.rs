@@ -315,7 +315,7 @@ impl Drop for View {
 fn view(b: &Builder<'_>, image: &crate::digest::ImageId) -> Result<(View, PathBuf), BuildError> {
     let w = super::image::Working::load(b.engine, image)?;
     let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}view-{}", crate::store::unique_suffix()))?;
-    let lease = b.engine.root.lease(&format!("snapshot-{key}"))?;
+    let lease = b.engine.root.lease(crate::store::LeaseName::Snapshot(key.as_str()))?;
     let parent = w.top_chain().map(|c| crate::image::layers::key_of(&c));
     let mounts = b.engine.snapshots.view(&key, parent.as_ref())?;
     let staging = b.engine.root.staging_dir("build-from")?;

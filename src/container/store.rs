@@ -75,7 +75,7 @@ impl ContainerStore {
         if !Self::valid_name(&config.name) {
             return Err(ContainerError::BadName(config.name.clone()));
         }
-        let _lock = self.root.lock("containers")?;
+        let _lock = self.root.lock(crate::store::LockName::Containers)?;
         if self.list()?.iter().any(|(c, _)| c.name == config.name) {
             return Err(ContainerError::NameInUse(config.name.clone()));
         }

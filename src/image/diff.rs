@@ -257,7 +257,7 @@ impl<W: Write> Writer<W> {
             let lower_meta = match lower {
                 Some(l) => match sysfs::lstat_at(l, &child.name) {
                     Ok(m) => Some(m),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                     Err(e) => return Err(at(&path, "stat lower")(e)),
                 },
                 None => None,

@@ -19,7 +19,7 @@ use crate::image::apply::{apply_layer_with, ApplyError, ApplyOptions};
 use crate::image::compression::Compression;
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotError, SnapshotKey, Snapshotter, Whiteouts, WriteTarget};
-use crate::store::{Root, StoreError};
+use crate::store::{LeaseName, LockName, Root, StoreError};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -128,10 +128,6 @@ pub struct LayerClaim {
     _locks: Vec<crate::sys::lock::FileLock>,
 }
 
-fn use_lock(chain: &ChainId) -> String {
-    format!("use-{}", chain.digest().hex())
-}
-
 /// The snapshot key a committed layer lives under: its chain ID.
 pub fn key_of(chain: &ChainId) -> SnapshotKey {
     SnapshotKey::new(chain.to_string()).expect("a digest is a valid key")
@@ -217,7 +213,7 @@ impl<'a> LayerStore<'a> {
         let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::store::unique_suffix()))?;
         // The lease marks the extract snapshot as in use; after a crash,
         // `Engine::recover` removes extract snapshots nobody leases.
-        let _lease = self.root.lease(&format!("snapshot-{extract}"))?;
+        let _lease = self.root.lease(LeaseName::Snapshot(extract.as_str()))?;
         self.snapshots.prepare(&extract, parent_key.as_ref())?;
         let verify = Verify { diff_id: expected, blob: None, locked: false };
         let result = self.apply_and_commit(parent, verify, blob, &extract);
@@ -231,7 +227,7 @@ impl<'a> LayerStore<'a> {
     /// concurrent pulls (threads or processes) of images sharing a layer
     /// download and apply it once: the second holder finds it registered.
     pub fn lock_chain(&self, chain: &ChainId) -> Result<ChainLock, LayerError> {
-        let lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        let lock = self.root.lock(LockName::Chain(chain))?;
         Ok(ChainLock { chain: chain.clone(), _lock: lock })
     }
 
@@ -254,7 +250,7 @@ impl<'a> LayerStore<'a> {
             return Ok((l, false));
         }
         let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::store::unique_suffix()))?;
-        let _lease = self.root.lease(&format!("snapshot-{extract}"))?;
+        let _lease = self.root.lease(LeaseName::Snapshot(extract.as_str()))?;
         self.snapshots.prepare(&extract, parent.map(key_of).as_ref())?;
         let verify = Verify { diff_id: Some(diff_id), blob: Some(blob_digest), locked: true };
         let result = self.apply_and_commit(parent, verify, blob, &extract);
@@ -334,7 +330,7 @@ impl<'a> LayerStore<'a> {
         blob: BlobRef,
     ) -> Result<(Layer, bool), LayerError> {
         let chain = ChainId::new(parent, &diff_id);
-        let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        let _lock = self.root.lock(LockName::Chain(&chain))?;
         self.commit_locked(key, parent, diff_id, size, blob)
     }
 
@@ -431,7 +427,7 @@ impl<'a> LayerStore<'a> {
     /// operations may hold one on the same layer. Take the claim before
     /// looking the layers up.
     pub fn claim(&self, chains: &[ChainId]) -> Result<LayerClaim, LayerError> {
-        let locks = chains.iter().map(|c| self.root.lock_shared(&use_lock(c))).collect::<Result<Vec<_>, _>>()?;
+        let locks = chains.iter().map(|c| self.root.lock_shared(LockName::Claim(c))).collect::<Result<Vec<_>, _>>()?;
         Ok(LayerClaim { _locks: locks })
     }
 
@@ -455,10 +451,10 @@ impl<'a> LayerStore<'a> {
         let layer = self.require(chain)?;
         // Held through the removal: a claim taken meanwhile waits, then
         // finds the layer gone.
-        let Some(_unclaimed) = self.root.try_lock(&use_lock(chain))? else {
+        let Some(_unclaimed) = self.root.try_lock(LockName::Claim(chain))? else {
             return Err(LayerError::Claimed(chain.clone()));
         };
-        let _lock = self.root.lock(&format!("chain-{}", chain.digest().hex()))?;
+        let _lock = self.root.lock(LockName::Chain(chain))?;
         let info_children = {
             let mut n = 0;
             self.snapshots.walk(|i| {

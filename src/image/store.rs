@@ -17,7 +17,7 @@ use crate::content::{ContentError, ContentStore};
 use crate::digest::{ChainId, Digest, ImageId};
 use crate::image::oci::{ImageConfig, Manifest};
 use crate::image::reference::Reference;
-use crate::store::{atomic_write, atomic_write_json, read_json, Root, StoreError};
+use crate::store::{atomic_write, atomic_write_json, read_json, LockName, Root, StoreError};
 use crate::sys::lock::FileLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -103,7 +103,7 @@ impl ImageStore {
 
     /// Takes the store's write lock.
     pub fn lock(&self) -> Result<FileLock, StoreError> {
-        self.root.lock(&format!("images-{}", self.driver))
+        self.root.lock(LockName::Images { driver: &self.driver })
     }
 
     fn config_path(&self, id: &ImageId) -> PathBuf {

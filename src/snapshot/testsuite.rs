@@ -19,6 +19,7 @@
 
 use super::{Kind, SnapshotError, SnapshotId, SnapshotKey, Snapshotter};
 use crate::mount::{Mount, TempMount};
+use crate::sys::Errno;
 use std::cell::Cell;
 use std::error::Error;
 use std::os::unix::fs::MetadataExt;
@@ -323,7 +324,7 @@ fn check_delete_in_child(env: &Env) -> CheckResult {
 /// comes from a lower layer.
 fn mv(from: &Path, to: &Path) -> std::io::Result<()> {
     match std::fs::rename(from, to) {
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+        Err(e) if Errno::from_io_error(&e) == Some(Errno::XDEV) => {
             copy_plain(from, to)?;
             if from.is_dir() {
                 std::fs::remove_dir_all(from)
@@ -385,7 +386,7 @@ fn check_view_is_readonly(env: &Env) -> CheckResult {
             ("unlink", std::fs::remove_file(m.join("f"))),
         ] {
             let e = result.expect_err(what);
-            assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+            assert_eq!(Errno::from_io_error(&e), Some(Errno::ROFS), "{what}: {e}");
         }
     })?;
     env.viewing("base", |m| assert_eq!(read(&m.join("f")), "f"))?;

@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! <root>/                                  default /var/lib/strata, --root, STRATA_ROOT
-//! ├── locks/                               flock(2) files, one per resource
-//! │   ├── content.lock
+//! ├── locks/                               flock(2) files, one per resource ([`LockName`])
 //! │   ├── images-<driver>.lock
-//! │   └── chain-<hex>.lock                 serialises registering one layer
+//! │   ├── chain-<hex>.lock                 serialises registering one layer
+//! │   ├── use-<hex>.lock                   claims on a layer about to be used
+//! │   └── lease-<kind>-<name>.lock         work in progress ([`LeaseName`])
 //! ├── content/blobs/sha256/<hex>           content-addressed blobs: layer blobs as
 //! │                                        received (tar, tar+gzip, tar+zstd),
 //! │                                        manifests, configs
@@ -37,13 +38,15 @@
 //! **Invariant: several strata processes may share a root.** Every
 //! read-modify-write of shared metadata happens under an `flock` from
 //! `locks/`, taken in a fixed order: images before chain locks before
-//! driver metadata.
+//! driver metadata (the order is [`LockName`]'s).
 
 mod atomic;
+mod locks;
 
 pub use atomic::{
     atomic_write, atomic_write_json, atomic_write_json_volatile, atomic_write_volatile, fsync_dir, read_json,
 };
+pub use locks::{LeaseName, LockName};
 
 use crate::sys::lock::FileLock;
 use std::io;
@@ -94,8 +97,8 @@ impl Root {
         let dir = self.staging();
         let entries = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
         for entry in entries.flatten() {
-            let name = format!("staging-{}", entry.file_name().to_string_lossy());
-            if !self.lease_held(&name)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !self.lease_held(LeaseName::Staging(&name))? {
                 let p = entry.path();
                 let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             }
@@ -106,15 +109,15 @@ impl Root {
     /// Takes the lease `name`: a claim that lives exactly as long as this
     /// process holds the returned guard (an `flock`, so a crash releases
     /// it). Used to tell work in progress from debris of a dead process.
-    pub fn lease(&self, name: &str) -> Result<Lease, StoreError> {
-        let path = self.lock_path(&format!("lease-{name}"));
+    pub fn lease(&self, name: LeaseName<'_>) -> Result<Lease, StoreError> {
+        let path = self.lock_path(LockName::Lease(name));
         let lock = FileLock::exclusive(&path).map_err(|e| StoreError::io(&path, e))?;
         Ok(Lease { _lock: lock, path })
     }
 
     /// Whether a live process holds the lease `name`.
-    pub fn lease_held(&self, name: &str) -> Result<bool, StoreError> {
-        let path = self.lock_path(&format!("lease-{name}"));
+    pub fn lease_held(&self, name: LeaseName<'_>) -> Result<bool, StoreError> {
+        let path = self.lock_path(LockName::Lease(name));
         if !path.exists() {
             return Ok(false);
         }
@@ -148,25 +151,26 @@ impl Root {
     pub fn staging(&self) -> PathBuf {
         self.path.join("staging")
     }
-    fn lock_path(&self, name: &str) -> PathBuf {
-        self.path.join("locks").join(format!("{name}.lock"))
+    fn lock_path(&self, name: LockName<'_>) -> PathBuf {
+        self.path.join("locks").join(name.file_name())
     }
 
-    /// Takes the named exclusive lock, waiting for other holders.
-    pub fn lock(&self, name: &str) -> Result<FileLock, StoreError> {
+    /// Takes the named exclusive lock, waiting for other holders (in
+    /// [`LockName`]'s order).
+    pub fn lock(&self, name: LockName<'_>) -> Result<FileLock, StoreError> {
         let p = self.lock_path(name);
         FileLock::exclusive(&p).map_err(|e| StoreError::io(p, e))
     }
 
     /// Takes the named lock shared, waiting while someone holds it
     /// exclusively.
-    pub fn lock_shared(&self, name: &str) -> Result<FileLock, StoreError> {
+    pub fn lock_shared(&self, name: LockName<'_>) -> Result<FileLock, StoreError> {
         let p = self.lock_path(name);
         FileLock::shared(&p).map_err(|e| StoreError::io(p, e))
     }
 
     /// Takes the named exclusive lock if nobody holds it, without waiting.
-    pub fn try_lock(&self, name: &str) -> Result<Option<FileLock>, StoreError> {
+    pub fn try_lock(&self, name: LockName<'_>) -> Result<Option<FileLock>, StoreError> {
         let p = self.lock_path(name);
         FileLock::try_exclusive(&p).map_err(|e| StoreError::io(p, e))
     }
@@ -175,7 +179,7 @@ impl Root {
     /// [`Staging::keep`] moved it into place.
     pub fn staging_dir(&self, purpose: &str) -> Result<Staging, StoreError> {
         let name = format!("{purpose}-{}", unique_suffix());
-        let lease = self.lease(&format!("staging-{name}"))?;
+        let lease = self.lease(LeaseName::Staging(&name))?;
         let path = self.staging().join(&name);
         std::fs::create_dir(&path).map_err(|e| StoreError::io(&path, e))?;
         Ok(Staging { path: Some(path), _lease: lease })

@@ -8,11 +8,16 @@
 //! string manipulation. That is what lets layer apply write a hostile tar
 //! without escaping its target directory: `RESOLVE_IN_ROOT` makes `..` and
 //! absolute symlinks resolve as if the root fd were `/` (see openat2(2)).
+//! The exception is one group of rustix-shaped calls that take paths
+//! (`open`, `chmod`, `mknodat`/`utimensat` on `CWD`), for the copy engine
+//! and the drivers: they pass paths built from names read under their own
+//! home, and ask for `O_NOFOLLOW`/`AT_SYMLINK_NOFOLLOW` where a last
+//! component could be a symlink.
 //!
 //! Every call is a thin safe wrapper over rustix; there is no `unsafe` here.
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{Dir, ResolveFlags, XattrFlags};
 use rustix::io::Errno;
 use std::io;
 use std::path::Path;
@@ -30,6 +35,11 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind a `st_mode`/`stx_mode` value's `S_IFMT` bits name.
+    pub fn from_mode(mode: u32) -> Kind {
+        Kind::from_file_type(FileType::from_raw_mode(mode))
+    }
+
     fn from_file_type(t: FileType) -> Kind {
         match t {
             FileType::RegularFile => Kind::File,
@@ -344,6 +354,112 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()>
 /// reports writeback errors seen on that filesystem since `fd` was opened).
 pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry(|| rustix::fs::syncfs(fd))
+}
+
+// Path and plain-descriptor calls, shaped like rustix's: the copy engine
+// (which walks trees it creates itself, by path) and the uring engine's
+// sync twin (which must see exactly the errno the ring would, so these
+// return `Errno` and retry nothing).
+
+pub use rustix::fs::{
+    major, makedev, minor, Advice, AtFlags, FileType, Mode, OFlags, Statx, StatxFlags, Timespec, Timestamps, CWD,
+};
+
+/// `open(path, flags | O_CLOEXEC, mode)`: a descriptor for `path`.
+///
+/// See open(2). `O_CLOEXEC` is always added; `EINTR` is retried.
+pub fn open(path: &Path, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    retry(|| rustix::fs::open(path, flags | OFlags::CLOEXEC, mode))
+}
+
+/// `openat(dir, name, flags, mode)`.
+///
+/// See openat(2). Nothing is added to `flags`.
+pub fn openat(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(dir, name, flags, mode)
+}
+
+/// `statx(dir, name, flags, mask)`.
+///
+/// See statx(2).
+pub fn statx(dir: BorrowedFd<'_>, name: &[u8], flags: AtFlags, mask: StatxFlags) -> Result<Statx, Errno> {
+    rustix::fs::statx(dir, name, flags, mask)
+}
+
+/// `pread(fd, buf, offset)`: reads at `offset` without moving the file
+/// position.
+///
+/// See pread(2).
+pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    rustix::io::pread(fd, buf, offset)
+}
+
+/// `pwrite(fd, buf, offset)`: writes at `offset` without moving the file
+/// position.
+///
+/// See pwrite(2).
+pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+    rustix::io::pwrite(fd, buf, offset)
+}
+
+/// `getdents64(dir)` until the end: every entry's name and `d_type`
+/// (`FileType::Unknown` where the filesystem does not fill it in),
+/// without `.` and `..`.
+///
+/// See getdents64(2). Reads through a duplicate of `dir`, from its start.
+pub fn getdents(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, FileType)>, Errno> {
+    let mut d = Dir::read_from(dir)?;
+    let mut out = Vec::new();
+    while let Some(entry) = d.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push((name.to_vec(), entry.file_type()));
+        }
+    }
+    Ok(out)
+}
+
+/// `mknodat(dir, path, kind | mode, dev)`: a device node, fifo or socket.
+///
+/// See mknod(2).
+pub fn mknodat(dir: BorrowedFd<'_>, path: &Path, kind: FileType, mode: Mode, dev: u64) -> Result<(), Errno> {
+    rustix::fs::mknodat(dir, path, kind, mode, dev)
+}
+
+/// `chmod(path, mode)`. Follows a symlink in `path`.
+///
+/// See chmod(2).
+pub fn chmod(path: &Path, mode: Mode) -> Result<(), Errno> {
+    rustix::fs::chmod(path, mode)
+}
+
+/// `utimensat(dir, path, [atime, mtime], flags)`.
+///
+/// See utimensat(2).
+pub fn utimensat(dir: BorrowedFd<'_>, path: &Path, times: &Timestamps, flags: AtFlags) -> Result<(), Errno> {
+    rustix::fs::utimensat(dir, path, times, flags)
+}
+
+/// `posix_fadvise(fd, offset, len, advice)`; `len` `None` means to the end
+/// of the file.
+///
+/// See posix_fadvise(2).
+pub fn fadvise(
+    fd: BorrowedFd<'_>,
+    offset: u64,
+    len: Option<std::num::NonZeroU64>,
+    advice: Advice,
+) -> Result<(), Errno> {
+    rustix::fs::fadvise(fd, offset, len, advice)
+}
+
+/// `sync()`: schedules writeback of every filesystem's dirty data and
+/// waits for it.
+///
+/// See sync(2).
+pub fn sync() {
+    rustix::fs::sync();
 }
 
 /// `/proc/self/fd/<fd>`: a path that names exactly the object `fd` refers

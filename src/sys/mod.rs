@@ -22,3 +22,7 @@ pub mod random;
 pub mod statfs;
 pub mod uring;
 pub mod xattr;
+
+/// An OS error number, typed (`Errno::NOENT`): what callers compare a
+/// failed call's error with, here or through `Errno::from_io_error`.
+pub use rustix::io::Errno;

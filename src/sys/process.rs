@@ -26,6 +26,13 @@ pub fn thread_count() -> io::Result<usize> {
         .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
 }
 
+/// `geteuid()`: the effective user ID (`.is_root()` for "running as root").
+///
+/// See geteuid(2).
+pub fn geteuid() -> rustix::process::Uid {
+    rustix::process::geteuid()
+}
+
 /// `fork(2)`, refused unless the process is single-threaded.
 ///
 /// The run path forks and then does real work in the child (mounts,

@@ -39,6 +39,7 @@
 
 use io_uring::{opcode, types, IoUring, Probe};
 use rustix::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -63,11 +64,11 @@ const DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
 pub enum Op {
     /// `openat(dir, path, flags, mode)`; completes with
     /// [`Outcome::Opened`].
-    OpenAt { dir: SharedFd, path: CString, flags: i32, mode: u32 },
+    OpenAt { dir: SharedFd, path: CString, flags: OFlags, mode: Mode },
     /// `statx(dir, path, flags, STATX_BASIC_STATS, buf)`; the result is in
     /// `buf` when the op comes back. An empty `path` with `AT_EMPTY_PATH`
     /// stats `dir` itself.
-    Statx { dir: SharedFd, path: CString, flags: i32, buf: Box<libc::statx> },
+    Statx { dir: SharedFd, path: CString, flags: AtFlags, buf: Box<libc::statx> },
     /// `pread(fd, buf's spare capacity, offset + buf.len())` for up to
     /// `len - buf.len()` bytes; `buf.len()` grows by what was read (the ring
     /// reserves the room). With `fill`, a short read is resubmitted until
@@ -260,12 +261,15 @@ impl<T> Ring<T> {
         let slot = self.slots[id.index()].as_mut().expect("placed slot is occupied");
         let entry = match &mut slot.op {
             Op::OpenAt { dir, path, flags, mode } => {
-                opcode::OpenAt::new(types::Fd(dir.as_raw_fd()), path.as_ptr()).flags(*flags).mode(*mode).build()
+                // The kernel's flag words are ints; the bits are the same.
+                let flags = flags.bits() as i32;
+                opcode::OpenAt::new(types::Fd(dir.as_raw_fd()), path.as_ptr()).flags(flags).mode(mode.bits()).build()
             }
             Op::Statx { dir, path, flags, buf } => {
                 let buf: *mut libc::statx = &mut **buf;
+                let flags = flags.bits() as i32; // as for OpenAt
                 opcode::Statx::new(types::Fd(dir.as_raw_fd()), path.as_ptr(), buf.cast::<types::statx>())
-                    .flags(*flags)
+                    .flags(flags)
                     .mask(libc::STATX_BASIC_STATS)
                     .build()
             }
@@ -446,7 +450,12 @@ mod tests {
         let mut ring: Ring<usize> = Ring::new(8).unwrap();
         assert_eq!(ring.entries(), 8);
         for i in 0..1000 {
-            let op = Op::Statx { dir: dir.clone(), path: CString::new("f").unwrap(), flags: 0, buf: Op::statx_buf() };
+            let op = Op::Statx {
+                dir: dir.clone(),
+                path: CString::new("f").unwrap(),
+                flags: AtFlags::empty(),
+                buf: Op::statx_buf(),
+            };
             ring.push(op, i);
         }
         let mut seen = vec![false; 1000];

@@ -243,7 +243,7 @@ fn check_read_back(engine: &mut Engine, root: &Path, want: &BTreeMap<PathBuf, En
 
 #[test]
 fn uring_and_sync_engines_build_identical_trees() {
-    if !rustix::process::geteuid().is_root() {
+    if !crate::sys::process::geteuid().is_root() {
         eprintln!("skipped: needs root (tmpfs, chown, trusted.* xattrs)");
         return;
     }
@@ -292,5 +292,5 @@ fn uring_and_sync_engines_build_identical_trees() {
     }
 }
 
-use rustix::fd::AsFd;
+use std::os::fd::AsFd;
 use std::path::PathBuf;

@@ -15,7 +15,7 @@
 //!  Engine ──► Backend::Uring(RingIo)     (ring.rs: per-file state machines)
 //!        │            │ Op + typed Tag
 //!        │        sys::uring::Ring       (slab, parking, retries; the unsafe)
-//!        └──► Backend::Sync(SyncIo)      (sync.rs: rustix, one call at a time)
+//!        └──► Backend::Sync(SyncIo)      (sync.rs: sys::fs, one call at a time)
 //! ```
 //!
 //! **Why an enum, not a trait.** The set of engines is closed (two), chosen
@@ -65,8 +65,8 @@ pub use du::Usage;
 pub use tree::{hash_tree, tree_usage, TreeOp};
 
 use crate::sys::uring::SharedFd;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -228,15 +228,7 @@ macro_rules! stat_from_statx {
 pub(crate) use stat_from_statx;
 
 fn kind_of(mode: u32) -> Kind {
-    match mode & libc::S_IFMT {
-        libc::S_IFREG => Kind::File,
-        libc::S_IFDIR => Kind::Dir,
-        libc::S_IFLNK => Kind::Symlink,
-        libc::S_IFCHR => Kind::CharDevice,
-        libc::S_IFBLK => Kind::BlockDevice,
-        libc::S_IFIFO => Kind::Fifo,
-        _ => Kind::Socket,
-    }
+    Kind::from_mode(mode)
 }
 
 /// A piece of a file delivered by [`Engine::read_files_with`]: `data` is

@@ -18,8 +18,9 @@
 //! and can be handed to `CLOSE`.
 
 use super::{stat_from_statx, At, Chunk, RangeCopy, UringError, WriteJob, CHUNK, DEPTH, FIRST_READ};
+use crate::sys::fs::{AtFlags, Mode, OFlags};
 use crate::sys::uring::{Op, Outcome, Ring, RingError, SharedFd};
-use rustix::io::Errno;
+use crate::sys::Errno;
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,10 +59,10 @@ impl RingIo {
         Ok(RingIo { ring: Ring::new(entries)?, noatime: true })
     }
 
-    fn read_flags(&self) -> i32 {
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    fn read_flags(&self) -> OFlags {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if self.noatime {
-            flags | libc::O_NOATIME
+            flags | OFlags::NOATIME
         } else {
             flags
         }
@@ -87,7 +88,7 @@ impl RingIo {
                     let op = Op::Statx {
                         dir: at.dir.fd.clone(),
                         path,
-                        flags: libc::AT_SYMLINK_NOFOLLOW,
+                        flags: AtFlags::SYMLINK_NOFOLLOW,
                         buf: Op::statx_buf(),
                     };
                     self.ring.push(op, Tag::Stat(i));
@@ -132,7 +133,12 @@ impl RingIo {
                 next += 1;
                 match name_c(&items[i]) {
                     Ok(path) => {
-                        let op = Op::OpenAt { dir: items[i].dir.fd.clone(), path, flags: self.read_flags(), mode: 0 };
+                        let op = Op::OpenAt {
+                            dir: items[i].dir.fd.clone(),
+                            path,
+                            flags: self.read_flags(),
+                            mode: Mode::empty(),
+                        };
                         self.ring.push(op, Tag::Open(i));
                         active += 1;
                     }
@@ -155,10 +161,10 @@ impl RingIo {
             let path = |i: usize| items[i].dir.child_path(items[i].name);
             match (c.tag, c.op, c.result) {
                 (Tag::Open(i), Op::OpenAt { dir, path: p, flags, mode }, Err(Errno::PERM))
-                    if flags & libc::O_NOATIME != 0 =>
+                    if flags.contains(OFlags::NOATIME) =>
                 {
                     self.noatime = false;
-                    self.ring.push(Op::OpenAt { dir, path: p, flags: flags & !libc::O_NOATIME, mode }, Tag::Open(i));
+                    self.ring.push(Op::OpenAt { dir, path: p, flags: flags - OFlags::NOATIME, mode }, Tag::Open(i));
                 }
                 (Tag::Open(i), _, Err(e)) => {
                     done[i] = true;
@@ -227,10 +233,10 @@ impl RingIo {
                     result[i] = Some(Err(UringError::NulInName(path(i))));
                     continue;
                 };
-                let base = libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                let base = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let (flags, mode) = match create {
-                    Some(mode) => (base | libc::O_CREAT | libc::O_EXCL, *mode),
-                    None => (base, 0),
+                    Some(mode) => (base | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(*mode)),
+                    None => (base, Mode::empty()),
                 };
                 self.ring.push(Op::OpenAt { dir: dir.fd.clone(), path: p, flags, mode }, Tag::Open(i));
                 active += 1;

@@ -1,12 +1,12 @@
-//! The sync twin: every batch done one plain syscall at a time (rustix),
+//! The sync twin: every batch done one plain syscall at a time (`sys::fs`),
 //! with the same per-item semantics as the io_uring engine — the same
 //! open flags, the same `statx` mask, the same chunking and end-of-file
 //! rules — so the two can be compared item by item.
 
 use super::{stat_from_statx, At, Chunk, RangeCopy, Stat, UringError, WriteJob, CHUNK, FIRST_READ};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
-use rustix::io::Errno;
+use crate::sys::fs::{openat, pread, pwrite, statx, AtFlags, Mode, OFlags, StatxFlags};
+use crate::sys::Errno;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Buffer size of the read/write copy path (as in the io_uring engine).
 const COPY_CHUNK: usize = 256 << 10;
@@ -33,7 +33,7 @@ fn pread_full(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, offset: u64, len: usize) ->
     buf.resize(len, 0);
     let mut got = 0;
     while got < len {
-        match retry(|| rustix::io::pread(fd, &mut buf[got..], offset + got as u64))? {
+        match retry(|| pread(fd, &mut buf[got..], offset + got as u64))? {
             0 => break,
             n => got += n,
         }
@@ -47,7 +47,7 @@ fn pread_full(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, offset: u64, len: usize) ->
 fn pwrite_full(fd: BorrowedFd<'_>, data: &[u8], offset: u64) -> Result<usize, Errno> {
     let mut done = 0;
     while done < data.len() {
-        match retry(|| rustix::io::pwrite(fd, &data[done..], offset + done as u64))? {
+        match retry(|| pwrite(fd, &data[done..], offset + done as u64))? {
             0 => break,
             n => done += n,
         }
@@ -56,7 +56,7 @@ fn pwrite_full(fd: BorrowedFd<'_>, data: &[u8], offset: u64) -> Result<usize, Er
 }
 
 fn statx_fd(dir: BorrowedFd<'_>, name: &[u8], flags: AtFlags) -> Result<Stat, Errno> {
-    let s = retry(|| rustix::fs::statx(dir, name, flags, StatxFlags::BASIC_STATS))?;
+    let s = retry(|| statx(dir, name, flags, StatxFlags::BASIC_STATS))?;
     Ok(stat_from_statx!(&s))
 }
 
@@ -68,12 +68,12 @@ impl SyncIo {
     fn open_read(&mut self, at: &At<'_>) -> Result<OwnedFd, Errno> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if self.noatime {
-            match retry(|| rustix::fs::openat(at.dir.as_fd(), at.name, flags | OFlags::NOATIME, Mode::empty())) {
+            match retry(|| openat(at.dir.as_fd(), at.name, flags | OFlags::NOATIME, Mode::empty())) {
                 Err(Errno::PERM) => self.noatime = false,
                 r => return r,
             }
         }
-        retry(|| rustix::fs::openat(at.dir.as_fd(), at.name, flags, Mode::empty()))
+        retry(|| openat(at.dir.as_fd(), at.name, flags, Mode::empty()))
     }
 
     pub(super) fn statx(&mut self, items: &[At<'_>]) -> Vec<Result<Stat, UringError>> {
@@ -116,7 +116,7 @@ impl SyncIo {
                 if buf.len() < len {
                     buf.resize(len, 0);
                 }
-                match retry(|| rustix::io::pread(fd.as_fd(), &mut buf[..len], offset)) {
+                match retry(|| pread(fd.as_fd(), &mut buf[..len], offset)) {
                     Err(Errno::ISDIR) => f(i, Err(UringError::NotAFile(path()))),
                     Err(e) => f(i, Err(UringError::io("read", path(), e))),
                     Ok(n) => {
@@ -146,9 +146,7 @@ impl SyncIo {
                     Some(mode) => (base | OFlags::CREATE | OFlags::EXCL, mode, "create"),
                     None => (base, 0, "open"),
                 };
-                let opened = retry(|| {
-                    rustix::fs::openat(job.dir.as_fd(), job.name.as_slice(), flags, Mode::from_raw_mode(mode))
-                });
+                let opened = retry(|| openat(job.dir.as_fd(), job.name.as_slice(), flags, Mode::from_raw_mode(mode)));
                 let fd = match opened {
                     Ok(fd) => fd,
                     Err(e) => return (job.data, Err(UringError::io(op, path(), e))),

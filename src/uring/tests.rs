@@ -15,7 +15,7 @@ enum Place {
 
 impl Place {
     fn new() -> Place {
-        if rustix::process::geteuid().is_root() {
+        if crate::sys::process::geteuid().is_root() {
             Place::Tmpfs(Tmpfs::new_in(&std::env::temp_dir(), 1 << 30).expect("mount tmpfs"))
         } else {
             eprintln!("not root: using a temporary directory instead of tmpfs");
@@ -101,7 +101,7 @@ fn a_missing_file_fails_alone_and_is_named() {
         let got = engine.read_files(&dir, &[b"a", b"missing", b"b", b"d"]);
         assert_eq!(got[0].as_ref().unwrap(), b"alpha");
         let err = got[1].as_ref().unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(err.raw_os_error(), Some(crate::sys::Errno::NOENT.raw_os_error()));
         assert!(err.to_string().contains("missing"), "{err}");
         assert_eq!(got[2].as_ref().unwrap(), b"");
         assert!(matches!(got[3], Err(UringError::NotAFile(_))), "{:?}", got[3]);
@@ -146,7 +146,7 @@ fn written_files_read_back_and_failures_return_their_buffers() {
             assert_eq!(&w.file, f, "the buffer comes back");
         }
         let last = written.last().unwrap();
-        assert_eq!(last.result.as_ref().unwrap_err().raw_os_error(), Some(libc::EEXIST));
+        assert_eq!(last.result.as_ref().unwrap_err().raw_os_error(), Some(crate::sys::Errno::EXIST.raw_os_error()));
         for (i, w) in written[..300].iter().enumerate() {
             w.result.as_ref().unwrap();
             let p = place.path().join(format!("n{i}"));
@@ -223,7 +223,7 @@ fn tree_usage_and_hash_tree_agree_with_std() {
     assert!(want_hashes.keys().any(|k| k.as_os_str().as_bytes() == b"d0000/big-link"));
 }
 
-use rustix::fd::OwnedFd;
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;

@@ -28,26 +28,19 @@ struct DirEntry {
 
 /// `getdents64` of `dir`, without `.` and `..`.
 fn list(dir: &Dir) -> Result<Vec<DirEntry>, UringError> {
-    use rustix::fs::FileType;
-    let err = |e: rustix::io::Errno| UringError::io("getdents64", dir.path(), e);
-    let mut d = rustix::fs::Dir::read_from(dir.as_fd()).map_err(err)?;
-    let mut out = Vec::new();
-    while let Some(entry) = d.read() {
-        let entry = entry.map_err(err)?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let kind = match entry.file_type() {
+    use crate::sys::fs::FileType;
+    let entries = crate::sys::fs::getdents(dir.as_fd()).map_err(|e| UringError::io("getdents64", dir.path(), e))?;
+    let entry = |(name, file_type)| {
+        let kind = match file_type {
             FileType::RegularFile => Some(Kind::File),
             FileType::Directory => Some(Kind::Dir),
             FileType::Symlink => Some(Kind::Symlink),
             FileType::Unknown => None,
             _ => Some(Kind::Socket),
         };
-        out.push(DirEntry { name: name.to_vec(), kind });
-    }
-    Ok(out)
+        DirEntry { name, kind }
+    };
+    Ok(entries.into_iter().map(entry).collect())
 }
 
 /// A breadth-first walk under `root`, a group of directories at a time.

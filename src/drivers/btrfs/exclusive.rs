@@ -33,10 +33,11 @@
 
 use crate::snapshot::Usage;
 use crate::sys::fiemap::{fiemap, ExtentFlags, FiemapFlags};
+use crate::sys::fs::{Mode, OFlags};
 use std::collections::HashSet;
 use std::fs::Metadata;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Whether `own` is the same, unchanged inode as `lower` (see the module doc).
@@ -50,7 +51,7 @@ fn unchanged(own: &Metadata, lower: Option<&Metadata>) -> bool {
 
 /// Bytes of `file` no other file or snapshot references.
 pub(crate) fn unshared_bytes(file: &Path, size: u64) -> io::Result<u64> {
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(file)?;
+    let f = std::fs::File::from(crate::sys::fs::open(file, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())?);
     let extents = fiemap(&f, FiemapFlags::SYNC).map_err(io::Error::from)?;
     Ok(extents
         .iter()

@@ -53,11 +53,11 @@ use super::{backing_status, probe_reflink};
 use crate::mount::Mount;
 use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, Whiteouts, WriteTarget};
 use crate::sys::btrfs::{self, SubvolFlags, BTRFS_FIRST_FREE_OBJECTID};
+use crate::sys::fs::Mode;
 use crate::sys::statfs::{fs_magic, FsMagic};
-use rustix::fd::OwnedFd;
-use rustix::fs::Mode;
-use rustix::io::Errno;
+use crate::sys::Errno;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -219,7 +219,7 @@ impl Driver for Btrfs {
                 btrfs::subvol_create(&dir, &name).map_err(|e| errno_err(&path, "BTRFS_IOC_SUBVOL_CREATE_V2", e))?;
                 // The new root is created with the process umask applied;
                 // every driver's base snapshot is 0755.
-                rustix::fs::chmod(&path, Mode::from_raw_mode(0o755)).map_err(|e| errno_err(&path, "chmod", e))?;
+                crate::sys::fs::chmod(&path, Mode::from_raw_mode(0o755)).map_err(|e| errno_err(&path, "chmod", e))?;
                 if readonly {
                     self.set_readonly(id, true)?;
                 }
@@ -266,7 +266,7 @@ impl Driver for Btrfs {
         if !parents.is_empty() {
             match find_new::find_new_usage(&own) {
                 Ok(usage) => return Ok(usage),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTTY | libc::EOPNOTSUPP)) => {}
+                Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::PERM | Errno::NOTTY | Errno::OPNOTSUPP)) => {}
                 Err(e) => return Err(DriverError::io(own, e)),
             }
         }

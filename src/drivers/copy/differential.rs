@@ -10,11 +10,11 @@
 use super::tree::{copy_tree, CopyStats, Strategy};
 use crate::scratch::{FsKind, ScratchFs};
 use crate::sys;
-use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
+use crate::sys::fs::{makedev, mknodat, utimensat, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, CWD};
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::rng::Rng;
@@ -82,9 +82,9 @@ fn describe(root: &Path, holes_from: Option<&Description>) -> Description {
             xattrs.insert(name, v);
         }
         // O_NOATIME: describing the source must not change what is copied.
-        let file = ft
-            .is_file()
-            .then(|| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(&path).unwrap());
+        let file = ft.is_file().then(|| {
+            std::fs::File::from(sys::fs::open(&path, OFlags::RDONLY | OFlags::NOATIME, Mode::empty()).unwrap())
+        });
         let segments = if let Some(f) = &file {
             let segs = sys::clone::data_segments(f, md.len()).unwrap();
             let has_holes = segs != [(0, md.len())] && md.len() > 0;
@@ -99,7 +99,7 @@ fn describe(root: &Path, holes_from: Option<&Description>) -> Description {
         entries.insert(
             rel.clone(),
             Entry {
-                kind: md.mode() & libc::S_IFMT,
+                kind: FileType::from_raw_mode(md.mode()).as_raw_mode(),
                 mode: md.mode() & 0o7777,
                 uid: md.uid(),
                 gid: md.gid(),
@@ -176,16 +176,16 @@ fn generate(root: &Path, rng: &mut Rng, privileged: bool) {
         others.push(p);
     }
     let fifo = rng.pick(&dirs).join("fifo");
-    rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+    mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
     others.push(fifo);
     if privileged {
         for (name, kind, dev) in [
-            ("null", FileType::CharacterDevice, rustix::fs::makedev(1, 3)),
+            ("null", FileType::CharacterDevice, makedev(1, 3)),
             ("whiteout", FileType::CharacterDevice, 0),
-            ("loop", FileType::BlockDevice, rustix::fs::makedev(7, 42)),
+            ("loop", FileType::BlockDevice, makedev(7, 42)),
         ] {
             let p = rng.pick(&dirs).join(name);
-            rustix::fs::mknodat(CWD, &p, kind, Mode::from_raw_mode(0o600), dev).unwrap();
+            mknodat(CWD, &p, kind, Mode::from_raw_mode(0o600), dev).unwrap();
             others.push(p);
         }
     }
@@ -230,7 +230,7 @@ fn generate(root: &Path, rng: &mut Rng, privileged: bool) {
             tv_nsec: rng.below(1_000_000_000) as i64,
         };
         let times = Timestamps { last_access: t(rng), last_modification: t(rng) };
-        rustix::fs::utimensat(CWD, &p, &times, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        utimensat(CWD, &p, &times, AtFlags::SYMLINK_NOFOLLOW).unwrap();
     }
 }
 
@@ -289,7 +289,7 @@ fn run(base: &Path, privileged: bool, expect_reflink: bool) {
 
 #[test]
 fn every_strategy_copies_the_same_tree() {
-    if rustix::process::geteuid().is_root() && FsKind::Xfs.mkfs_available() {
+    if crate::sys::process::geteuid().is_root() && FsKind::Xfs.mkfs_available() {
         let fs = ScratchFs::new(FsKind::Xfs, 512 << 20).unwrap();
         run(fs.path(), true, true);
     } else {
@@ -303,7 +303,7 @@ fn every_strategy_copies_the_same_tree() {
 fn every_strategy_copies_the_same_tree_without_reflinks() {
     // ext4 has no FICLONE: the Reflink strategy must fall back once and
     // remember it.
-    if rustix::process::geteuid().is_root() && FsKind::Ext4.mkfs_available() {
+    if crate::sys::process::geteuid().is_root() && FsKind::Ext4.mkfs_available() {
         let fs = ScratchFs::new(FsKind::Ext4, 256 << 20).unwrap();
         run(fs.path(), true, false);
     } else {

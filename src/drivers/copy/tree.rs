@@ -35,12 +35,13 @@
 //! creates `dst` itself so it can never merge into existing content.
 
 use crate::sys;
-use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
-use rustix::io::Errno;
+use crate::sys::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, CWD};
+use crate::sys::Errno;
 use std::collections::HashMap;
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Which data path the engine tries first for regular files; the later
@@ -164,8 +165,7 @@ impl Copier {
         } else {
             // Device nodes, fifos, sockets: mknod(2) makes them all.
             let kind = FileType::from_raw_mode(md.mode());
-            rustix::fs::mknodat(CWD, dst, kind, Mode::from_raw_mode(0o600), md.rdev())
-                .map_err(errno_err("mknod", dst))?;
+            sys::fs::mknodat(CWD, dst, kind, Mode::from_raw_mode(0o600), md.rdev()).map_err(errno_err("mknod", dst))?;
             self.stats.specials += 1;
             self.attributes(src, dst, md, true)
         }
@@ -189,13 +189,10 @@ impl Copier {
         let input = self.open_source(src)?;
         // Created with its final permission bits (less the umask), so the
         // chmod below is usually skipped; the snapshot dir is private.
-        let output = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(md.mode() & 0o777)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(dst)
-            .map_err(io_err("create", dst))?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let output = File::from(
+            sys::fs::open(dst, flags, Mode::from_raw_mode(md.mode() & 0o777)).map_err(io_err("create", dst))?,
+        );
         self.data(&input, &output, md.len(), dst)?;
         self.stats.files += 1;
         self.file_attributes(&input, &output, src, dst, md)
@@ -219,7 +216,7 @@ impl Copier {
         }
         let has_xattrs = match sys::xattr::fhas_any(input) {
             Ok(any) => any,
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => false,
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::OPNOTSUPP) => false,
             Err(e) => return Err(io_err("flistxattr", src)(e)),
         };
         if has_xattrs {
@@ -237,24 +234,23 @@ impl Copier {
                 .set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
                 .map_err(io_err("fchmod", dst))?;
         }
-        let times = Timestamps {
-            last_access: Timespec { tv_sec: md.atime(), tv_nsec: md.atime_nsec() },
-            last_modification: Timespec { tv_sec: md.mtime(), tv_nsec: md.mtime_nsec() },
-        };
-        rustix::fs::futimens(output, &times).map_err(errno_err("futimens", dst))
+        // Nanoseconds from stat are always below 10^9.
+        let nsec = |n: i64| u32::try_from(n).unwrap_or(0);
+        let (atime, mtime) = ((md.atime(), nsec(md.atime_nsec())), (md.mtime(), nsec(md.mtime_nsec())));
+        sys::fs::futimens(output.as_fd(), atime, mtime).map_err(io_err("futimens", dst))
     }
 
     fn copy_xattrs(&mut self, src: &Path, dst: &Path) -> Result<(), CopyError> {
         let names = match sys::xattr::llist(src) {
             Ok(names) => names,
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Vec::new(),
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::OPNOTSUPP) => Vec::new(),
             Err(e) => return Err(io_err("llistxattr", src)(e)),
         };
         for name in names {
             let value = match sys::xattr::lget(src, &name) {
                 Ok(v) => v,
                 // Removed since listed.
-                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::NODATA) => continue,
                 Err(e) => return Err(io_err("lgetxattr", src)(e)),
             };
             sys::xattr::lset(dst, &name, &value).map_err(|e| CopyError::Io {
@@ -267,16 +263,19 @@ impl Copier {
     }
 
     fn open_source(&mut self, src: &Path) -> Result<File, CopyError> {
-        let open = |extra: i32| {
-            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | extra).open(src).map_err(io_err("open", src))
+        let open = |extra: OFlags| {
+            let fd = sys::fs::open(src, OFlags::RDONLY | OFlags::NOFOLLOW | extra, Mode::empty());
+            fd.map(File::from).map_err(io_err("open", src))
         };
         if self.noatime {
-            match open(libc::O_NOATIME) {
-                Err(CopyError::Io { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => self.noatime = false,
+            match open(OFlags::NOATIME) {
+                Err(CopyError::Io { source, .. }) if Errno::from_io_error(&source) == Some(Errno::PERM) => {
+                    self.noatime = false
+                }
                 other => return other,
             }
         }
-        open(0)
+        open(OFlags::empty())
     }
 
     /// Copies `size` bytes of content from `input` to the empty `output`.
@@ -354,6 +353,6 @@ impl Copier {
             last_access: Timespec { tv_sec: md.atime(), tv_nsec: md.atime_nsec() },
             last_modification: Timespec { tv_sec: md.mtime(), tv_nsec: md.mtime_nsec() },
         };
-        rustix::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_err("utimensat", dst))
+        sys::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_err("utimensat", dst))
     }
 }

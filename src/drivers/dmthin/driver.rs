@@ -143,7 +143,7 @@ impl Dmthin {
             // reads it) is fine.
             if i > 0 || self.ctl.dev_status(&name).map_err(dm("status", &name))?.is_some_and(|d| d.readonly) {
                 match super::pool::deactivate(&self.ctl, &name) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                    Err(e) if crate::sys::Errno::from_io_error(&e) == Some(crate::sys::Errno::BUSY) => {}
                     other => other.map_err(dm("remove", &name))?,
                 }
             }

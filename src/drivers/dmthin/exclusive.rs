@@ -8,6 +8,7 @@ use super::pool::ThinId;
 use super::{io_at, metadata, Dmthin, DmthinError};
 use crate::sys::fs::Node;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
@@ -30,7 +31,7 @@ impl Dmthin {
         let counted = (|| {
             // Blocks cached from an earlier read may be stale: the pool
             // writes its metadata below the page cache.
-            rustix::fs::fadvise(&meta, 0, None, rustix::fs::Advice::DontNeed)?;
+            crate::sys::fs::fadvise(meta.as_fd(), 0, None, crate::sys::fs::Advice::DontNeed)?;
             let mut read = |block: u64| -> io::Result<Vec<u8>> {
                 let mut b = vec![0u8; metadata::BLOCK];
                 meta.read_exact_at(&mut b, block * metadata::BLOCK as u64)?;

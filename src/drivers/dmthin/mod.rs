@@ -153,7 +153,7 @@ impl Dmthin {
             _ if self.cfg.pool.is_some() => Err(DmthinError::Dm {
                 op: "open existing pool",
                 device: self.pool.clone(),
-                source: io::Error::from_raw_os_error(libc::ENXIO),
+                source: crate::sys::Errno::NXIO.into(),
             }),
             Some(_) => {
                 // A pool device left without a table by a crash mid-create.
@@ -173,7 +173,7 @@ impl Dmthin {
         self.ctl.dev_status(&self.pool).map_err(dm("status", &self.pool))?.ok_or_else(|| DmthinError::Dm {
             op: "status",
             device: self.pool.clone(),
-            source: io::Error::from_raw_os_error(libc::ENXIO),
+            source: crate::sys::Errno::NXIO.into(),
         })
     }
 
@@ -207,7 +207,11 @@ impl Dmthin {
     /// `delete <thin>`; a device that does not exist (`ENODATA`) is fine.
     fn delete_thin(&self, thin: ThinId) -> Result<(), DmthinError> {
         match self.message(&format!("delete {thin}")) {
-            Err(DmthinError::Dm { source, .. }) if source.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+            Err(DmthinError::Dm { source, .. })
+                if crate::sys::Errno::from_io_error(&source) == Some(crate::sys::Errno::NODATA) =>
+            {
+                Ok(())
+            }
             other => other,
         }
     }
@@ -327,7 +331,7 @@ impl Dmthin {
         self.unmount_kept(id)?;
         let name = self.name(id);
         match pool::deactivate(&self.ctl, &name) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            Err(e) if crate::sys::Errno::from_io_error(&e) == Some(crate::sys::Errno::BUSY) => {
                 // Mounted where a killed strata left it (a layer apply's
                 // staging mount): nothing live owns such a mount.
                 self.unmount_stale(&name)?;

@@ -15,6 +15,7 @@
 use crate::snapshot::DriverError;
 use crate::sys::dm::{Control, DevInfo, Sectors, Target};
 use crate::sys::loopdev::LoopDevice;
+use crate::sys::Errno;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -237,7 +238,7 @@ fn block_dev(path: &Path) -> io::Result<(u32, u32)> {
     if !md.file_type().is_block_device() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a block device", path.display())));
     }
-    Ok((libc::major(md.rdev()), libc::minor(md.rdev())))
+    Ok((crate::sys::fs::major(md.rdev()), crate::sys::fs::minor(md.rdev())))
 }
 
 /// Creates the pool device `name` on the configured block devices or on
@@ -326,16 +327,15 @@ pub fn activate(
 }
 
 fn ensure_node(name: &str, major: u32, minor: u32) -> io::Result<PathBuf> {
-    use rustix::fs::{Mode, OFlags};
     use std::os::unix::fs::MetadataExt;
     let path = PathBuf::from("/dev/mapper").join(name);
-    let want = rustix::fs::makedev(major, minor);
+    let want = crate::sys::fs::makedev(major, minor);
     for _ in 0..3 {
         match std::fs::metadata(&path) {
             Ok(md) if md.rdev() == want => return Ok(path),
             Ok(_) => std::fs::remove_file(&path).or_else(ignore_not_found)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let dir = rustix::fs::open("/dev/mapper", OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+                let dir = crate::sys::fs::open_dir(Path::new("/dev/mapper"))?;
                 let r = crate::sys::fs::mknod_at(
                     std::os::fd::AsFd::as_fd(&dir),
                     name.as_bytes(),
@@ -372,8 +372,8 @@ pub fn deactivate(ctl: &Control, name: &str) -> io::Result<()> {
     loop {
         match ctl.dev_remove(name) {
             Ok(()) => break,
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 20 => {
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::NXIO) => break,
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::BUSY) && tries < 20 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }

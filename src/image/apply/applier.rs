@@ -19,6 +19,7 @@ use super::ApplyError;
 use crate::image::{OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::snapshot::Whiteouts;
 use crate::sys::fs::{self as sysfs, Kind, Node};
+use crate::sys::Errno;
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -274,7 +275,7 @@ impl Applier {
                 // non-directory) takes the confined slow path, ordered
                 // after every pending write since a symlink may lead
                 // anywhere in the root.
-                Err(e) if is_errno(&e, libc::ENOENT) => {}
+                Err(e) if is_errno(&e, Errno::NOENT) => {}
                 Err(_) => {
                     files.order(Op::All)?;
                     self.aliased = true;
@@ -283,8 +284,8 @@ impl Applier {
         }
         let fd = match sysfs::open_dir_in_root(self.root.as_fd(), &key) {
             Ok(fd) => fd,
-            Err(e) if is_errno(&e, libc::ENOENT) && create => self.create_parents(parent, raw)?,
-            Err(e) if is_errno(&e, libc::ENOENT) => return Ok(None),
+            Err(e) if is_errno(&e, Errno::NOENT) && create => self.create_parents(parent, raw)?,
+            Err(e) if is_errno(&e, Errno::NOENT) => return Ok(None),
             Err(e) => return Err(at(raw, "open parent")(e)),
         };
         let fd = Arc::new(fd);
@@ -303,12 +304,12 @@ impl Applier {
             let prefix = join(&parent[..=i]);
             cur = match sysfs::open_dir_in_root(self.root.as_fd(), &prefix) {
                 Ok(fd) => fd,
-                Err(e) if is_errno(&e, libc::ENOENT) => {
+                Err(e) if is_errno(&e, Errno::NOENT) => {
                     match sysfs::mkdir_at(cur.as_fd(), parent[i], 0o755) {
                         Ok(()) => {}
                         // Something is there but did not resolve: a
                         // symlink to a missing directory.
-                        Err(e) if is_errno(&e, libc::EEXIST) => {
+                        Err(e) if is_errno(&e, Errno::EXIST) => {
                             return Err(at(raw, "create parent")(io::Error::new(
                                 io::ErrorKind::NotFound,
                                 format!("{} is a dangling symlink", lossy(&prefix)),
@@ -331,7 +332,7 @@ impl Applier {
     fn dir(&mut self, parent: BorrowedFd<'_>, name: &[u8], attrs: &Attrs, raw: &[u8]) -> Result<(), ApplyError> {
         match sysfs::mkdir_at(parent, name, 0o700) {
             Ok(()) => {}
-            Err(e) if is_errno(&e, libc::EEXIST) => {
+            Err(e) if is_errno(&e, Errno::EXIST) => {
                 let meta = sysfs::lstat_at(parent, name).map_err(at(raw, "stat"))?;
                 if meta.kind != Kind::Dir {
                     sysfs::remove_all_at(parent, name).map_err(at(raw, "remove existing"))?;
@@ -466,7 +467,7 @@ impl Applier {
         for DirTimes { path, atime, mtime } in &self.dirs {
             match sysfs::open_dir_in_root_nofollow(self.root.as_fd(), path) {
                 Ok(fd) => sysfs::futimens(fd.as_fd(), *atime, *mtime).map_err(at(path, "set directory times"))?,
-                Err(e) if [libc::ENOENT, libc::ELOOP, libc::ENOTDIR].iter().any(|n| is_errno(&e, *n)) => {}
+                Err(e) if [Errno::NOENT, Errno::LOOP, Errno::NOTDIR].iter().any(|n| is_errno(&e, *n)) => {}
                 Err(e) => return Err(at(path, "open directory")(e)),
             }
         }
@@ -498,7 +499,7 @@ fn special_attrs(
 }
 
 fn enoent() -> io::Error {
-    io::Error::from_raw_os_error(libc::ENOENT)
+    io::Error::from(Errno::NOENT)
 }
 
 #[cfg(test)]

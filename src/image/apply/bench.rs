@@ -163,7 +163,7 @@ pub fn time_once(fs: FsKind, blob: &Path, tool: &Tool) -> io::Result<(Duration, 
     std::fs::create_dir(&dir)?;
     // Flush the host (the previous run's backing file) and the fresh
     // filesystem before the clock starts.
-    rustix::fs::sync();
+    crate::sys::fs::sync();
     let start = Instant::now();
     match tool {
         Tool::Strata(opts) => {

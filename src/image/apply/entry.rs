@@ -6,6 +6,7 @@
 use super::ApplyError;
 use crate::image::OVERLAY_XATTR_PREFIX;
 use crate::sys::fs as sysfs;
+use crate::sys::Errno;
 use std::borrow::Cow;
 use std::io::{self, Read};
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -66,8 +67,8 @@ pub(super) fn join(comps: &[&[u8]]) -> Vec<u8> {
     comps.join(&b'/')
 }
 
-pub(super) fn is_errno(e: &io::Error, errno: i32) -> bool {
-    e.raw_os_error() == Some(errno)
+pub(super) fn is_errno(e: &io::Error, errno: Errno) -> bool {
+    Errno::from_io_error(e) == Some(errno)
 }
 
 /// Maps an I/O error to the entry `raw` and the operation that failed.
@@ -83,7 +84,7 @@ pub(super) fn replacing<T>(
     mut create: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
     match create() {
-        Err(e) if is_errno(&e, libc::EEXIST) => {
+        Err(e) if is_errno(&e, Errno::EXIST) => {
             sysfs::remove_all_at(parent, name)?;
             create()
         }
@@ -184,7 +185,7 @@ pub(super) fn attrs(entry: &mut impl Entry, path: &[u8]) -> Result<Attrs, ApplyE
 /// support the namespace, or (for symlinks and device nodes) the kernel
 /// refuses `user.*` on that file type.
 pub(super) fn ignorable_xattr_error(e: &io::Error, special: bool) -> bool {
-    is_errno(e, libc::EOPNOTSUPP) || (special && is_errno(e, libc::EPERM))
+    is_errno(e, Errno::OPNOTSUPP) || (special && is_errno(e, Errno::PERM))
 }
 
 /// Creates the regular file `name` in `parent`, replacing whatever is

@@ -48,7 +48,7 @@ pub fn mount_image(engine: &Engine, id: &ImageId) -> Result<PathBuf, MountError>
     let img = engine.images.get(id)?;
     let top = img.top_chain().ok_or_else(|| MountError::Empty(id.to_string()))?;
     let path = mount_path(engine, id);
-    let _lock = engine.root.lock(&format!("image-mount-{}", id.digest().hex()))?;
+    let _lock = engine.root.lock(crate::store::LockName::ImageMount(id))?;
     if crate::sys::mount::is_mount_point(&path).unwrap_or(false) {
         return Ok(path);
     }
@@ -70,7 +70,7 @@ pub fn mount_image(engine: &Engine, id: &ImageId) -> Result<PathBuf, MountError>
 /// Unmounts the image's view and removes it.
 pub fn unmount_image(engine: &Engine, id: &ImageId) -> Result<PathBuf, MountError> {
     let path = mount_path(engine, id);
-    let _lock = engine.root.lock(&format!("image-mount-{}", id.digest().hex()))?;
+    let _lock = engine.root.lock(crate::store::LockName::ImageMount(id))?;
     unmount_all(&path).map_err(|source| MountError::Mount { path: path.clone(), source })?;
     let key = view_key(id);
     if engine.snapshots.exists(&key)? {
