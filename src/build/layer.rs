@@ -19,7 +19,7 @@ use crate::image::layers::{key_of, Layer, EXTRACT_PREFIX};
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotKey, Whiteouts};
 use crate::sys::fs as sysfs;
-use crate::sys::process::{exit_immediately, fork, Forked};
+use crate::sys::process::fork_child;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -237,18 +237,17 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
 /// Returns the container's exit code. `quiet` sends its output to
 /// /dev/null (`build -q`).
 fn supervised(engine: &Engine, id: &crate::container::ContainerId, quiet: bool) -> Result<i32, BuildError> {
-    match fork().map_err(|e| BuildError::Invalid(format!("fork the RUN supervisor: {e}")))? {
-        Forked::Child => {
-            if quiet {
-                if let Ok(null) = crate::runtime::dev_null() {
-                    let _ = rustix::stdio::dup2_stdout(&null);
-                    let _ = rustix::stdio::dup2_stderr(&null);
-                }
+    // The supervisor keeps stdio and what the engine keeps open: not the
+    // builder's leases, locks or context files.
+    let pid = fork_child(&engine.snapshots.descriptors(), None, |_| {
+        if quiet {
+            if let Ok(null) = crate::runtime::dev_null() {
+                let _ = rustix::stdio::dup2_stdout(&null);
+                let _ = rustix::stdio::dup2_stderr(&null);
             }
-            exit_immediately(supervise::supervise(engine, id, Mode::Attached, None))
         }
-        Forked::Parent(pid) => {
-            crate::runtime::wait(pid).map_err(|e| BuildError::Invalid(format!("wait for the RUN supervisor: {e}")))
-        }
-    }
+        supervise::supervise(engine, id, Mode::Attached, None)
+    })
+    .map_err(|e| BuildError::Invalid(format!("fork the RUN supervisor: {e}")))?;
+    crate::runtime::wait(pid).map_err(|e| BuildError::Invalid(format!("wait for the RUN supervisor: {e}")))
 }

@@ -21,7 +21,7 @@ use crate::runtime::rootfs::{Bind, RootfsSpec};
 use crate::runtime::{self, Spec, StartError};
 use crate::snapshot::SnapshotKey;
 use crate::sys::lock::FileLock;
-use crate::sys::process::{exit_immediately, fork, Forked};
+use crate::sys::process::fork_child;
 use crate::volume::VolumeStore;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use std::io::{Read, Write};
@@ -154,34 +154,29 @@ impl Drop for RawTerminal {
 /// container runs (or failed to start).
 pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartError> {
     let (r, w) = pipe().map_err(|e| fail(125, format!("pipe: {e}")))?;
-    match fork().map_err(|e| fail(125, format!("fork: {e}")))? {
-        Forked::Child => {
-            drop(r);
-            let _ = rustix::process::setsid();
-            match fork() {
-                Ok(Forked::Child) => {
-                    if let Ok(null) = runtime::dev_null() {
-                        let _ = rustix::stdio::dup2_stdin(&null);
-                        let _ = rustix::stdio::dup2_stdout(&null);
-                        let _ = rustix::stdio::dup2_stderr(&null);
-                    }
-                    let code = supervise(engine, id, Mode::Detached, Some(std::fs::File::from(w)));
-                    exit_immediately(code);
-                }
-                _ => exit_immediately(0),
+    // The daemon keeps stdio, the report pipe and what the engine keeps
+    // open; no lock or pipe end of ours lives on in it.
+    let keep = engine.snapshots.descriptors();
+    let pid = fork_child(&keep, Some(w), |w| {
+        let _ = rustix::process::setsid();
+        let _ = fork_child(&keep, w, |w| {
+            if let Ok(null) = runtime::dev_null() {
+                let _ = rustix::stdio::dup2_stdin(&null);
+                let _ = rustix::stdio::dup2_stdout(&null);
+                let _ = rustix::stdio::dup2_stderr(&null);
             }
-        }
-        Forked::Parent(pid) => {
-            drop(w);
-            let _ = runtime::wait(pid);
-            let mut msg = String::new();
-            std::fs::File::from(r).read_to_string(&mut msg).map_err(|e| fail(125, format!("read supervisor: {e}")))?;
-            match msg.split_once('\t') {
-                None if msg == "ok" => Ok(()),
-                Some((code, m)) => Err(fail(code.parse().unwrap_or(125), m)),
-                None => Err(fail(125, "the supervisor exited before starting the container")),
-            }
-        }
+            supervise(engine, id, Mode::Detached, w.map(std::fs::File::from))
+        });
+        0
+    })
+    .map_err(|e| fail(125, format!("fork: {e}")))?;
+    let _ = runtime::wait(pid);
+    let mut msg = String::new();
+    std::fs::File::from(r).read_to_string(&mut msg).map_err(|e| fail(125, format!("read supervisor: {e}")))?;
+    match msg.split_once('\t') {
+        None if msg == "ok" => Ok(()),
+        Some((code, m)) => Err(fail(code.parse().unwrap_or(125), m)),
+        None => Err(fail(125, "the supervisor exited before starting the container")),
     }
 }
 
