@@ -435,7 +435,7 @@ pub fn info(engine: &Engine) -> Result<()> {
     }
     println!("Images: {images}");
     println!("Snapshots: {layers}");
-    let uname = rustix::system::uname();
+    let uname = crate::sys::uts::uname();
     println!("Kernel Version: {}", uname.release().to_string_lossy());
     println!("Operating System: {}", os_name());
     println!("Architecture: {}", std::env::consts::ARCH);

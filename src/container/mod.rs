@@ -38,7 +38,7 @@ impl ContainerId {
     /// A new random ID (from the kernel's CSPRNG, as Docker's).
     pub fn generate() -> ContainerId {
         let mut bytes = [0u8; 32];
-        rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).expect("getrandom");
+        crate::sys::random::getrandom(&mut bytes).expect("getrandom");
         ContainerId(hex::encode(bytes))
     }
 

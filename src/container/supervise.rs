@@ -21,9 +21,12 @@ use crate::runtime::rootfs::{Bind, RootfsSpec};
 use crate::runtime::{self, Spec, StartError};
 use crate::snapshot::SnapshotKey;
 use crate::sys::lock::FileLock;
-use crate::sys::process::fork_child;
+use crate::sys::pipe::{pipe_with, PipeFlags};
+use crate::sys::process::{fork_child, setsid};
+use crate::sys::signal::{kill, sigprocmask, sigwait, SigSet, SigmaskHow, Signal};
+use crate::sys::stdio::{dup2_stderr, dup2_stdin, dup2_stdout};
+use crate::sys::term::{openpty, tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 use crate::volume::VolumeStore;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -85,25 +88,17 @@ struct Stdio {
     tty: bool,
 }
 
+/// A pseudoterminal pair whose window size is our terminal's.
 fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
-    grantpt(&master)?;
-    unlockpt(&master)?;
-    let name = ptsname(&master, Vec::new())?;
-    let slave = rustix::fs::open(
-        name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
-        let _ = rustix::termios::tcsetwinsize(&slave, ws);
+    let (master, slave) = openpty()?;
+    if let Ok(ws) = tcgetwinsize(std::io::stdin()) {
+        let _ = tcsetwinsize(&slave, ws);
     }
     Ok((master, slave))
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+    pipe_with(PipeFlags::CLOEXEC)
 }
 
 fn stdio(config: &Config) -> std::io::Result<Stdio> {
@@ -125,16 +120,16 @@ fn stdio(config: &Config) -> std::io::Result<Stdio> {
 }
 
 /// Puts the user's terminal in raw mode for a tty session; restores it on drop.
-struct RawTerminal(Option<rustix::termios::Termios>);
+struct RawTerminal(Option<Termios>);
 
 impl RawTerminal {
     fn enter() -> RawTerminal {
         let stdin = std::io::stdin();
-        match rustix::termios::tcgetattr(&stdin) {
+        match tcgetattr(&stdin) {
             Ok(orig) => {
                 let mut raw = orig.clone();
                 raw.make_raw();
-                let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+                let _ = tcsetattr(&stdin, OptionalActions::Now, &raw);
                 RawTerminal(Some(orig))
             }
             Err(_) => RawTerminal(None),
@@ -145,7 +140,7 @@ impl RawTerminal {
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         if let Some(t) = &self.0 {
-            let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, t);
+            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, t);
         }
     }
 }
@@ -158,12 +153,12 @@ pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartErro
     // open; no lock or pipe end of ours lives on in it.
     let keep = engine.snapshots.descriptors();
     let pid = fork_child(&keep, Some(w), |w| {
-        let _ = rustix::process::setsid();
+        let _ = setsid();
         let _ = fork_child(&keep, w, |w| {
             if let Ok(null) = runtime::dev_null() {
-                let _ = rustix::stdio::dup2_stdin(&null);
-                let _ = rustix::stdio::dup2_stdout(&null);
-                let _ = rustix::stdio::dup2_stderr(&null);
+                let _ = dup2_stdin(&null);
+                let _ = dup2_stdout(&null);
+                let _ = dup2_stderr(&null);
             }
             supervise(engine, id, Mode::Detached, w.map(std::fs::File::from))
         });
@@ -220,7 +215,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     if mode == Mode::Attached {
         forwarded.add(Signal::SIGWINCH);
     }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded));
     let [stdin, stdout, stderr] = io.child;
     let spec = Spec {
         rootfs: RootfsSpec { mounts, dir: store.rootfs_dir(id), binds, readonly: config.read_only },
@@ -367,14 +362,14 @@ fn relay_input(fd: OwnedFd, tty: bool) {
 
 fn forward_signals(set: SigSet, pid: i32, pty_master: Option<OwnedFd>) {
     loop {
-        match set.wait() {
+        match sigwait(&set) {
             Ok(Signal::SIGWINCH) => {
-                if let (Some(m), Ok(ws)) = (&pty_master, rustix::termios::tcgetwinsize(std::io::stdin())) {
-                    let _ = rustix::termios::tcsetwinsize(m, ws);
+                if let (Some(m), Ok(ws)) = (&pty_master, tcgetwinsize(std::io::stdin())) {
+                    let _ = tcsetwinsize(m, ws);
                 }
             }
             Ok(sig) => {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+                let _ = kill(pid, sig);
             }
             Err(_) => return,
         }

@@ -69,7 +69,7 @@ fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
     security::restrict_capabilities().map_err(|e| StartError::new(125, format!("capabilities: {e}")))?;
-    rustix::thread::set_no_new_privs(true).map_err(|e| StartError::new(125, format!("no_new_privs: {e}")))?;
+    crate::sys::process::set_no_new_privs().map_err(|e| StartError::new(125, format!("no_new_privs: {e}")))?;
     security::become_user(&user).map_err(|e| StartError::new(125, format!("set user: {e}")))?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::env::set_current_dir(cwd).map_err(|e| StartError::new(126, format!("chdir {cwd}: {e}")))?;
@@ -77,5 +77,5 @@ fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
     let exe = super::find_executable(spec.args.first().map(String::as_str).unwrap_or(""), &path)?;
     let argv: Vec<CString> = super::cstrings(&spec.args)?;
     let envp: Vec<CString> = super::cstrings(&spec.env)?;
-    Err(super::exec_error(&spec.args[0], nix::unistd::execve(&exe, &argv, &envp).unwrap_err()))
+    Err(super::exec_error(&spec.args[0], crate::sys::process::execve(&exe, &argv, &envp)))
 }

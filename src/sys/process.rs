@@ -10,7 +10,11 @@
 //! the descriptors the caller names.
 #![allow(unsafe_code)]
 
-use rustix::thread::UnshareFlags;
+use rustix::io::Errno;
+use rustix::process::Pid;
+pub use rustix::process::{Resource, Rlimit, Uid, WaitOptions, WaitStatus};
+pub use rustix::thread::UnshareFlags;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -240,16 +244,87 @@ pub fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// `sigaction(sig, act)` restricted to `SIG_DFL`/`SIG_IGN` dispositions.
-pub fn set_default_disposition(
-    sig: nix::sys::signal::Signal,
-    act: &nix::sys::signal::SigAction,
-) -> nix::Result<nix::sys::signal::SigAction> {
-    use nix::sys::signal::SigHandler;
-    if !matches!(act.handler(), SigHandler::SigDfl | SigHandler::SigIgn) {
-        return Err(nix::errno::Errno::EINVAL);
+/// `setsid()`: a new session and process group led by this process.
+///
+/// See setsid(2).
+pub fn setsid() -> io::Result<()> {
+    rustix::process::setsid()?;
+    Ok(())
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: `execve` can no longer grant
+/// privileges (setuid bits, file capabilities) to this process or its
+/// children.
+///
+/// See PR_SET_NO_NEW_PRIVS(2const).
+pub fn set_no_new_privs() -> io::Result<()> {
+    Ok(rustix::thread::set_no_new_privs(true)?)
+}
+
+/// `execve(path, argv, envp)`: replaces this process's program. Returns
+/// only on failure, with the reason.
+///
+/// See execve(2). Through nix: rustix's `execve` is in its unstable
+/// runtime module.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
+    match nix::unistd::execve(path, argv, envp) {
+        Err(e) => Errno::from_raw_os_error(e as i32),
+        Ok(never) => match never {},
     }
-    // SAFETY: installing SIG_DFL or SIG_IGN runs no handler code, so none
-    // of sigaction's async-signal-safety requirements on handlers apply.
-    unsafe { nix::sys::signal::sigaction(sig, act) }
+}
+
+/// `waitpid(pid, &status, options)`: `pid`'s change of state (any child's
+/// when `None`); `Ok(None)` under `WNOHANG` when none changed.
+///
+/// See waitpid(2).
+pub fn waitpid(pid: Option<i32>, options: WaitOptions) -> Result<Option<(i32, WaitStatus)>, Errno> {
+    let pid = pid.map(|p| Pid::from_raw(p).ok_or(Errno::INVAL)).transpose()?;
+    Ok(rustix::process::waitpid(pid, options)?.map(|(p, status)| (p.as_raw_nonzero().get(), status)))
+}
+
+/// `getrlimit(resource, &limit)`.
+///
+/// See getrlimit(2).
+pub fn getrlimit(resource: Resource) -> Rlimit {
+    rustix::process::getrlimit(resource)
+}
+
+/// `setrlimit(resource, &limit)`.
+///
+/// See setrlimit(2).
+pub fn setrlimit(resource: Resource, limit: Rlimit) -> io::Result<()> {
+    Ok(rustix::process::setrlimit(resource, limit)?)
+}
+
+/// `geteuid()`.
+///
+/// See geteuid(2).
+pub fn geteuid() -> Uid {
+    rustix::process::geteuid()
+}
+
+// The credential calls go through libc (via nix) on purpose: the C
+// library applies them to every thread of the process, where rustix's
+// `set_thread_*` change only the calling thread.
+
+/// `setgroups(len, groups)`: the supplementary group list.
+///
+/// See setgroups(2).
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    let groups: Vec<nix::unistd::Gid> = groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    Ok(nix::unistd::setgroups(&groups)?)
+}
+
+/// `setgid(gid)`.
+///
+/// See setgid(2).
+pub fn setgid(gid: u32) -> io::Result<()> {
+    Ok(nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?)
+}
+
+/// `setuid(uid)`.
+///
+/// See setuid(2).
+pub fn setuid(uid: u32) -> io::Result<()> {
+    Ok(nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?)
 }
