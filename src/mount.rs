@@ -5,7 +5,7 @@
 //! never call `mount(2)` themselves. Whoever needs the filesystem (the
 //! runtime, layer apply, `image mount`) hands the list to [`mount_all`].
 
-use crate::sys;
+use crate::sys::{self, Errno};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -62,8 +62,8 @@ pub fn unmount_all(target: &Path) -> io::Result<()> {
     loop {
         match sys::mount::unmount_path(target, false) {
             Ok(()) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy < 100 => {
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(()),
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::BUSY) && busy < 100 => {
                 busy += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

@@ -216,7 +216,7 @@ impl Drop for Tmpfs {
 /// # Panics
 /// Under `STRATA_VMTEST` when device-mapper or root is missing.
 pub fn device_mapper_for_tests(what: &str) -> bool {
-    if crate::sys::dm::available() && rustix::process::geteuid().is_root() {
+    if crate::sys::dm::available() && crate::sys::process::geteuid().is_root() {
         return true;
     }
     assert!(std::env::var_os("STRATA_VMTEST").is_none(), "{what}: no usable device-mapper inside tools/vmtest's VM");
@@ -229,7 +229,7 @@ mod tests {
     use super::*;
 
     fn is_root() -> bool {
-        rustix::process::geteuid().is_root()
+        crate::sys::process::geteuid().is_root()
     }
 
     fn mounted(path: &Path) -> bool {

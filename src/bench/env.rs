@@ -134,7 +134,7 @@ impl Environment {
     /// Probes the machine; `dirs` are `(role, path)` pairs whose
     /// filesystems are recorded.
     pub fn probe(dirs: &[(&str, &Path)]) -> Environment {
-        let uname = rustix::system::uname();
+        let uname = crate::sys::uts::uname();
         let memory_kib = proc_field("/proc/meminfo", "MemTotal")
             .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
             .unwrap_or(0);

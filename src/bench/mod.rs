@@ -269,7 +269,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
 /// that need root (all but `hash`) are skipped, with the reason printed,
 /// when not root.
 pub fn cargo_bench(benches: Vec<Bench>, out_dir: &Path) -> i32 {
-    let root = rustix::process::geteuid().is_root();
+    let root = crate::sys::process::geteuid().is_root();
     let (run_these, skipped): (Vec<Bench>, Vec<Bench>) =
         benches.into_iter().partition(|b| root || matches!(b, Bench::Hash));
     for b in &skipped {

@@ -363,8 +363,8 @@ impl PrivateDockerd {
 
 impl Drop for PrivateDockerd {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let pid = i32::try_from(self.child.id()).unwrap_or(0);
+        let _ = crate::sys::signal::kill(pid, crate::sys::signal::Signal::SIGTERM);
         for _ in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 break;

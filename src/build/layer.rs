@@ -19,7 +19,10 @@ use crate::ops::container::lifecycle::{self, CreateOptions};
 use crate::ops::container::supervise::{self, Mode};
 use crate::snapshot::{SnapshotKey, Whiteouts};
 use crate::sys::fs as sysfs;
-use crate::sys::process::{exit_immediately, fork, Forked};
+use crate::sys::pipe::{pipe_with, PipeFlags};
+use crate::sys::process::fork_child;
+use crate::sys::stdio::{dup2_stderr, dup2_stdout};
+use crate::sys::Errno;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -88,11 +91,11 @@ pub fn mkdir_p(root: BorrowedFd<'_>, path: &str, owner: Option<(u32, u32)>) -> R
         let next = format!("{cur}/{seg}");
         fd = match sysfs::open_dir_in_root(root, rel(&next)) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let parent = sysfs::open_dir_in_root(root, rel(&cur)).map_err(io_at(cur.clone()))?;
                 match sysfs::mkdir_at(parent.as_fd(), seg.as_bytes(), 0o755) {
                     Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(io_at(next)(e)),
                 }
                 let created = sysfs::open_dir_at(parent.as_fd(), seg.as_bytes()).map_err(io_at(next.clone()))?;
@@ -103,7 +106,7 @@ pub fn mkdir_p(root: BorrowedFd<'_>, path: &str, owner: Option<(u32, u32)>) -> R
                 }
                 created
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::NOTDIR) => {
                 return Err(BuildError::Context(format!("{next}: not a directory in the image")));
             }
             Err(e) => return Err(io_at(next)(e)),
@@ -118,7 +121,7 @@ pub fn apply_tar(
     dir: BorrowedFd<'_>,
     write: impl FnOnce(std::fs::File) -> Result<(), BuildError> + Send + 'static,
 ) -> Result<(), BuildError> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io_at("pipe")(e.into()))?;
+    let (r, w) = pipe_with(PipeFlags::CLOEXEC).map_err(io_at("pipe"))?;
     let writer = std::thread::spawn(move || write(std::fs::File::from(w)));
     let target = sysfs::fd_path(dir);
     let applied = crate::image::apply::apply_layer(std::fs::File::from(r), &target, Whiteouts::Delete);
@@ -131,14 +134,7 @@ pub fn apply_tar(
 /// Reads `/etc/passwd`-style `file` inside `root` for `name`'s numeric
 /// fields (`field` 2 = uid, 3 = gid).
 fn lookup(root: BorrowedFd<'_>, file: &str, name: &str) -> Option<(u32, Option<u32>)> {
-    let fd = rustix::fs::openat2(
-        root,
-        file,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
+    let fd = sysfs::open_file_in_root(root, file).ok()?;
     let mut text = String::new();
     std::fs::File::from(fd).read_to_string(&mut text).ok()?;
     text.lines().find_map(|l| {
@@ -237,18 +233,17 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
 /// Returns the container's exit code. `quiet` sends its output to
 /// /dev/null (`build -q`).
 fn supervised(engine: &Engine, id: &crate::container::ContainerId, quiet: bool) -> Result<i32, BuildError> {
-    match fork().map_err(|e| BuildError::Invalid(format!("fork the RUN supervisor: {e}")))? {
-        Forked::Child => {
-            if quiet {
-                if let Ok(null) = crate::runtime::dev_null() {
-                    let _ = rustix::stdio::dup2_stdout(&null);
-                    let _ = rustix::stdio::dup2_stderr(&null);
-                }
+    // The supervisor keeps stdio and what the engine keeps open: not the
+    // builder's leases, locks or context files.
+    let pid = fork_child(&engine.snapshots.descriptors(), None, |_| {
+        if quiet {
+            if let Ok(null) = crate::runtime::dev_null() {
+                let _ = dup2_stdout(&null);
+                let _ = dup2_stderr(&null);
             }
-            exit_immediately(supervise::supervise(engine, id, Mode::Attached, None))
         }
-        Forked::Parent(pid) => {
-            crate::runtime::wait(pid).map_err(|e| BuildError::Invalid(format!("wait for the RUN supervisor: {e}")))
-        }
-    }
+        supervise::supervise(engine, id, Mode::Attached, None)
+    })
+    .map_err(|e| BuildError::Invalid(format!("fork the RUN supervisor: {e}")))?;
+    crate::runtime::wait(pid).map_err(|e| BuildError::Invalid(format!("wait for the RUN supervisor: {e}")))
 }

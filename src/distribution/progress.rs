@@ -66,7 +66,7 @@ pub fn bar(current: u64, total: u64) -> String {
 impl Progress {
     /// Output on stdout; bars when it is a terminal.
     pub fn stdout(quiet: bool) -> Progress {
-        let tty = rustix::termios::isatty(rustix::stdio::stdout());
+        let tty = crate::sys::term::isatty(std::io::stdout());
         Progress::new(tty, quiet)
     }
 

@@ -212,7 +212,7 @@ pub fn info(engine: &Engine) -> Result<Info, InfoError> {
         io_engine,
         images,
         snapshots,
-        kernel: rustix::system::uname().release().to_string_lossy().into_owned(),
+        kernel: crate::sys::uts::uname().release().to_string_lossy().into_owned(),
         os,
         arch: std::env::consts::ARCH,
         root: engine.root.path().to_owned(),

@@ -11,6 +11,7 @@
 //! by the supervisor before the container starts and removed after it
 //! exits; the container's PID 1 joins them itself before `execve`.
 
+use crate::sys::Errno;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -193,7 +194,7 @@ impl Cgroups {
         for d in &self.dirs {
             for _ in 0..50 {
                 match std::fs::remove_dir(d) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    Err(e) if Errno::from_io_error(&e) == Some(Errno::BUSY) => {
                         std::thread::sleep(std::time::Duration::from_millis(10))
                     }
                     _ => break,

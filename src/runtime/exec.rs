@@ -2,8 +2,9 @@
 //! and cgroups, with the container's capability restrictions.
 
 use super::{cgroups::Cgroups, security, StartError};
-use crate::sys::process::{exit_immediately, fork, fork_checked, setns, single_threaded, Forked};
+use crate::sys::process::{fork_child, fork_child_checked, setns, single_threaded};
 use std::ffi::CString;
+use std::os::fd::AsFd;
 
 /// What to run in the container.
 #[derive(Debug, Clone)]
@@ -30,19 +31,17 @@ pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
             .map_err(|e| StartError::new(125, format!("container is not running ({path}: {e})")))?;
         fds.push((ns, f));
     }
-    match fork().map_err(|e| StartError::new(125, format!("fork: {e}")))? {
-        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}"))),
-        Forked::Child => {
-            let code = match enter(spec, &fds) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("strata exec: {}", e.message);
-                    e.code
-                }
-            };
-            exit_immediately(code)
+    // The child keeps only stdio and the namespaces it joins.
+    let keep: Vec<_> = fds.iter().map(|(_, f)| f.as_fd()).collect();
+    let pid = fork_child(&keep, None, |_| match enter(spec, &fds) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("strata exec: {}", e.message);
+            e.code
         }
-    }
+    })
+    .map_err(|e| StartError::new(125, format!("fork: {e}")))?;
+    super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}")))
 }
 
 fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartError> {
@@ -53,17 +52,16 @@ fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartEr
         setns(f).map_err(|e| StartError::new(125, format!("join {ns} namespace: {e}")))?;
     }
     // A PID namespace applies to children only: fork once more.
-    match fork_checked(&proof).map_err(|e| StartError::new(125, format!("fork: {e}")))? {
-        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}"))),
-        Forked::Child => {
-            let e = match run(spec) {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            eprintln!("strata exec: {}", e.message);
-            exit_immediately(e.code)
-        }
-    }
+    let pid = fork_child_checked(&proof, &[], None, |_| {
+        let e = match run(spec) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        eprintln!("strata exec: {}", e.message);
+        e.code
+    })
+    .map_err(|e| StartError::new(125, format!("fork: {e}")))?;
+    super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}")))
 }
 
 fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
@@ -71,7 +69,7 @@ fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
     security::restrict_capabilities().map_err(|e| StartError::new(125, format!("capabilities: {e}")))?;
-    rustix::thread::set_no_new_privs(true).map_err(|e| StartError::new(125, format!("no_new_privs: {e}")))?;
+    crate::sys::process::set_no_new_privs().map_err(|e| StartError::new(125, format!("no_new_privs: {e}")))?;
     security::become_user(&user).map_err(|e| StartError::new(125, format!("set user: {e}")))?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::env::set_current_dir(cwd).map_err(|e| StartError::new(126, format!("chdir {cwd}: {e}")))?;
@@ -79,5 +77,5 @@ fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
     let exe = super::find_executable(spec.args.first().map(String::as_str).unwrap_or(""), &path)?;
     let argv: Vec<CString> = super::cstrings(&spec.args)?;
     let envp: Vec<CString> = super::cstrings(&spec.env)?;
-    Err(super::exec_error(&spec.args[0], nix::unistd::execve(&exe, &argv, &envp).unwrap_err()))
+    Err(super::exec_error(&spec.args[0], crate::sys::process::execve(&exe, &argv, &envp)))
 }

@@ -28,8 +28,10 @@ mod init;
 pub mod rootfs;
 pub mod security;
 
-use crate::sys::process::{exit_immediately, unshare_namespaces};
-use rustix::thread::UnshareFlags;
+use crate::sys::pipe::{pipe_with, PipeFlags};
+use crate::sys::process::{exit_immediately, unshare_namespaces, waitpid, UnshareFlags, WaitOptions, WaitStatus};
+use crate::sys::signal::{sigaction_default, sigprocmask, SigSet, SigmaskHow, Signal};
+use crate::sys::Errno;
 use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
@@ -82,8 +84,7 @@ fn io_start(what: &str) -> impl FnOnce(io::Error) -> StartError + '_ {
 /// must be single-threaded at this point (the child runs Rust code before
 /// `execve`); it may start threads afterwards.
 pub fn spawn(spec: Spec) -> Result<i32, StartError> {
-    let (err_r, err_w) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io_start("pipe")(e.into()))?;
+    let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io_start("pipe"))?;
     let mut err_w = Some(err_w);
     let pid = crate::sys::process::spawn_in_new_pid_namespace(&mut || {
         let e = child(&spec);
@@ -101,7 +102,7 @@ pub fn spawn(spec: Spec) -> Result<i32, StartError> {
     if msg.is_empty() {
         return Ok(pid);
     }
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let _ = waitpid(Some(pid), WaitOptions::empty());
     let (code, message) = msg.split_once('\t').unwrap_or(("125", &msg));
     Err(StartError::new(code.parse().unwrap_or(125), message.to_owned()))
 }
@@ -118,14 +119,12 @@ enum Never {}
 
 fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
     reset_signals();
-    rustix::process::setsid().map_err(|e| io_start("setsid")(e.into()))?;
-    let dup = |e: rustix::io::Errno| io_start("dup2 stdio")(e.into());
-    rustix::stdio::dup2_stdin(&spec.stdin).map_err(dup)?;
-    rustix::stdio::dup2_stdout(&spec.stdout).map_err(dup)?;
-    rustix::stdio::dup2_stderr(&spec.stderr).map_err(dup)?;
+    crate::sys::process::setsid().map_err(io_start("setsid"))?;
+    crate::sys::stdio::dup2_stdin(&spec.stdin).map_err(io_start("dup2 stdio"))?;
+    crate::sys::stdio::dup2_stdout(&spec.stdout).map_err(io_start("dup2 stdio"))?;
+    crate::sys::stdio::dup2_stderr(&spec.stderr).map_err(io_start("dup2 stdio"))?;
     if spec.tty {
-        rustix::process::ioctl_tiocsctty(std::io::stdin())
-            .map_err(|e| io_start("set controlling terminal")(e.into()))?;
+        crate::sys::term::ioctl_tiocsctty(std::io::stdin()).map_err(io_start("set controlling terminal"))?;
     }
     spec.cgroups.join().map_err(|e| StartError::new(125, e.to_string()))?;
     let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWCGROUP;
@@ -137,7 +136,7 @@ fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
         crate::sys::process::interface_up("lo").map_err(io_start("bring up loopback"))?;
     }
     rootfs::enter(&spec.rootfs).map_err(|e| StartError::new(125, e.to_string()))?;
-    rustix::system::sethostname(spec.hostname.as_bytes()).map_err(|e| io_start("sethostname")(e.into()))?;
+    crate::sys::uts::sethostname(spec.hostname.as_bytes()).map_err(io_start("sethostname"))?;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
@@ -154,7 +153,7 @@ fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::fs::create_dir_all(cwd).map_err(io_start("create working directory"))?;
     security::restrict_capabilities().map_err(io_start("capabilities"))?;
-    rustix::thread::set_no_new_privs(true).map_err(|e| io_start("no_new_privs")(e.into()))?;
+    crate::sys::process::set_no_new_privs().map_err(io_start("no_new_privs"))?;
     security::become_user(&user).map_err(io_start("set user"))?;
     std::env::set_current_dir(cwd).map_err(io_start("chdir to working directory"))?;
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_owned();
@@ -164,7 +163,7 @@ fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
     if spec.init {
         init::run_as_init(&exe, &argv, &envp)
     } else {
-        Err(exec_error(&spec.args[0], nix::unistd::execve(&exe, &argv, &envp).unwrap_err()))
+        Err(exec_error(&spec.args[0], crate::sys::process::execve(&exe, &argv, &envp)))
     }
 }
 
@@ -172,14 +171,12 @@ fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
 /// signals it forwards, and Rust ignores SIGPIPE; both would otherwise be
 /// inherited across `execve`.
 fn reset_signals() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for sig in Signal::iterator() {
         if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            let _ = crate::sys::process::set_default_disposition(sig, &dfl);
+            let _ = sigaction_default(sig);
         }
     }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()));
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>, StartError> {
@@ -189,11 +186,10 @@ fn cstrings(v: &[String]) -> Result<Vec<CString>, StartError> {
 }
 
 /// Maps an `execve` failure to Docker's exit codes.
-fn exec_error(cmd: &str, e: nix::errno::Errno) -> StartError {
-    use nix::errno::Errno;
+fn exec_error(cmd: &str, e: Errno) -> StartError {
     match e {
-        Errno::ENOENT => StartError::new(127, format!("exec: {cmd:?}: no such file or directory")),
-        Errno::EACCES | Errno::ENOEXEC | Errno::EPERM => {
+        Errno::NOENT => StartError::new(127, format!("exec: {cmd:?}: no such file or directory")),
+        Errno::ACCESS | Errno::NOEXEC | Errno::PERM => {
             StartError::new(126, format!("exec: {cmd:?}: permission denied"))
         }
         other => StartError::new(126, format!("exec {cmd:?}: {other}")),
@@ -213,10 +209,10 @@ fn find_executable(cmd: &str, path: &str) -> Result<CString, StartError> {
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = format!("{dir}/{cmd}");
         let c = to_c(&candidate)?;
-        match rustix::fs::access(c.as_c_str(), rustix::fs::Access::EXEC_OK) {
+        match crate::sys::fs::access(c.as_c_str(), crate::sys::fs::Access::EXEC_OK) {
             Ok(()) if !std::path::Path::new(&candidate).is_dir() => return Ok(c),
             Ok(()) => {}
-            Err(rustix::io::Errno::ACCESS) => denied = true,
+            Err(Errno::ACCESS) => denied = true,
             Err(_) => {}
         }
     }
@@ -228,25 +224,21 @@ fn find_executable(cmd: &str, path: &str) -> Result<CString, StartError> {
 }
 
 /// Exit status as a shell reports it: the code, or 128 + signal.
-pub fn exit_code(status: nix::sys::wait::WaitStatus) -> Option<i32> {
-    use nix::sys::wait::WaitStatus;
-    match status {
-        WaitStatus::Exited(_, code) => Some(code),
-        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
-        _ => None,
-    }
+pub fn exit_code(status: WaitStatus) -> Option<i32> {
+    status.exit_status().or_else(|| status.terminating_signal().map(|sig| 128 + sig))
 }
 
 /// Waits for `pid` to end; returns its exit code.
 pub fn wait(pid: i32) -> io::Result<i32> {
     loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(status) => {
+        match waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
                 if let Some(code) = exit_code(status) {
                     return Ok(code);
                 }
             }
-            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(None) => {}
+            Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }

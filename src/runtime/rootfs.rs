@@ -9,9 +9,11 @@
 //! CVE-2019-19921 and CVE-2021-30465.
 
 use crate::mount::{mount_all, Mount};
-use crate::sys::fs::{create_file_at, fd_path, mkdir_at, mknod_at, open_dir_at, open_dir_in_root, symlink_at, Node};
-use crate::sys::mount::{bind, mount_fs};
-use rustix::mount::{mount_change, mount_remount, MountFlags, MountPropagationFlags};
+use crate::sys::fs::{
+    chmod_at, create_file_at, fd_path, fstat, mkdir_at, mknod_at, open_dir_at, open_dir_in_root, open_path_in_root,
+    symlink_at, Kind, Node,
+};
+use crate::sys::mount::{bind, mount_change, mount_fs, mount_remount, pivot_root, MountFlags, MountPropagationFlags};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -82,7 +84,7 @@ fn target(root: BorrowedFd<'_>, dest: &str, kind: Target) -> io::Result<OwnedFd>
         prefix.push_str(comp);
         dir = match open_dir_in_root(root, prefix.as_bytes()) {
             Ok(d) => d,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 mkdir_at(dir.as_fd(), comp.as_bytes(), 0o755)?;
                 open_dir_at(dir.as_fd(), comp.as_bytes())?
             }
@@ -93,19 +95,10 @@ fn target(root: BorrowedFd<'_>, dest: &str, kind: Target) -> io::Result<OwnedFd>
     if leaf.is_empty() {
         return Ok(dir);
     }
-    let open_leaf = |d: BorrowedFd<'_>| -> io::Result<OwnedFd> {
-        rustix::fs::openat2(
-            d,
-            leaf,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-            rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(Into::into)
-    };
+    let open_leaf = |d: BorrowedFd<'_>| open_path_in_root(d, leaf);
     match open_leaf(dir.as_fd()) {
         Ok(fd) => Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             match kind {
                 Target::Dir => mkdir_at(dir.as_fd(), leaf.as_bytes(), 0o755)?,
                 Target::File => drop(create_file_at(dir.as_fd(), leaf.as_bytes())?),
@@ -139,19 +132,12 @@ fn bind_into(root: BorrowedFd<'_>, b: &Bind) -> Result<(), RootfsError> {
 fn remount_readonly(root: BorrowedFd<'_>, dest: &str) -> Result<(), RootfsError> {
     let fd = open_path(root, dest).map_err(err("reopen", dest))?;
     mount_remount(fd_path(fd.as_fd()), MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID, "")
-        .map_err(|e| err("remount read-only", dest)(e.into()))
+        .map_err(err("remount read-only", dest))
 }
 
 /// `openat2(root, dest, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
 fn open_path(root: BorrowedFd<'_>, dest: &str) -> io::Result<OwnedFd> {
-    rustix::fs::openat2(
-        root,
-        dest.trim_start_matches('/'),
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(Into::into)
+    open_path_in_root(root, dest.trim_start_matches('/'))
 }
 
 /// The standard device nodes of a container's `/dev` (major, minor).
@@ -165,8 +151,7 @@ fn populate_dev(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         mknod_at(dev.as_fd(), name.as_bytes(), Node::Char, 0o666, *major, *minor)
             .map_err(err("mknod", format!("/dev/{name}")))?;
         // mknod applies the umask; the nodes must be 0666.
-        rustix::fs::chmodat(dev.as_fd(), *name, rustix::fs::Mode::from_raw_mode(0o666), rustix::fs::AtFlags::empty())
-            .map_err(|e| err("chmod", format!("/dev/{name}"))(e.into()))?;
+        chmod_at(dev.as_fd(), name.as_bytes(), 0o666).map_err(err("chmod", format!("/dev/{name}")))?;
     }
     fs_mount(
         root,
@@ -195,8 +180,7 @@ fn mask(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         let Ok(fd) = open_path(root, path) else {
             continue; // absent on this kernel: nothing to mask
         };
-        let is_dir =
-            rustix::fs::fstat(&fd).map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir()).unwrap_or(false);
+        let is_dir = fstat(fd.as_fd()).map(|m| m.kind == Kind::Dir).unwrap_or(false);
         let target = fd_path(fd.as_fd());
         if is_dir {
             mount_fs("tmpfs", "tmpfs", &["ro".into(), "size=0".into()], &target).map_err(err("mask", *path))?;
@@ -231,8 +215,7 @@ pub struct RootfsSpec {
 /// Must run in a fresh mount namespace (and PID namespace, for `/proc`).
 pub fn enter(spec: &RootfsSpec) -> Result<(), RootfsError> {
     // Nothing we mount may propagate back to the host.
-    mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
-        .map_err(|e| err("make private", "/")(e.into()))?;
+    mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC).map_err(err("make private", "/"))?;
     mount_all(&spec.mounts, &spec.dir).map_err(err("mount rootfs", spec.dir.display().to_string()))?;
     let root = crate::sys::fs::open_dir(&spec.dir).map_err(err("open", spec.dir.display().to_string()))?;
     let r = root.as_fd();
@@ -245,8 +228,7 @@ pub fn enter(spec: &RootfsSpec) -> Result<(), RootfsError> {
     mask(r)?;
     pivot(&spec.dir)?;
     if spec.readonly {
-        mount_remount("/", MountFlags::BIND | MountFlags::RDONLY, "")
-            .map_err(|e| err("remount read-only", "/")(e.into()))?;
+        mount_remount("/", MountFlags::BIND | MountFlags::RDONLY, "").map_err(err("remount read-only", "/"))?;
     }
     Ok(())
 }
@@ -256,11 +238,11 @@ pub fn enter(spec: &RootfsSpec) -> Result<(), RootfsError> {
 /// runc and crun use).
 fn pivot(dir: &Path) -> Result<(), RootfsError> {
     std::env::set_current_dir(dir).map_err(err("chdir", dir.display().to_string()))?;
-    rustix::process::pivot_root(".", ".").map_err(|e| err("pivot_root", dir.display().to_string())(e.into()))?;
+    pivot_root(".", ".").map_err(err("pivot_root", dir.display().to_string()))?;
     // The old root is now mounted on top of the new one at "/"; make it
     // private so the detach below cannot propagate, then drop it.
     mount_change(".", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
-        .map_err(|e| err("make old root private", "/")(e.into()))?;
+        .map_err(err("make old root private", "/"))?;
     crate::sys::mount::unmount_path(Path::new("."), true).map_err(err("detach old root", "/"))?;
     std::env::set_current_dir("/").map_err(err("chdir", "/"))?;
     Ok(())

@@ -1,8 +1,11 @@
 //! Privileges inside the container: Docker's default capability set,
 //! `no_new_privs`, rlimits that are only ever lowered, and the user.
 
-use caps::{CapSet, Capability};
-use std::collections::HashSet;
+use crate::sys::capability::{
+    self, capability_is_in_bounding_set, capset, clear_ambient_capability_set, remove_capability_from_bounding_set,
+    CapSet, Capability, CapsHashSet,
+};
+use crate::sys::process::{getrlimit, setgid, setgroups, setrlimit, setuid, Resource, Rlimit};
 use std::io;
 
 /// Docker's default capabilities (moby `oci/caps/defaults.go`).
@@ -27,30 +30,27 @@ pub const DEFAULT_CAPS: &[Capability] = &[
 /// and sets the other sets to the defaults (effective ones only matter
 /// for root; a non-root user loses them at `setuid`).
 pub fn restrict_capabilities() -> io::Result<()> {
-    let keep: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
-    let map = |e: caps::errors::CapsError| io::Error::other(e.to_string());
-    for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(map)?;
+    let keep: CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    for cap in capability::all() {
+        if !keep.contains(&cap) && capability_is_in_bounding_set(cap).unwrap_or(false) {
+            remove_capability_from_bounding_set(cap)?;
         }
     }
-    caps::clear(None, CapSet::Ambient).map_err(map)?;
-    caps::set(None, CapSet::Inheritable, &keep).map_err(map)?;
-    caps::set(None, CapSet::Effective, &keep).map_err(map)?;
-    caps::set(None, CapSet::Permitted, &keep).map_err(map)?;
-    Ok(())
+    clear_ambient_capability_set()?;
+    capset(CapSet::Inheritable, &keep)?;
+    capset(CapSet::Effective, &keep)?;
+    capset(CapSet::Permitted, &keep)
 }
 
 /// Lowers `resource` to `soft`/`hard`, never raising either above the
 /// current hard limit (raising needs CAP_SYS_RESOURCE, which a container
 /// must not rely on; podman fails here where strata must not).
-pub fn lower_rlimit(resource: rustix::process::Resource, soft: u64, hard: u64) -> io::Result<()> {
-    let cur = rustix::process::getrlimit(resource);
+pub fn lower_rlimit(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
+    let cur = getrlimit(resource);
     let cur_hard = cur.maximum.unwrap_or(u64::MAX);
     let hard = hard.min(cur_hard);
     let soft = soft.min(hard);
-    rustix::process::setrlimit(resource, rustix::process::Rlimit { current: Some(soft), maximum: Some(hard) })?;
-    Ok(())
+    setrlimit(resource, Rlimit { current: Some(soft), maximum: Some(hard) })
 }
 
 /// A resolved user.
@@ -104,11 +104,9 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<User, Strin
 /// Switches to `user`: supplementary groups, gid, then uid (in that order:
 /// after `setuid` the process may no longer change groups).
 pub fn become_user(user: &User) -> io::Result<()> {
-    let groups: Vec<nix::unistd::Gid> = user.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
-    nix::unistd::setgroups(&groups)?;
-    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid))?;
-    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid))?;
-    Ok(())
+    setgroups(&user.groups)?;
+    setgid(user.gid)?;
+    setuid(user.uid)
 }
 
 #[cfg(test)]

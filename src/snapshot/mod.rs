@@ -224,6 +224,14 @@ pub trait Driver: Send + Sync {
         Ok(())
     }
 
+    /// The descriptors the driver keeps open for its whole life (dmthin's
+    /// device-mapper control): a forked child that goes on using the
+    /// driver keeps them when it closes what it inherited
+    /// (`sys::process::fork_child`). Directory drivers keep none.
+    fn descriptors(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        Vec::new()
+    }
+
     /// IDs present on disk, for finding debris after a crash.
     fn list(&self) -> Result<Vec<SnapshotId>, DriverError>;
 

@@ -37,6 +37,11 @@ impl Snapshotter {
         self.driver.name()
     }
 
+    /// The descriptors the driver keeps open ([`Driver::descriptors`]).
+    pub fn descriptors(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.driver.descriptors()
+    }
+
     pub fn home(&self) -> &Path {
         &self.home
     }

@@ -11,7 +11,7 @@
 
 #![allow(unsafe_code)]
 
-use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use std::io;
 
@@ -229,6 +229,12 @@ fn header(name: Option<&str>, flags: u32, data_size: usize) -> io::Result<DmIoct
 const INITIAL_BUFFER: usize = 16 << 10;
 /// The kernel refuses buffers beyond this anyway; stop growing here.
 const MAX_BUFFER: usize = 16 << 20;
+
+impl AsFd for Control {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
 
 impl Control {
     /// Opens `/dev/mapper/control`.

@@ -548,6 +548,97 @@ pub fn lxattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(Vec<u8>, 
     Ok(out)
 }
 
+// Path-based calls for the run path, container tools and the copy-up
+// benchmark (which times exactly these syscalls, so they stay one call
+// each, without retries).
+
+pub use rustix::fs::{Access, Gid, Stat, Uid};
+
+/// `openat2(root, path, O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS)`: an `O_PATH` descriptor for `path` resolved as
+/// if `root` were `/` (a mount target, a file to stat).
+///
+/// See openat2(2).
+pub fn open_path_in_root(root: BorrowedFd<'_>, path: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat2(
+        root,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+/// `openat2(root, path, O_RDONLY | O_CLOEXEC, RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS)`: opens `path` for reading as if `root` were `/`.
+///
+/// See openat2(2).
+pub fn open_file_in_root(root: BorrowedFd<'_>, path: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat2(
+        root,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+/// `access(path, mode)`.
+///
+/// See access(2).
+pub fn access(path: &std::ffi::CStr, mode: Access) -> Result<(), Errno> {
+    rustix::fs::access(path, mode)
+}
+
+/// `write(fd, buf, len)`: bytes written.
+///
+/// See write(2).
+#[inline]
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::io::write(fd, buf)?)
+}
+
+/// `truncate(path, length)`.
+///
+/// See truncate(2). Through nix: rustix has only `ftruncate`, and an
+/// open + `ftruncate` is not the call the copy-up benchmark times.
+#[inline]
+pub fn truncate(path: &Path, length: i64) -> io::Result<()> {
+    Ok(nix::unistd::truncate(path, length)?)
+}
+
+/// `chown(path, uid, gid)`; `None` leaves that id as it is.
+///
+/// See chown(2).
+#[inline]
+pub fn chown(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> io::Result<()> {
+    Ok(rustix::fs::chown(path, uid, gid)?)
+}
+
+/// `rename(from, to)`.
+///
+/// See rename(2).
+#[inline]
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    Ok(rustix::fs::rename(from, to)?)
+}
+
+/// `link(from, to)`.
+///
+/// See link(2).
+#[inline]
+pub fn link(from: &Path, to: &Path) -> io::Result<()> {
+    Ok(rustix::fs::link(from, to)?)
+}
+
+/// `stat(path, &buf)`.
+///
+/// See stat(2).
+#[inline]
+pub fn stat(path: &Path) -> io::Result<Stat> {
+    Ok(rustix::fs::stat(path)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,16 @@
 //! Thin wrappers over the kernel interfaces strata uses: mounts, file locks,
 //! path resolution, cloning and copying, loop devices, btrfs subvolumes,
-//! extent maps, device-mapper.
+//! extent maps, device-mapper; and for the run path processes, signals,
+//! capabilities, terminals, pipes, the UTS names and the random source.
+//!
+//! Wrappers are named after the call they make, rustix-style (the first
+//! doc line is the C call, then the man page), with typed flags and
+//! `OwnedFd`/`BorrowedFd`; where a caller needs only a type or flag
+//! (`Signal`, `OFlags`, `WaitStatus`, …) this module re-exports it, so
+//! code outside `sys` names no rustix, nix or libc path. rustix is the
+//! default; nix is used here only where rustix lacks the call or the type
+//! (process-wide credentials, `execve`, path `truncate`, signal names and
+//! masks), and `caps` for capability sets.
 //!
 //! **Architecture invariant:** this is the only module that talks to the
 //! kernel directly. Wrappers take primitive arguments (paths, file
@@ -9,6 +19,7 @@
 //! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
 
 pub mod btrfs;
+pub mod capability;
 pub mod clone;
 pub mod dm;
 pub mod fiemap;
@@ -17,10 +28,15 @@ pub mod lock;
 pub mod loopdev;
 pub mod mincore;
 pub mod mount;
+pub mod pipe;
 pub mod process;
 pub mod random;
+pub mod signal;
 pub mod statfs;
+pub mod stdio;
+pub mod term;
 pub mod uring;
+pub mod uts;
 pub mod xattr;
 
 /// An OS error number, typed (`Errno::NOENT`): what callers compare a

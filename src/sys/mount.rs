@@ -13,7 +13,7 @@ use rustix::fs::CWD;
 use rustix::io::Errno;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, move_mount, unmount, FsMountFlags,
-    FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+    FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags,
 };
 use std::io;
 use std::path::Path;
@@ -219,6 +219,33 @@ pub fn is_mount_point(path: &Path) -> io::Result<bool> {
     let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)?;
     Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
         && st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT))
+}
+
+pub use rustix::mount::{MountFlags, MountPropagationFlags};
+
+/// `mount(NULL, target, NULL, flags, NULL)`: changes the propagation type
+/// of the mount at `target` (`MS_PRIVATE | MS_REC`, …).
+///
+/// See mount(2), "Changing the propagation type of an existing mount".
+pub fn mount_change(target: impl AsRef<Path>, flags: MountPropagationFlags) -> io::Result<()> {
+    Ok(rustix::mount::mount_change(target.as_ref(), flags)?)
+}
+
+/// `mount(NULL, target, NULL, MS_REMOUNT | flags, data)`: changes the
+/// flags of the mount at `target` (`MS_BIND | MS_RDONLY` for a read-only
+/// bind).
+///
+/// See mount(2), "Remounting an existing mount".
+pub fn mount_remount(target: impl AsRef<Path>, flags: MountFlags, data: &str) -> io::Result<()> {
+    Ok(rustix::mount::mount_remount(target.as_ref(), flags, data)?)
+}
+
+/// `pivot_root(new_root, put_old)`: makes `new_root` the root mount of
+/// this mount namespace and moves the old root to `put_old`.
+///
+/// See pivot_root(2).
+pub fn pivot_root(new_root: impl AsRef<Path>, put_old: impl AsRef<Path>) -> io::Result<()> {
+    Ok(rustix::process::pivot_root(new_root.as_ref(), put_old.as_ref())?)
 }
 
 #[cfg(test)]

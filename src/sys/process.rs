@@ -1,11 +1,22 @@
 //! Process and namespace primitives for the run path: fork, unshare,
 //! setns, a network interface ioctl, and the single-thread check that
 //! makes forking without exec safe.
+//!
+//! A child that does not `execve` never sees close-on-exec take effect, so
+//! it would keep every descriptor its parent had open: `flock` locks
+//! (which belong to the open file description the child then shares),
+//! pipe ends whose reader waits for end-of-file, files it never uses.
+//! [`fork_child`] closes all of them in the child first, keeping stdio and
+//! the descriptors the caller names.
 #![allow(unsafe_code)]
 
-use rustix::thread::UnshareFlags;
+use rustix::io::Errno;
+use rustix::process::Pid;
+pub use rustix::process::{Resource, Rlimit, Uid, WaitOptions, WaitStatus};
+pub use rustix::thread::UnshareFlags;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// What `fork` returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +80,83 @@ pub fn fork_checked(_proof: &SingleThreaded) -> io::Result<Forked> {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw())),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
     }
+}
+
+/// `fork(2)` for a child that does not `execve`: the child first closes
+/// every descriptor above stderr except those in `keep` and `pass`
+/// ([`close_inherited`]), then runs `child` and leaves with
+/// `_exit(child(pass))`. `pass` is the child's own (the write end of a
+/// pipe it reports through): closed in the parent once the child exists.
+/// Returns the child's pid in the parent. Refused unless the process is
+/// single-threaded (see [`fork`]).
+///
+/// The child never returns into its caller's frames, so no destructor of
+/// a value the parent owns (a lock guard, a temporary mount, a descriptor
+/// just closed) runs in the child; a panic in `child` exits with 101.
+pub fn fork_child(
+    keep: &[BorrowedFd<'_>],
+    pass: Option<OwnedFd>,
+    child: impl FnOnce(Option<OwnedFd>) -> i32,
+) -> io::Result<i32> {
+    fork_child_checked(&single_threaded()?, keep, pass, child)
+}
+
+/// [`fork_child`] given a [`SingleThreaded`] proof (see [`fork_checked`]).
+pub fn fork_child_checked(
+    proof: &SingleThreaded,
+    keep: &[BorrowedFd<'_>],
+    pass: Option<OwnedFd>,
+    child: impl FnOnce(Option<OwnedFd>) -> i32,
+) -> io::Result<i32> {
+    match fork_checked(proof)? {
+        Forked::Parent(pid) => Ok(pid),
+        Forked::Child => {
+            let mut kept = keep.to_vec();
+            kept.extend(pass.as_ref().map(|fd| fd.as_fd()));
+            if close_inherited(&kept).is_err() {
+                exit_immediately(125);
+            }
+            drop(kept);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(pass))).unwrap_or(101);
+            exit_immediately(code)
+        }
+    }
+}
+
+/// Closes every descriptor from 3 up except those in `keep`, with as few
+/// [`close_range`] calls as there are gaps between them.
+///
+/// Only for a freshly forked child: descriptors still owned by values in
+/// memory are closed under them, so the caller must not use or drop those
+/// values afterwards ([`fork_child`] ensures that).
+pub fn close_inherited(keep: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut kept: Vec<u32> =
+        keep.iter().filter_map(|fd| u32::try_from(fd.as_raw_fd()).ok()).filter(|fd| *fd > 2).collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut first = 3;
+    for fd in kept {
+        if fd > first {
+            close_range(first, fd - 1)?;
+        }
+        first = fd + 1;
+    }
+    close_range(first, u32::MAX)
+}
+
+/// `close_range(first, last, 0)`: closes every open descriptor numbered
+/// `first..=last`.
+///
+/// See close_range(2) (Linux 5.9).
+pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; memory safety does not
+    // depend on them. Whoever owns one of them in this process must not use
+    // it afterwards: callers ([`close_inherited`]) are forked children that
+    // never touch the values their parent's descriptors belong to.
+    if unsafe { libc::close_range(first, last, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `clone(CLONE_NEWPID | SIGCHLD)`: runs `child` as PID 1 of a new PID
@@ -163,16 +251,80 @@ pub fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// `sigaction(sig, act)` restricted to `SIG_DFL`/`SIG_IGN` dispositions.
-pub fn set_default_disposition(
-    sig: nix::sys::signal::Signal,
-    act: &nix::sys::signal::SigAction,
-) -> nix::Result<nix::sys::signal::SigAction> {
-    use nix::sys::signal::SigHandler;
-    if !matches!(act.handler(), SigHandler::SigDfl | SigHandler::SigIgn) {
-        return Err(nix::errno::Errno::EINVAL);
+/// `setsid()`: a new session and process group led by this process.
+///
+/// See setsid(2).
+pub fn setsid() -> io::Result<()> {
+    rustix::process::setsid()?;
+    Ok(())
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: `execve` can no longer grant
+/// privileges (setuid bits, file capabilities) to this process or its
+/// children.
+///
+/// See PR_SET_NO_NEW_PRIVS(2const).
+pub fn set_no_new_privs() -> io::Result<()> {
+    Ok(rustix::thread::set_no_new_privs(true)?)
+}
+
+/// `execve(path, argv, envp)`: replaces this process's program. Returns
+/// only on failure, with the reason.
+///
+/// See execve(2). Through nix: rustix's `execve` is in its unstable
+/// runtime module.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
+    match nix::unistd::execve(path, argv, envp) {
+        Err(e) => Errno::from_raw_os_error(e as i32),
+        Ok(never) => match never {},
     }
-    // SAFETY: installing SIG_DFL or SIG_IGN runs no handler code, so none
-    // of sigaction's async-signal-safety requirements on handlers apply.
-    unsafe { nix::sys::signal::sigaction(sig, act) }
+}
+
+/// `waitpid(pid, &status, options)`: `pid`'s change of state (any child's
+/// when `None`); `Ok(None)` under `WNOHANG` when none changed.
+///
+/// See waitpid(2).
+pub fn waitpid(pid: Option<i32>, options: WaitOptions) -> Result<Option<(i32, WaitStatus)>, Errno> {
+    let pid = pid.map(|p| Pid::from_raw(p).ok_or(Errno::INVAL)).transpose()?;
+    Ok(rustix::process::waitpid(pid, options)?.map(|(p, status)| (p.as_raw_nonzero().get(), status)))
+}
+
+/// `getrlimit(resource, &limit)`.
+///
+/// See getrlimit(2).
+pub fn getrlimit(resource: Resource) -> Rlimit {
+    rustix::process::getrlimit(resource)
+}
+
+/// `setrlimit(resource, &limit)`.
+///
+/// See setrlimit(2).
+pub fn setrlimit(resource: Resource, limit: Rlimit) -> io::Result<()> {
+    Ok(rustix::process::setrlimit(resource, limit)?)
+}
+
+// The credential calls go through libc (via nix) on purpose: the C
+// library applies them to every thread of the process, where rustix's
+// `set_thread_*` change only the calling thread.
+
+/// `setgroups(len, groups)`: the supplementary group list.
+///
+/// See setgroups(2).
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    let groups: Vec<nix::unistd::Gid> = groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    Ok(nix::unistd::setgroups(&groups)?)
+}
+
+/// `setgid(gid)`.
+///
+/// See setgid(2).
+pub fn setgid(gid: u32) -> io::Result<()> {
+    Ok(nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?)
+}
+
+/// `setuid(uid)`.
+///
+/// See setuid(2).
+pub fn setuid(uid: u32) -> io::Result<()> {
+    Ok(nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?)
 }

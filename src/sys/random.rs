@@ -2,14 +2,16 @@
 
 use std::io;
 
-/// `getrandom(buf, buflen, 0)`: fills `buf` from the kernel's CSPRNG
-/// (blocking only until it is first seeded at boot). See getrandom(2).
+/// `getrandom(buf, len, 0)`: fills `buf` from the kernel's CSPRNG
+/// (blocking until it is initialised).
+///
+/// See getrandom(2).
 pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
             Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -8,9 +8,10 @@
 //! numbers come from the same code.
 
 use super::{Cache, CacheCheck, Op};
+use crate::sys::fs::{self as sysfs, Gid, Mode, OFlags, Uid};
 use crate::sys::mincore::{file_residency, Residency};
-use rustix::fs::{Mode, OFlags};
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,52 +37,52 @@ pub fn time(op: Op, path: &Path) -> io::Result<u64> {
     let ns = match op {
         Op::Write | Op::SecondWrite => {
             let t = Instant::now();
-            let fd = rustix::fs::open(path, wo, Mode::empty())?;
-            rustix::io::pwrite(&fd, b"x", 0)?;
+            let fd = sysfs::open(path, wo, Mode::empty())?;
+            sysfs::pwrite(fd.as_fd(), b"x", 0)?;
             let ns = nanos(t);
             drop(fd);
             ns
         }
         Op::Append => {
             let t = Instant::now();
-            let fd = rustix::fs::open(path, wo | OFlags::APPEND, Mode::empty())?;
-            rustix::io::write(&fd, b"x")?;
+            let fd = sysfs::open(path, wo | OFlags::APPEND, Mode::empty())?;
+            sysfs::write(fd.as_fd(), b"x")?;
             let ns = nanos(t);
             drop(fd);
             ns
         }
         Op::Truncate => {
             let t = Instant::now();
-            nix::unistd::truncate(path, 0)?;
+            sysfs::truncate(path, 0)?;
             nanos(t)
         }
         Op::Chmod => {
             let t = Instant::now();
-            rustix::fs::chmod(path, Mode::from_raw_mode(0o600))?;
+            sysfs::chmod(path, Mode::from_raw_mode(0o600))?;
             nanos(t)
         }
         Op::Chown => {
-            let (uid, gid) = (rustix::fs::Uid::from_raw(1000), rustix::fs::Gid::from_raw(1000));
+            let (uid, gid) = (Uid::from_raw(1000), Gid::from_raw(1000));
             let t = Instant::now();
-            rustix::fs::chown(path, Some(uid), Some(gid))?;
+            sysfs::chown(path, Some(uid), Some(gid))?;
             nanos(t)
         }
         Op::Rename => {
             let to = side_path(path, op);
             let t = Instant::now();
-            rustix::fs::rename(path, &to)?;
+            sysfs::rename(path, &to)?;
             nanos(t)
         }
         Op::Link => {
             let to = side_path(path, op);
             let t = Instant::now();
-            rustix::fs::link(path, &to)?;
+            sysfs::link(path, &to)?;
             nanos(t)
         }
         Op::Lookup => {
             let t = Instant::now();
-            rustix::fs::stat(path)?;
-            let fd = rustix::fs::open(path, ro, Mode::empty())?;
+            sysfs::stat(path)?;
+            let fd = sysfs::open(path, ro, Mode::empty())?;
             let ns = nanos(t);
             drop(fd);
             ns

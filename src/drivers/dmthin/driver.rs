@@ -157,6 +157,12 @@ impl Driver for Dmthin {
         "dmthin"
     }
 
+    /// The control device only: the locks on kept mounts are this
+    /// process's holds, not a forked child's.
+    fn descriptors(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        vec![std::os::fd::AsFd::as_fd(&self.ctl)]
+    }
+
     fn create(&self, id: SnapshotId, parents: &[SnapshotId], _kind: Kind) -> Result<(), DriverError> {
         Ok(self.create_snapshot(id, parents)?)
     }

@@ -13,7 +13,8 @@ use crate::engine::Engine;
 use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without};
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotKey, Whiteouts};
-use crate::sys::fs::fd_path;
+use crate::sys::fs::{fd_path, fstat, Kind};
+use crate::sys::pipe::{pipe_with, PipeFlags};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -67,14 +68,7 @@ impl RootView {
         let root = crate::sys::fs::open_dir(&self.path).map_err(io_err("open container root"))?;
         let rel = inside.trim_start_matches('/');
         let rel = if rel.is_empty() { "." } else { rel };
-        rustix::fs::openat2(
-            &root,
-            rel,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-            rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| io_err(inside)(e.into()))
+        crate::sys::fs::open_path_in_root(root.as_fd(), rel).map_err(io_err(inside))
     }
 }
 
@@ -91,7 +85,7 @@ fn piped<T: Send + 'static>(
     write: impl FnOnce(std::fs::File) -> Result<T, FsError> + Send + 'static,
     read: impl FnOnce(std::fs::File) -> Result<(), FsError>,
 ) -> Result<T, FsError> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+    let (r, w) = pipe_with(PipeFlags::CLOEXEC).map_err(io_err("pipe"))?;
     let writer = std::thread::spawn(move || write(std::fs::File::from(w)));
     let read_result = read(std::fs::File::from(r));
     let write_result = writer.join().map_err(|_| FsError::Invalid("tar writer panicked".into()))?;
@@ -208,10 +202,10 @@ pub fn export(engine: &Engine, id: &ContainerId, out: impl Write) -> Result<(), 
 pub fn copy_out(engine: &Engine, id: &ContainerId, src: &str, dest: &Path) -> Result<(), FsError> {
     let root = RootView::open(engine, id)?;
     let fd = root.resolve(src)?;
-    let meta = rustix::fs::fstat(&fd).map_err(|e| io_err(src)(e.into()))?;
+    let meta = fstat(fd.as_fd()).map_err(io_err(src))?;
     let name = Path::new(src).file_name().map(|n| n.to_owned()).unwrap_or_else(|| "root".into());
     let target = if dest.is_dir() { dest.join(&name) } else { dest.to_owned() };
-    if rustix::fs::FileType::from_raw_mode(meta.st_mode).is_dir() {
+    if meta.kind == Kind::Dir {
         std::fs::create_dir_all(&target).map_err(io_err(target.display().to_string()))?;
         let src_path = fd_path(fd.as_fd());
         let tgt = target.clone();
@@ -223,7 +217,7 @@ pub fn copy_out(engine: &Engine, id: &ContainerId, src: &str, dest: &Path) -> Re
         let mut input = std::fs::File::open(fd_path(fd.as_fd())).map_err(io_err(src))?;
         let mut output = std::fs::File::create(&target).map_err(io_err(target.display().to_string()))?;
         io::copy(&mut input, &mut output).map_err(io_err(target.display().to_string()))?;
-        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(meta.st_mode & 0o7777))
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(meta.mode))
             .map_err(io_err(target.display().to_string()))?;
         Ok(())
     }
@@ -237,11 +231,7 @@ pub fn copy_in(engine: &Engine, id: &ContainerId, src: &Path, dest: &str) -> Res
     let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // Into an existing directory: under its own name; else as `dest`.
     let (dir, leaf) = match root.resolve(dest) {
-        Ok(fd)
-            if rustix::fs::fstat(&fd)
-                .map(|m| rustix::fs::FileType::from_raw_mode(m.st_mode).is_dir())
-                .unwrap_or(false) =>
-        {
+        Ok(fd) if fstat(fd.as_fd()).map(|m| m.kind == Kind::Dir).unwrap_or(false) => {
             (dest.trim_end_matches('/').to_owned(), name)
         }
         _ => {
@@ -260,7 +250,7 @@ pub fn copy_in(engine: &Engine, id: &ContainerId, src: &Path, dest: &str) -> Res
     if src_meta.is_dir() {
         match crate::sys::fs::mkdir_at(AsFd::as_fd(&dir_real), leaf.as_bytes(), src_meta_mode(&src_meta)) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_err(format!("{dir}/{leaf}"))(e)),
         }
         let target = crate::sys::fs::open_dir_at(AsFd::as_fd(&dir_real), leaf.as_bytes())

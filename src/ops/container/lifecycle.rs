@@ -6,6 +6,7 @@ use crate::container::{Config, ContainerId, LogConfig, MountKind, MountRequest, 
 use crate::engine::Engine;
 use crate::image::store::{Image, ImageError};
 use crate::snapshot::{SnapshotError, SnapshotKey};
+use crate::sys::signal::Signal;
 use crate::time::now;
 use crate::volume::{VolumeError, VolumeStore};
 use std::time::{Duration, Instant};
@@ -266,22 +267,22 @@ pub fn remove_files(engine: &Engine, config: &Config, volumes: bool) -> Result<(
 }
 
 /// Parses a signal name or number (`TERM`, `SIGKILL`, `9`).
-pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, OpsError> {
+pub fn parse_signal(s: &str) -> Result<Signal, OpsError> {
     use std::str::FromStr;
     if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).map_err(|_| OpsError::Invalid(format!("invalid signal: {s}")));
+        return Signal::try_from(n).map_err(|_| OpsError::Invalid(format!("invalid signal: {s}")));
     }
     let name = s.to_ascii_uppercase();
     let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
-    nix::sys::signal::Signal::from_str(&name).map_err(|_| OpsError::Invalid(format!("invalid signal: {s}")))
+    Signal::from_str(&name).map_err(|_| OpsError::Invalid(format!("invalid signal: {s}")))
 }
 
 /// Sends `signal` to the container's PID 1.
-pub fn kill(engine: &Engine, id: &ContainerId, signal: nix::sys::signal::Signal) -> Result<(), OpsError> {
+pub fn kill(engine: &Engine, id: &ContainerId, signal: Signal) -> Result<(), OpsError> {
     let (_, state) = ContainerStore::new(&engine.root).get(id)?;
     match (state.status, state.pid) {
         (Status::Running, Some(pid)) => {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            crate::sys::signal::kill(pid, signal)
                 .map_err(|e| OpsError::Invalid(format!("kill {}: {e}", id.short())))?;
             Ok(())
         }
@@ -314,13 +315,13 @@ pub fn stop(engine: &Engine, id: &ContainerId, timeout: Duration) -> Result<Stat
     if state.status != Status::Running {
         return Ok(state);
     }
-    let sig = parse_signal(&config.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
+    let sig = parse_signal(&config.stop_signal).unwrap_or(Signal::SIGTERM);
     let _ = kill(engine, id, sig);
     let st = wait(engine, id, Some(timeout))?;
     if st.status != Status::Running {
         return Ok(st);
     }
-    let _ = kill(engine, id, nix::sys::signal::Signal::SIGKILL);
+    let _ = kill(engine, id, Signal::SIGKILL);
     wait(engine, id, None)
 }
 
@@ -332,7 +333,7 @@ pub fn remove(engine: &Engine, id: &ContainerId, force: bool, volumes: bool) -> 
         if !force {
             return Err(OpsError::Running(id.short().to_owned()));
         }
-        let _ = kill(engine, id, nix::sys::signal::Signal::SIGKILL);
+        let _ = kill(engine, id, Signal::SIGKILL);
         wait(engine, id, None)?;
     }
     // An --rm container's supervisor may have removed it meanwhile.
@@ -380,9 +381,9 @@ mod tests {
 
     #[test]
     fn signals_parse_like_docker() {
-        assert_eq!(parse_signal("TERM").unwrap(), nix::sys::signal::Signal::SIGTERM);
-        assert_eq!(parse_signal("SIGKILL").unwrap(), nix::sys::signal::Signal::SIGKILL);
-        assert_eq!(parse_signal("9").unwrap(), nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("SIGKILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
         assert!(parse_signal("NOPE").is_err());
     }
 }

@@ -21,10 +21,13 @@ use crate::runtime::rootfs::{Bind, RootfsSpec};
 use crate::runtime::{self, Spec, StartError};
 use crate::snapshot::SnapshotKey;
 use crate::sys::lock::FileLock;
-use crate::sys::process::{exit_immediately, fork, Forked};
+use crate::sys::pipe::{pipe_with, PipeFlags};
+use crate::sys::process::{fork_child, setsid};
+use crate::sys::signal::{kill, sigprocmask, sigwait, SigSet, SigmaskHow, Signal};
+use crate::sys::stdio::{dup2_stderr, dup2_stdin, dup2_stdout};
+use crate::sys::term::{openpty, tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 use crate::time::now;
 use crate::volume::VolumeStore;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -86,25 +89,17 @@ struct Stdio {
     tty: bool,
 }
 
+/// A pseudoterminal pair whose window size is our terminal's.
 fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
-    grantpt(&master)?;
-    unlockpt(&master)?;
-    let name = ptsname(&master, Vec::new())?;
-    let slave = rustix::fs::open(
-        name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
-        let _ = rustix::termios::tcsetwinsize(&slave, ws);
+    let (master, slave) = openpty()?;
+    if let Ok(ws) = tcgetwinsize(std::io::stdin()) {
+        let _ = tcsetwinsize(&slave, ws);
     }
     Ok((master, slave))
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+    pipe_with(PipeFlags::CLOEXEC)
 }
 
 fn stdio(config: &Config) -> std::io::Result<Stdio> {
@@ -126,16 +121,16 @@ fn stdio(config: &Config) -> std::io::Result<Stdio> {
 }
 
 /// Puts the user's terminal in raw mode for a tty session; restores it on drop.
-struct RawTerminal(Option<rustix::termios::Termios>);
+struct RawTerminal(Option<Termios>);
 
 impl RawTerminal {
     fn enter() -> RawTerminal {
         let stdin = std::io::stdin();
-        match rustix::termios::tcgetattr(&stdin) {
+        match tcgetattr(&stdin) {
             Ok(orig) => {
                 let mut raw = orig.clone();
                 raw.make_raw();
-                let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+                let _ = tcsetattr(&stdin, OptionalActions::Now, &raw);
                 RawTerminal(Some(orig))
             }
             Err(_) => RawTerminal(None),
@@ -146,7 +141,7 @@ impl RawTerminal {
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         if let Some(t) = &self.0 {
-            let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, t);
+            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, t);
         }
     }
 }
@@ -155,34 +150,29 @@ impl Drop for RawTerminal {
 /// container runs (or failed to start).
 pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartError> {
     let (r, w) = pipe().map_err(|e| fail(125, format!("pipe: {e}")))?;
-    match fork().map_err(|e| fail(125, format!("fork: {e}")))? {
-        Forked::Child => {
-            drop(r);
-            let _ = rustix::process::setsid();
-            match fork() {
-                Ok(Forked::Child) => {
-                    if let Ok(null) = runtime::dev_null() {
-                        let _ = rustix::stdio::dup2_stdin(&null);
-                        let _ = rustix::stdio::dup2_stdout(&null);
-                        let _ = rustix::stdio::dup2_stderr(&null);
-                    }
-                    let code = supervise(engine, id, Mode::Detached, Some(std::fs::File::from(w)));
-                    exit_immediately(code);
-                }
-                _ => exit_immediately(0),
+    // The daemon keeps stdio, the report pipe and what the engine keeps
+    // open; no lock or pipe end of ours lives on in it.
+    let keep = engine.snapshots.descriptors();
+    let pid = fork_child(&keep, Some(w), |w| {
+        let _ = setsid();
+        let _ = fork_child(&keep, w, |w| {
+            if let Ok(null) = runtime::dev_null() {
+                let _ = dup2_stdin(&null);
+                let _ = dup2_stdout(&null);
+                let _ = dup2_stderr(&null);
             }
-        }
-        Forked::Parent(pid) => {
-            drop(w);
-            let _ = runtime::wait(pid);
-            let mut msg = String::new();
-            std::fs::File::from(r).read_to_string(&mut msg).map_err(|e| fail(125, format!("read supervisor: {e}")))?;
-            match msg.split_once('\t') {
-                None if msg == "ok" => Ok(()),
-                Some((code, m)) => Err(fail(code.parse().unwrap_or(125), m)),
-                None => Err(fail(125, "the supervisor exited before starting the container")),
-            }
-        }
+            supervise(engine, id, Mode::Detached, w.map(std::fs::File::from))
+        });
+        0
+    })
+    .map_err(|e| fail(125, format!("fork: {e}")))?;
+    let _ = runtime::wait(pid);
+    let mut msg = String::new();
+    std::fs::File::from(r).read_to_string(&mut msg).map_err(|e| fail(125, format!("read supervisor: {e}")))?;
+    match msg.split_once('\t') {
+        None if msg == "ok" => Ok(()),
+        Some((code, m)) => Err(fail(code.parse().unwrap_or(125), m)),
+        None => Err(fail(125, "the supervisor exited before starting the container")),
     }
 }
 
@@ -226,7 +216,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     if mode == Mode::Attached {
         forwarded.add(Signal::SIGWINCH);
     }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded));
     let [stdin, stdout, stderr] = io.child;
     let spec = Spec {
         rootfs: RootfsSpec { mounts, dir: store.rootfs_dir(id), binds, readonly: config.read_only },
@@ -373,14 +363,14 @@ fn relay_input(fd: OwnedFd, tty: bool) {
 
 fn forward_signals(set: SigSet, pid: i32, pty_master: Option<OwnedFd>) {
     loop {
-        match set.wait() {
+        match sigwait(&set) {
             Ok(Signal::SIGWINCH) => {
-                if let (Some(m), Ok(ws)) = (&pty_master, rustix::termios::tcgetwinsize(std::io::stdin())) {
-                    let _ = rustix::termios::tcsetwinsize(m, ws);
+                if let (Some(m), Ok(ws)) = (&pty_master, tcgetwinsize(std::io::stdin())) {
+                    let _ = tcsetwinsize(m, ws);
                 }
             }
             Ok(sig) => {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+                let _ = kill(pid, sig);
             }
             Err(_) => return,
         }
