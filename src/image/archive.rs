@@ -27,9 +27,10 @@
 //! paths and symlinks leading outside are refused, never followed.
 
 use crate::digest::{Digest, HashingReader};
+use crate::image::compression::{self, Compression};
 use crate::image::oci::{
-    Descriptor, ImageConfig, Index, LayerCompression, Manifest, OciError, OciLayout, Platform,
-    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION,
+    Descriptor, ImageConfig, Index, Manifest, OciError, OciLayout, Platform, ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION,
 };
 use crate::image::reference::Reference;
 use std::collections::{HashMap, HashSet};
@@ -386,7 +387,7 @@ fn index_tar(path: &Path) -> Result<HashMap<String, Member>, ArchiveError> {
     let mut file = File::open(path).map_err(io_err)?;
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(io_err)?;
-    if LayerCompression::sniff(&magic[..n]) != LayerCompression::None {
+    if compression::detect(&magic[..n]) != Compression::None {
         return Err(ArchiveError::Compressed { archive: path.to_owned() });
     }
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -472,7 +473,7 @@ fn read_docker_save(src: &Source) -> Result<Vec<ArchiveImage>, ArchiveError> {
             let n =
                 source.open().and_then(|mut r| read_up_to(&mut r, &mut head)).map_err(|e| src.member_io(&name, e))?;
             layers.push(ArchiveLayer {
-                media_type: LayerCompression::sniff(&head[..n]).oci_media_type().to_owned(),
+                media_type: compression::detect(&head[..n]).media_type().to_owned(),
                 digest: name.strip_prefix("blobs/sha256/").and_then(|h| Digest::from_hex(h).ok()),
                 size,
                 source,

@@ -26,15 +26,6 @@ use std::path::PathBuf;
 /// Key prefix of the temporary snapshots layers are applied into.
 pub const EXTRACT_PREFIX: &str = "extract-";
 
-/// Media types of layer blobs by compression (OCI image spec).
-pub fn layer_media_type(c: Compression) -> &'static str {
-    match c {
-        Compression::None => "application/vnd.oci.image.layer.v1.tar",
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-    }
-}
-
 /// The blob a layer was registered from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlobRef {
@@ -309,11 +300,8 @@ impl<'a> LayerStore<'a> {
             Some(w) => w.commit(Some(&outcome.compressed))?,
             None => outcome.compressed.clone(),
         };
-        let blob = BlobRef {
-            digest,
-            media_type: layer_media_type(outcome.compression).to_owned(),
-            size: outcome.compressed_size,
-        };
+        let blob =
+            BlobRef { digest, media_type: outcome.compression.media_type().to_owned(), size: outcome.compressed_size };
         if verify.locked {
             self.commit_locked(extract, parent, outcome.diff_id, outcome.content_size, blob)
         } else {
@@ -417,7 +405,7 @@ impl<'a> LayerStore<'a> {
         released?;
         let blob = BlobRef {
             digest: writer.commit(Some(&outcome.diff_id.0))?,
-            media_type: layer_media_type(Compression::None).to_owned(),
+            media_type: Compression::None.media_type().to_owned(),
             size: outcome.size,
         };
         self.commit_as_layer(key, parent, outcome.diff_id, outcome.content_size, blob)

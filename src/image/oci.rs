@@ -74,50 +74,6 @@ pub enum OciError {
     LayerCount { layers: usize, diff_ids: usize },
 }
 
-/// Which compression a layer media type implies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerCompression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl LayerCompression {
-    /// The compression of a layer media type, or `None` if the media type is
-    /// not a layer type strata knows. Docker's layer types are gzip on the
-    /// wire, except moby's rarely used uncompressed one.
-    pub fn of_media_type(media_type: &str) -> Option<LayerCompression> {
-        match media_type {
-            OCI_LAYER_TAR | DOCKER_LAYER_TAR => Some(LayerCompression::None),
-            OCI_LAYER_TAR_GZIP | DOCKER_LAYER_TAR_GZIP | DOCKER_FOREIGN_LAYER_TAR_GZIP => Some(LayerCompression::Gzip),
-            OCI_LAYER_TAR_ZSTD => Some(LayerCompression::Zstd),
-            _ => None,
-        }
-    }
-
-    /// The OCI layer media type for this compression.
-    pub fn oci_media_type(self) -> &'static str {
-        match self {
-            LayerCompression::None => OCI_LAYER_TAR,
-            LayerCompression::Gzip => OCI_LAYER_TAR_GZIP,
-            LayerCompression::Zstd => OCI_LAYER_TAR_ZSTD,
-        }
-    }
-
-    /// Recognises the compression from a blob's first bytes (gzip `1f 8b`,
-    /// zstd frame magic `28 b5 2f fd`); anything else is taken to be a
-    /// plain tar. Used for `docker save` layers, which carry no media type.
-    pub fn sniff(head: &[u8]) -> LayerCompression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            LayerCompression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            LayerCompression::Zstd
-        } else {
-            LayerCompression::None
-        }
-    }
-}
-
 type Annotations = BTreeMap<String, String>;
 
 /// Sizes are `int64` in the spec; a negative one is rejected while parsing so
@@ -753,15 +709,6 @@ mod tests {
         assert!(p.satisfies(&Platform::new("linux", "arm")));
         assert!(!p.satisfies(&Platform::new("linux", "arm64")));
         assert_eq!(String::from_utf8(i.to_bytes()).unwrap(), text);
-    }
-
-    #[test]
-    fn layer_compression_from_media_type_and_magic() {
-        assert_eq!(LayerCompression::of_media_type(DOCKER_LAYER_TAR_GZIP), Some(LayerCompression::Gzip));
-        assert_eq!(LayerCompression::of_media_type(OCI_CONFIG), None);
-        assert_eq!(LayerCompression::sniff(&[0x1f, 0x8b, 8]), LayerCompression::Gzip);
-        assert_eq!(LayerCompression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]), LayerCompression::Zstd);
-        assert_eq!(LayerCompression::sniff(b"etc/"), LayerCompression::None);
     }
 
     #[test]
