@@ -557,34 +557,13 @@ fn resolve_manifest(
         return Err(ArchiveError::IndexDepth { archive: src.path.clone(), member: name });
     }
     let index = Index::from_json(&bytes).map_err(|e| src.document(&name, e))?;
-    let chosen = choose_platform(&index.manifests, platform).ok_or_else(|| {
-        let available: Vec<String> =
-            index.manifests.iter().filter_map(|d| d.platform.as_ref().map(Platform::to_string)).collect();
-        ArchiveError::NoPlatform {
-            archive: src.path.clone(),
-            member: name.clone(),
-            wanted: platform.to_string(),
-            available: available.join(", "),
-        }
+    let chosen = index.manifest_for(platform).ok_or_else(|| ArchiveError::NoPlatform {
+        archive: src.path.clone(),
+        member: name.clone(),
+        wanted: platform.to_string(),
+        available: index.platforms(),
     })?;
     resolve_manifest(src, chosen, platform, depth + 1)
-}
-
-/// The entry of a multi-platform index for `wanted`: an exact variant match
-/// first, then any entry the platform can run; an index with a single entry
-/// that names no platform is taken as is.
-fn choose_platform<'a>(manifests: &'a [Descriptor], wanted: &Platform) -> Option<&'a Descriptor> {
-    if let [only] = manifests {
-        if only.platform.is_none() {
-            return Some(only);
-        }
-    }
-    let fits = |d: &&Descriptor| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted));
-    manifests
-        .iter()
-        .filter(fits)
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.variant == wanted.variant))
-        .or_else(|| manifests.iter().find(fits))
 }
 
 fn read_oci_image(src: &Source, desc: &Descriptor, manifest_bytes: Vec<u8>) -> Result<ArchiveImage, ArchiveError> {

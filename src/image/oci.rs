@@ -365,6 +365,32 @@ impl Index {
     pub fn to_bytes(&self) -> Vec<u8> {
         to_bytes(self)
     }
+
+    /// The entry for `wanted`, the one platform choice `load` and `pull`
+    /// share: among the entries whose platform [`Platform::satisfies`]
+    /// `wanted`, the first with exactly the wanted variant, else the first;
+    /// an index whose only entry names no platform is taken as is.
+    pub fn manifest_for(&self, wanted: &Platform) -> Option<&Descriptor> {
+        if let [only] = self.manifests.as_slice() {
+            if only.platform.is_none() {
+                return Some(only);
+            }
+        }
+        let fits = |d: &&Descriptor| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted));
+        self.manifests
+            .iter()
+            .filter(fits)
+            .find(|d| d.platform.as_ref().is_some_and(|p| p.variant == wanted.variant))
+            .or_else(|| self.manifests.iter().find(fits))
+    }
+
+    /// The platforms the entries name, comma separated, for an error that
+    /// says what was there instead.
+    pub fn platforms(&self) -> String {
+        let names: Vec<String> =
+            self.manifests.iter().filter_map(|d| d.platform.as_ref().map(Platform::to_string)).collect();
+        names.join(", ")
+    }
 }
 
 /// `{}` — the value type of Docker's `ExposedPorts` and `Volumes` sets.
@@ -709,6 +735,71 @@ mod tests {
         assert!(p.satisfies(&Platform::new("linux", "arm")));
         assert!(!p.satisfies(&Platform::new("linux", "arm64")));
         assert_eq!(String::from_utf8(i.to_bytes()).unwrap(), text);
+    }
+
+    fn entry(c: char, platform: Option<Platform>) -> Descriptor {
+        let mut desc = Descriptor::new(OCI_MANIFEST, d(c).parse().unwrap(), 1);
+        desc.platform = platform;
+        desc
+    }
+
+    fn with_variant(os: &str, arch: &str, variant: &str) -> Platform {
+        let mut p = Platform::new(os, arch);
+        p.variant = Some(variant.to_owned());
+        p
+    }
+
+    fn chosen(index: &Index, wanted: &Platform) -> Option<Digest> {
+        index.manifest_for(wanted).map(|desc| desc.digest.clone())
+    }
+
+    #[test]
+    fn manifest_for_matches_os_and_architecture() {
+        let index = Index::new(vec![
+            entry('1', Some(Platform::new("linux", "arm64"))),
+            entry('2', Some(Platform::new("windows", "amd64"))),
+            entry('3', Some(Platform::new("linux", "amd64"))),
+        ]);
+        assert_eq!(chosen(&index, &Platform::new("linux", "amd64")), Some(d('3').parse().unwrap()));
+        assert_eq!(chosen(&index, &Platform::new("linux", "arm64")), Some(d('1').parse().unwrap()));
+    }
+
+    #[test]
+    fn manifest_for_prefers_the_exact_variant() {
+        let index = Index::new(vec![
+            entry('1', Some(with_variant("linux", "arm", "v6"))),
+            entry('2', Some(with_variant("linux", "arm", "v7"))),
+        ]);
+        assert_eq!(chosen(&index, &with_variant("linux", "arm", "v7")), Some(d('2').parse().unwrap()));
+        // No variant asked for: the first entry that fits.
+        assert_eq!(chosen(&index, &Platform::new("linux", "arm")), Some(d('1').parse().unwrap()));
+        // A variant nobody has: a variant-less entry that fits would do, these don't.
+        assert_eq!(chosen(&index, &with_variant("linux", "arm", "v8")), None);
+    }
+
+    #[test]
+    fn manifest_for_takes_the_first_match() {
+        let index = Index::new(vec![
+            entry('1', Some(Platform::new("linux", "arm64"))),
+            entry('2', Some(Platform::new("linux", "amd64"))),
+            entry('3', Some(Platform::new("linux", "amd64"))),
+        ]);
+        assert_eq!(chosen(&index, &Platform::new("linux", "amd64")), Some(d('2').parse().unwrap()));
+    }
+
+    #[test]
+    fn manifest_for_missing_platform() {
+        let index = Index::new(vec![
+            entry('1', Some(Platform::new("linux", "arm64"))),
+            entry('2', None),
+            entry('3', Some(with_variant("linux", "arm", "v7"))),
+        ]);
+        assert_eq!(chosen(&index, &Platform::new("linux", "amd64")), None);
+        assert_eq!(index.platforms(), "linux/arm64, linux/arm/v7");
+        // A lone entry without a platform is the image, whatever is wanted.
+        let single = Index::new(vec![entry('4', None)]);
+        assert_eq!(chosen(&single, &Platform::new("linux", "amd64")), Some(d('4').parse().unwrap()));
+        assert_eq!(chosen(&Index::new(Vec::new()), &Platform::new("linux", "amd64")), None);
     }
 
     #[test]
