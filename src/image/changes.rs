@@ -2,12 +2,13 @@
 //! `docker commit --change`): `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`,
 //! `USER`, `LABEL`, `EXPOSE`, `VOLUME`, `STOPSIGNAL`.
 //!
-//! Pure: parses a string into a [`Change`], applies it to the `config`
-//! object of an image config (Docker's capitalised keys), and renders the
+//! Pure: parses a string into a [`Change`], applies it to the execution
+//! defaults of an image config ([`ContainerConfig`]), and renders the
 //! history line Docker records for it
 //! (`/bin/sh -c #(nop)  CMD ["/bin/sh" "-c" "/app/hello.sh"]`).
 
-use serde_json::{json, Map, Value};
+use crate::image::oci::{ContainerConfig, Empty};
+use std::collections::BTreeMap;
 
 /// A parsed change instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,53 +181,34 @@ impl Change {
         format!("/bin/sh -c #(nop)  {body}")
     }
 
-    /// Applies the change to an image config's `config` object.
-    pub fn apply(&self, cfg: &mut Map<String, Value>) {
+    /// Applies the change to an image config's execution defaults.
+    pub fn apply(&self, cfg: &mut ContainerConfig) {
         match self {
-            Change::Cmd(c) => {
-                cfg.insert("Cmd".into(), json!(c));
-            }
+            Change::Cmd(c) => cfg.cmd = Some(c.clone()),
             Change::Entrypoint(c) => {
-                cfg.insert("Entrypoint".into(), json!(c));
+                cfg.entrypoint = Some(c.clone());
                 // Docker resets an inherited CMD when ENTRYPOINT changes.
-                cfg.remove("Cmd");
+                cfg.cmd = None;
             }
             Change::Env(pairs) => {
-                let env = cfg.entry("Env").or_insert_with(|| json!([]));
-                if !env.is_array() {
-                    *env = json!([]);
-                }
-                let arr = env.as_array_mut().expect("array");
+                let env = cfg.env.get_or_insert_with(Vec::new);
                 for (k, v) in pairs {
                     let prefix = format!("{k}=");
-                    arr.retain(|e| !e.as_str().is_some_and(|s| s.starts_with(&prefix)));
-                    arr.push(json!(format!("{k}={v}")));
+                    env.retain(|e| !e.starts_with(&prefix));
+                    env.push(format!("{k}={v}"));
                 }
             }
-            Change::Label(pairs) => insert_map(cfg, "Labels", pairs.iter().map(|(k, v)| (k.clone(), json!(v)))),
-            Change::Expose(ports) => insert_map(cfg, "ExposedPorts", ports.iter().map(|p| (p.clone(), json!({})))),
-            Change::Volume(v) => insert_map(cfg, "Volumes", v.iter().map(|p| (p.clone(), json!({})))),
-            Change::Workdir(d) => {
-                cfg.insert("WorkingDir".into(), json!(d));
+            Change::Label(pairs) => cfg.labels.get_or_insert_with(BTreeMap::new).extend(pairs.iter().cloned()),
+            Change::Expose(ports) => {
+                cfg.exposed_ports.get_or_insert_with(BTreeMap::new).extend(ports.iter().map(|p| (p.clone(), Empty {})))
             }
-            Change::User(u) => {
-                cfg.insert("User".into(), json!(u));
+            Change::Volume(v) => {
+                cfg.volumes.get_or_insert_with(BTreeMap::new).extend(v.iter().map(|p| (p.clone(), Empty {})))
             }
-            Change::StopSignal(s) => {
-                cfg.insert("StopSignal".into(), json!(s));
-            }
+            Change::Workdir(d) => cfg.working_dir = Some(d.clone()),
+            Change::User(u) => cfg.user = Some(u.clone()),
+            Change::StopSignal(s) => cfg.stop_signal = Some(s.clone()),
         }
-    }
-}
-
-fn insert_map(cfg: &mut Map<String, Value>, key: &str, items: impl Iterator<Item = (String, Value)>) {
-    let m = cfg.entry(key).or_insert_with(|| json!({}));
-    if !m.is_object() {
-        *m = json!({});
-    }
-    let obj = m.as_object_mut().expect("object");
-    for (k, v) in items {
-        obj.insert(k, v);
     }
 }
 
@@ -238,17 +220,17 @@ mod tests {
     fn cmd_shell_form_matches_docker_history() {
         let c: Change = "CMD /app/hello.sh".parse().unwrap();
         assert_eq!(c.created_by(), r#"/bin/sh -c #(nop)  CMD ["/bin/sh" "-c" "/app/hello.sh"]"#);
-        let mut cfg = Map::new();
+        let mut cfg = ContainerConfig::default();
         c.apply(&mut cfg);
-        assert_eq!(cfg["Cmd"], json!(["/bin/sh", "-c", "/app/hello.sh"]));
+        assert_eq!(cfg.cmd.unwrap(), ["/bin/sh", "-c", "/app/hello.sh"]);
     }
 
     #[test]
     fn env_forms_and_override() {
-        let mut cfg = Map::new();
+        let mut cfg = ContainerConfig::default();
         "ENV A=1 B=\"two words\"".parse::<Change>().unwrap().apply(&mut cfg);
         "ENV A 3".parse::<Change>().unwrap().apply(&mut cfg);
-        assert_eq!(cfg["Env"], json!(["B=two words", "A=3"]));
+        assert_eq!(cfg.env.unwrap(), ["B=two words", "A=3"]);
     }
 
     #[test]
@@ -261,8 +243,9 @@ mod tests {
 
     #[test]
     fn expose_defaults_to_tcp() {
-        let mut cfg = Map::new();
+        let mut cfg = ContainerConfig::default();
         "EXPOSE 80 53/udp".parse::<Change>().unwrap().apply(&mut cfg);
-        assert_eq!(cfg["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}}));
+        let ports: Vec<&str> = cfg.exposed_ports.as_ref().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(ports, ["53/udp", "80/tcp"]);
     }
 }

@@ -17,6 +17,7 @@ use crate::content::{ContentError, ContentStore};
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::image::apply::{apply_layer_with, ApplyError, ApplyOptions};
 use crate::image::compression::Compression;
+use crate::image::oci::Descriptor;
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotError, SnapshotKey, Snapshotter, Whiteouts, WriteTarget};
 use crate::store::{Root, StoreError};
@@ -33,6 +34,13 @@ pub struct BlobRef {
     #[serde(rename = "mediaType")]
     pub media_type: String,
     pub size: u64,
+}
+
+impl BlobRef {
+    /// The manifest descriptor of the blob.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(self.media_type.clone(), self.digest.clone(), self.size)
+    }
 }
 
 /// One committed layer.

@@ -440,6 +440,29 @@ impl ImageConfig {
         }
     }
 
+    /// The config strata starts an image from when it has no base
+    /// (`FROM scratch`, `import` without `--base`): linux/amd64, an empty
+    /// `config` and no history yet.
+    pub fn scratch() -> ImageConfig {
+        let mut c = ImageConfig::new(&Platform::new("linux", "amd64"));
+        c.config = Some(ContainerConfig::default());
+        c.history = Some(Vec::new());
+        c
+    }
+
+    /// The execution defaults (`config`), created empty when absent.
+    pub fn config_mut(&mut self) -> &mut ContainerConfig {
+        self.config.get_or_insert_with(ContainerConfig::default)
+    }
+
+    /// Records one step: appends its history entry and, when it added a
+    /// layer, the layer's diff ID; `created` becomes the step's time.
+    pub fn push_step(&mut self, entry: History, diff_id: Option<DiffId>) {
+        self.created = entry.created;
+        self.rootfs.diff_ids.extend(diff_id);
+        self.history.get_or_insert_with(Vec::new).push(entry);
+    }
+
     /// Parses and validates an image config.
     pub fn from_json(bytes: &[u8]) -> Result<ImageConfig, OciError> {
         let c: ImageConfig = parse("image config", bytes)?;
@@ -646,6 +669,24 @@ mod tests {
                 d('b')
             )
         );
+    }
+
+    #[test]
+    fn unknown_fields_survive_an_edit() {
+        // What `import --base --change` and `commit` do to a foreign config:
+        // edit the execution defaults, add a step, serialize.
+        let mut c = ImageConfig::from_json(docker_config().as_bytes()).unwrap();
+        c.config_mut().cmd = Some(vec!["true".to_owned()]);
+        let entry = History { created_by: Some("step".to_owned()), ..History::default() };
+        c.push_step(entry, Some(d('b').parse().unwrap()));
+        let again: Value = serde_json::from_slice(&c.to_bytes()).unwrap();
+        assert_eq!(again["x-future"]["k"], serde_json::json!([1, 2]));
+        assert_eq!(again["docker_version"], "20.10.23");
+        assert_eq!(again["container_config"]["Cmd"][0], "/bin/sh");
+        assert_eq!(again["config"]["Hostname"], "");
+        assert_eq!(again["config"]["Cmd"][0], "true");
+        assert_eq!(again["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+        assert_eq!(again["history"].as_array().unwrap().len(), 3);
     }
 
     #[test]
