@@ -10,7 +10,7 @@
 use crate::digest::{ChainId, ImageId};
 use crate::engine::Engine;
 use crate::image::archive::{read_archive, ArchiveError};
-use crate::image::changes::{Change, ChangeError};
+use crate::image::changes::Change;
 use crate::image::layers::LayerError;
 use crate::image::oci::{Descriptor, History, ImageConfig, Manifest, OCI_CONFIG};
 use crate::image::reference::Reference;
@@ -26,8 +26,6 @@ pub enum ImportError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
-    Change(#[from] ChangeError),
-    #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error("{0}")]
     Invalid(String),
@@ -39,8 +37,9 @@ pub struct ImportOptions {
     /// A local image to put the new layer on (strata's stand-in for a
     /// one-step build until `build` exists).
     pub base: Option<ImageId>,
-    /// Dockerfile-syntax config changes, each recorded as an empty layer.
-    pub changes: Vec<String>,
+    /// Config changes (`--change`, parsed by `build::change`), each
+    /// recorded as an empty layer.
+    pub changes: Vec<Change>,
     /// History comment (`docker import -m`).
     pub message: Option<String>,
     /// Where the tar came from, for the history comment.
@@ -53,7 +52,7 @@ pub struct ImportOptions {
 /// Imports `tar` (or nothing, for a changes-only image on a base) as a new
 /// image; returns its ID. On error nothing new is left in the store.
 pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions) -> Result<ImageId, ImportError> {
-    let changes: Vec<Change> = opts.changes.iter().map(|c| c.parse()).collect::<Result<_, _>>()?;
+    let changes = &opts.changes;
     let (mut config, mut layers, parent) = match &opts.base {
         Some(base) => {
             let img = engine.images.get(base)?;
@@ -97,7 +96,7 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
         let entry = History { created, created_by, comment: comment.filter(|c| !c.is_empty()), ..History::default() };
         config.push_step(entry, Some(layer.diff_id.clone()));
     }
-    for c in &changes {
+    for c in changes {
         c.apply(config.config_mut());
         let entry = History { created, created_by: Some(c.created_by()), empty_layer: true, ..History::default() };
         config.push_step(entry, None);
