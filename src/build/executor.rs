@@ -236,18 +236,14 @@ impl Builder<'_> {
             self.say(&format!(" ---> {}", id.digest().short()))?;
         }
         let base = match &w.image {
-            Some(_) => Some(self.engine.layers().claim_present(&crate::digest::ChainId::chain(&w.diff_ids()))?),
+            Some(_) => Some(self.engine.layers().claim_present(&crate::digest::ChainId::chain(w.diff_ids()))?),
             None => None,
         };
         let mut st = StageState { w, args: BTreeMap::new(), _base: base };
         // ONBUILD triggers of the base run first, and are not inherited.
-        let triggers: Vec<String> =
-            st.w.get("OnBuild")
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
+        let triggers: Vec<String> = st.w.defaults().and_then(|c| c.on_build.clone()).unwrap_or_default();
         if !triggers.is_empty() {
-            st.w.inner().remove("OnBuild");
+            st.w.inner().on_build = None;
             self.say(&format!(
                 "# Executing {} build trigger{}",
                 triggers.len(),
@@ -299,8 +295,8 @@ impl Builder<'_> {
 
     /// The shell for shell-form commands (`SHELL`, default `/bin/sh -c`).
     pub fn shell(st: &StageState) -> Vec<String> {
-        st.w.get("Shell")
-            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+        st.w.defaults()
+            .and_then(|c| c.shell.clone())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }

@@ -1,7 +1,8 @@
 //! Building images from Dockerfiles, the way Docker's classic builder
 //! records them.
 //!
-//! * [`parser`] turns Dockerfile text into typed instructions (pure).
+//! * [`parser`] turns Dockerfile text into typed instructions (pure);
+//!   [`change`] uses it for `import`/`commit --change` values.
 //! * [`executor`] runs them stage by stage. Every instruction after `FROM`
 //!   yields one image whose parent is the previous step's image: a
 //!   filesystem step (`RUN`, `COPY`, `ADD`, a `WORKDIR` that creates its
@@ -27,6 +28,7 @@
 //! cache for the next attempt.
 
 pub mod cache;
+pub mod change;
 pub mod context;
 mod executor;
 pub mod ignore;

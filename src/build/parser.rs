@@ -302,37 +302,71 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
             i += 1;
             continue;
         }
-        let lg = Logical::join(&lines, i, escape);
-        i = lg.end + 1;
-        let body = lg.text.trim();
-        let kw_end = body.find(char::is_whitespace).unwrap_or(body.len());
-        let (kw, args) = (&body[..kw_end], body[kw_end..].trim());
-        let upper = kw.to_ascii_uppercase();
-        let heredocs = if matches!(upper.as_str(), "RUN" | "COPY" | "ADD") {
-            read_heredocs(&lg, args, &lines, &mut i)?
-        } else {
-            Vec::new()
-        };
-        let kind = parse_kind(&lg, kw, args, heredocs)?;
-        match kind {
-            Kind::From { .. } => seen_from = true,
-            Kind::Arg(_) => {}
-            _ if !seen_from => {
-                return Err(lg.err(kw, format!("no FROM before {upper}: only ARG may precede the first FROM")));
+        let (instruction, next) = instruction(&lines, i, escape, |kw, kind| match kind {
+            Kind::From { .. } => {
+                seen_from = true;
+                Ok(())
             }
-            _ => {}
-        }
-        let (line, column) = {
-            let e = lg.err(kw, "");
-            (e.line, e.column)
-        };
-        instructions.push(Instruction { line, column, kind, original: body.to_owned() });
+            Kind::Arg(_) => Ok(()),
+            _ if !seen_from => {
+                Err(format!("no FROM before {}: only ARG may precede the first FROM", kw.to_ascii_uppercase()))
+            }
+            _ => Ok(()),
+        })?;
+        i = next;
+        instructions.push(instruction);
     }
     if instructions.is_empty() {
         // BuildKit refuses an empty file rather than building nothing.
         return Err(ParseError::new(lines.len().max(1), 1, "file with no instructions"));
     }
     Ok(Dockerfile { escape, syntax, instructions })
+}
+
+/// Parses one instruction on its own, as `docker commit --change` and
+/// `docker import --change` take them: no parser directives, no `FROM`
+/// needed first, the default escape character; continuation lines and
+/// heredoc bodies may follow in `text`, another instruction may not.
+pub fn parse_instruction(text: &str) -> Result<Instruction, ParseError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| !is_blank_or_comment(l)) else {
+        return Err(ParseError::new(1, 1, "no instruction"));
+    };
+    let (instruction, next) = instruction(&lines, start, '\\', |_, _| Ok(()))?;
+    if let Some(extra) = (next..lines.len()).find(|&j| !is_blank_or_comment(lines[j])) {
+        let column = 1 + lines[extra].len() - lines[extra].trim_start().len();
+        return Err(ParseError::new(extra + 1, column, "more than one instruction"));
+    }
+    Ok(instruction)
+}
+
+/// Parses the instruction whose logical line starts at `lines[start]`;
+/// returns it and the index of the line after it (and its heredocs).
+/// `check` may refuse the instruction by keyword and kind; its message
+/// is reported at the keyword.
+fn instruction(
+    lines: &[&str],
+    start: usize,
+    escape: char,
+    mut check: impl FnMut(&str, &Kind) -> Result<(), String>,
+) -> Result<(Instruction, usize), ParseError> {
+    let lg = Logical::join(lines, start, escape);
+    let mut next = lg.end + 1;
+    let body = lg.text.trim();
+    let kw_end = body.find(char::is_whitespace).unwrap_or(body.len());
+    let (kw, args) = (&body[..kw_end], body[kw_end..].trim());
+    let heredocs = if matches!(kw.to_ascii_uppercase().as_str(), "RUN" | "COPY" | "ADD") {
+        read_heredocs(&lg, args, lines, &mut next)?
+    } else {
+        Vec::new()
+    };
+    let kind = parse_kind(&lg, kw, args, heredocs)?;
+    check(kw, &kind).map_err(|message| lg.err(kw, message))?;
+    let (line, column) = {
+        let e = lg.err(kw, "");
+        (e.line, e.column)
+    };
+    Ok((Instruction { line, column, kind, original: body.to_owned() }, next))
 }
 
 /// Splits leading `--flag[=value]` words off `args`; a lone `--` ends them.
@@ -710,12 +744,22 @@ fn parse_kind(lg: &Logical, kw: &str, args: &str, heredocs: Vec<Heredoc>) -> Res
 /// Errors carry line 1 and the 1-based column within `word`.
 pub fn expand(word: &str, vars: &dyn Fn(&str) -> Option<String>, escape: char) -> Result<String, ParseError> {
     let chars: Vec<char> = word.chars().collect();
-    Expander { vars, escape }.run(&chars, 0)
+    Expander { vars, escape, substitute: true }.run(&chars, 0)
+}
+
+/// Removes quotes and escapes from one word as [`expand`] does, but
+/// leaves every `$…` as written: for words whose variables are not to be
+/// substituted (`--change` values).
+pub fn unquote(word: &str, escape: char) -> Result<String, ParseError> {
+    let chars: Vec<char> = word.chars().collect();
+    Expander { vars: &|_| None, escape, substitute: false }.run(&chars, 0)
 }
 
 struct Expander<'a> {
     vars: &'a dyn Fn(&str) -> Option<String>,
     escape: char,
+    /// False: `$` is an ordinary character.
+    substitute: bool,
 }
 
 fn is_name_char(c: char) -> bool {
@@ -751,7 +795,7 @@ impl Expander<'_> {
                 };
                 out.extend(&chars[i + 1..i + 1 + len]);
                 i += len + 2;
-            } else if c == '$' {
+            } else if c == '$' && self.substitute {
                 i = self.substitute(chars, base, i, &mut out)?;
             } else {
                 out.push(c);

@@ -8,9 +8,9 @@ use super::parser::{Command, CopySpec, Healthcheck, Instruction, Kind};
 use super::BuildError;
 use crate::image::changes::Change;
 use crate::image::layers::EXTRACT_PREFIX;
+use crate::image::oci::HealthConfig;
 use crate::mount::TempMount;
 use crate::snapshot::SnapshotKey;
-use serde_json::{json, Value};
 use std::path::PathBuf;
 
 fn nop(body: &str) -> String {
@@ -97,7 +97,7 @@ pub(super) fn step(b: &mut Builder<'_>, st: &mut StageState, i: &Instruction) ->
             let text = nop(&format!("SHELL {}", go_list(v)));
             let v = v.clone();
             meta(b, st, &text, move |st| {
-                st.w.inner().insert("Shell".into(), json!(v));
+                st.w.inner().shell = Some(v);
                 Ok(())
             })
         }
@@ -105,15 +105,17 @@ pub(super) fn step(b: &mut Builder<'_>, st: &mut StageState, i: &Instruction) ->
             let text = nop(&format!("MAINTAINER {m}"));
             let m = m.clone();
             meta(b, st, &text, move |st| {
-                st.w.config.insert("author".into(), json!(m));
+                st.w.config.author = Some(m);
                 Ok(())
             })
         }
         Kind::Healthcheck(h) => {
-            let value = healthcheck(st, h.as_ref())?;
-            let text = nop(&format!("HEALTHCHECK {value}"));
+            let health = healthcheck(h.as_ref())?;
+            // The step text shows the config as JSON with sorted keys.
+            let shown = serde_json::to_value(&health).expect("a health config serializes");
+            let text = nop(&format!("HEALTHCHECK {shown}"));
             meta(b, st, &text, move |st| {
-                st.w.inner().insert("Healthcheck".into(), value);
+                st.w.inner().healthcheck = Some(health);
                 Ok(())
             })
         }
@@ -122,11 +124,7 @@ pub(super) fn step(b: &mut Builder<'_>, st: &mut StageState, i: &Instruction) ->
             let trigger = trigger.get(7..).unwrap_or("").trim().to_owned();
             let text = nop(&format!("ONBUILD {trigger}"));
             meta(b, st, &text, move |st| {
-                let list = st.w.inner().entry("OnBuild").or_insert_with(|| json!([]));
-                if !list.is_array() {
-                    *list = json!([]);
-                }
-                list.as_array_mut().expect("array").push(json!(trigger));
+                st.w.inner().on_build.get_or_insert_with(Vec::new).push(trigger);
                 Ok(())
             })
         }
@@ -176,24 +174,26 @@ fn duration_ns(flags: &[(String, String)], name: &str) -> Result<Option<i64>, Bu
     Ok(Some((n * scale) as i64))
 }
 
-fn healthcheck(st: &StageState, h: Option<&Healthcheck>) -> Result<Value, BuildError> {
-    let Some(h) = h else { return Ok(json!({"Test": ["NONE"]})) };
+fn healthcheck(h: Option<&Healthcheck>) -> Result<HealthConfig, BuildError> {
+    let Some(h) = h else { return Ok(HealthConfig { test: Some(vec!["NONE".to_owned()]), ..HealthConfig::default() }) };
     let test = match &h.cmd {
         Command::Exec(v) => std::iter::once("CMD".to_owned()).chain(v.iter().cloned()).collect::<Vec<_>>(),
         Command::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
     };
-    let _ = st;
-    let mut v = json!({"Test": test});
-    for (flag, key) in [("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod")] {
-        if let Some(ns) = duration_ns(&h.flags, flag)? {
-            v[key] = json!(ns);
+    let retries = match h.flags.iter().find(|(k, _)| k == "retries") {
+        Some((_, r)) => {
+            Some(r.parse::<i64>().map_err(|_| BuildError::Invalid(format!("--retries={r}: not a number")))?)
         }
-    }
-    if let Some((_, r)) = h.flags.iter().find(|(k, _)| k == "retries") {
-        v["Retries"] =
-            json!(r.parse::<i64>().map_err(|_| BuildError::Invalid(format!("--retries={r}: not a number")))?);
-    }
-    Ok(v)
+        None => None,
+    };
+    Ok(HealthConfig {
+        test: Some(test),
+        interval: duration_ns(&h.flags, "interval")?,
+        timeout: duration_ns(&h.flags, "timeout")?,
+        start_period: duration_ns(&h.flags, "start-period")?,
+        retries,
+        ..HealthConfig::default()
+    })
 }
 
 /// `path` made absolute against the stage's working directory.
@@ -201,7 +201,7 @@ fn absolute(st: &StageState, path: &str) -> String {
     if path.starts_with('/') {
         return path.to_owned();
     }
-    let wd = st.w.str_field("WorkingDir").unwrap_or_else(|| "/".into());
+    let wd = st.w.working_dir().unwrap_or_else(|| "/".into());
     format!("{}/{path}", wd.trim_end_matches('/'))
 }
 
@@ -223,7 +223,7 @@ fn workdir(b: &mut Builder<'_>, st: &mut StageState, d: &str) -> Result<(), Buil
         layer::mkdir_p(root, &dir, None)?;
         Ok(true)
     })?;
-    st.w.inner().insert("WorkingDir".into(), json!(d));
+    st.w.inner().working_dir = Some(d);
     b.commit(st, &text, &text, layer.as_ref())
 }
 

@@ -441,8 +441,9 @@ pub struct CommitArgs {
 }
 
 pub fn commit(engine: &Engine, a: CommitArgs) -> Result<()> {
+    let changes = super::images::parse_changes(&a.change)?;
     let id = resolve(engine, &a.container)?;
-    let image = crate::ops::container::fs::commit(engine, &id, a.message, a.change)?;
+    let image = crate::ops::container::fs::commit(engine, &id, a.message, changes)?;
     if let Some(r) = a.reference {
         let r: crate::image::reference::Reference =
             r.parse().with_context(|| format!("invalid reference format: {r}"))?;

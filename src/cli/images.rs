@@ -31,6 +31,11 @@ pub struct ImportArgs {
     reference: Option<String>,
 }
 
+/// `--change` values, each one Dockerfile instruction.
+pub(crate) fn parse_changes(changes: &[String]) -> Result<Vec<crate::image::changes::Change>> {
+    Ok(changes.iter().map(|c| crate::build::change::parse_change(c)).collect::<Result<_, _>>()?)
+}
+
 pub fn import(engine: &Engine, a: ImportArgs) -> Result<()> {
     let (file, reference) = match (a.file, a.reference) {
         // With --base, a lone argument that is not a readable file is the name.
@@ -43,7 +48,7 @@ pub fn import(engine: &Engine, a: ImportArgs) -> Result<()> {
     let base = a.base.map(|b| engine.images.resolve(&b)).transpose()?;
     let opts = ImportOptions {
         base,
-        changes: a.change,
+        changes: parse_changes(&a.change)?,
         message: a.message,
         source: file.clone().unwrap_or_else(|| "-".into()),
         created_by: None,

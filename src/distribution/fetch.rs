@@ -91,14 +91,11 @@ pub fn resolve(
     let oci = |what: String| move |source| DistributionError::Oci { what, source };
     if media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST {
         let index = Index::from_json(&bytes).map_err(oci(format!("index {digest}")))?;
-        let wanted = index.manifests.iter().find(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(platform)));
-        let Some(desc) = wanted else {
-            let available: Vec<String> =
-                index.manifests.iter().filter_map(|d| d.platform.as_ref().map(|p| p.to_string())).collect();
+        let Some(desc) = index.manifest_for(platform) else {
             return Err(DistributionError::NoPlatform {
                 reference: reference.to_owned(),
                 platform: platform.to_string(),
-                available: available.join(", "),
+                available: index.platforms(),
             });
         };
         let (mbytes, mdigest, mtype) = get_document(client, &desc.digest.to_string(), Some(&desc.digest))?;

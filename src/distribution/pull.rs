@@ -17,7 +17,8 @@ use super::progress::Progress;
 use super::{auth, DistributionError, RegistryOptions};
 use crate::digest::{ChainId, Digest, ImageId};
 use crate::engine::Engine;
-use crate::image::oci::{Descriptor, LayerCompression, Platform};
+use crate::image::compression::Compression;
+use crate::image::oci::{Descriptor, Platform};
 use crate::image::reference::Reference;
 use crate::image::store::ImageStore;
 use std::io::Read;
@@ -199,7 +200,7 @@ impl<R: Read> Read for Counting<'_, R> {
 
 fn check_layer_types(layers: &[Descriptor]) -> Result<(), DistributionError> {
     for l in layers {
-        if LayerCompression::of_media_type(&l.media_type).is_none() {
+        if Compression::from_media_type(&l.media_type).is_none() {
             return Err(DistributionError::MediaType {
                 what: "layer",
                 digest: l.digest.clone(),

@@ -27,9 +27,10 @@
 //! paths and symlinks leading outside are refused, never followed.
 
 use crate::digest::{Digest, HashingReader};
+use crate::image::compression::{self, Compression};
 use crate::image::oci::{
-    Descriptor, ImageConfig, Index, LayerCompression, Manifest, OciError, OciLayout, Platform,
-    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION,
+    Descriptor, ImageConfig, Index, Manifest, OciError, OciLayout, Platform, ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION,
 };
 use crate::image::reference::Reference;
 use std::collections::{HashMap, HashSet};
@@ -386,7 +387,7 @@ fn index_tar(path: &Path) -> Result<HashMap<String, Member>, ArchiveError> {
     let mut file = File::open(path).map_err(io_err)?;
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(io_err)?;
-    if LayerCompression::sniff(&magic[..n]) != LayerCompression::None {
+    if compression::detect(&magic[..n]) != Compression::None {
         return Err(ArchiveError::Compressed { archive: path.to_owned() });
     }
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -472,7 +473,7 @@ fn read_docker_save(src: &Source) -> Result<Vec<ArchiveImage>, ArchiveError> {
             let n =
                 source.open().and_then(|mut r| read_up_to(&mut r, &mut head)).map_err(|e| src.member_io(&name, e))?;
             layers.push(ArchiveLayer {
-                media_type: LayerCompression::sniff(&head[..n]).oci_media_type().to_owned(),
+                media_type: compression::detect(&head[..n]).media_type().to_owned(),
                 digest: name.strip_prefix("blobs/sha256/").and_then(|h| Digest::from_hex(h).ok()),
                 size,
                 source,
@@ -556,34 +557,13 @@ fn resolve_manifest(
         return Err(ArchiveError::IndexDepth { archive: src.path.clone(), member: name });
     }
     let index = Index::from_json(&bytes).map_err(|e| src.document(&name, e))?;
-    let chosen = choose_platform(&index.manifests, platform).ok_or_else(|| {
-        let available: Vec<String> =
-            index.manifests.iter().filter_map(|d| d.platform.as_ref().map(Platform::to_string)).collect();
-        ArchiveError::NoPlatform {
-            archive: src.path.clone(),
-            member: name.clone(),
-            wanted: platform.to_string(),
-            available: available.join(", "),
-        }
+    let chosen = index.manifest_for(platform).ok_or_else(|| ArchiveError::NoPlatform {
+        archive: src.path.clone(),
+        member: name.clone(),
+        wanted: platform.to_string(),
+        available: index.platforms(),
     })?;
     resolve_manifest(src, chosen, platform, depth + 1)
-}
-
-/// The entry of a multi-platform index for `wanted`: an exact variant match
-/// first, then any entry the platform can run; an index with a single entry
-/// that names no platform is taken as is.
-fn choose_platform<'a>(manifests: &'a [Descriptor], wanted: &Platform) -> Option<&'a Descriptor> {
-    if let [only] = manifests {
-        if only.platform.is_none() {
-            return Some(only);
-        }
-    }
-    let fits = |d: &&Descriptor| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted));
-    manifests
-        .iter()
-        .filter(fits)
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.variant == wanted.variant))
-        .or_else(|| manifests.iter().find(fits))
 }
 
 fn read_oci_image(src: &Source, desc: &Descriptor, manifest_bytes: Vec<u8>) -> Result<ArchiveImage, ArchiveError> {

@@ -1,12 +1,18 @@
-//! Layer blob compression: detection by magic bytes and a streaming
+//! Layer blob compression: the one [`Compression`] enum, its mapping to
+//! and from layer media types, detection by magic bytes, and a streaming
 //! decompressor that hands its input reader back when done.
 //!
 //! OCI layers are `application/vnd.oci.image.layer.v1.tar`, `+gzip` or
 //! `+zstd`; Docker's loader ignores the media type and sniffs the stream,
-//! and so does strata. A gzip stream may hold several members and a zstd
+//! and so does strata's applier. The media type still decides which layers
+//! a pull accepts and what a stored layer's descriptor says. A gzip stream may hold several members and a zstd
 //! stream several frames (both are decoded in sequence), as Go's readers
 //! and `zstd -d` do.
 
+use crate::image::oci::{
+    DOCKER_FOREIGN_LAYER_TAR_GZIP, DOCKER_LAYER_TAR, DOCKER_LAYER_TAR_GZIP, OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP,
+    OCI_LAYER_TAR_ZSTD,
+};
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
@@ -24,6 +30,30 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
+}
+
+impl Compression {
+    /// The compression a layer media type implies, or `None` if the media
+    /// type is not a layer type strata knows. Docker's layer types are gzip
+    /// on the wire, except moby's rarely used uncompressed one.
+    pub fn from_media_type(media_type: &str) -> Option<Compression> {
+        match media_type {
+            OCI_LAYER_TAR | DOCKER_LAYER_TAR => Some(Compression::None),
+            OCI_LAYER_TAR_GZIP | DOCKER_LAYER_TAR_GZIP | DOCKER_FOREIGN_LAYER_TAR_GZIP => Some(Compression::Gzip),
+            OCI_LAYER_TAR_ZSTD => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// The OCI layer media type for this compression (what strata writes
+    /// in the descriptors of layers it stores).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::None => OCI_LAYER_TAR,
+            Compression::Gzip => OCI_LAYER_TAR_GZIP,
+            Compression::Zstd => OCI_LAYER_TAR_ZSTD,
+        }
+    }
 }
 
 impl fmt::Display for Compression {
@@ -127,6 +157,16 @@ impl<R: BufRead> Read for Decompressor<R> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn media_types_map_both_ways() {
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            assert_eq!(Compression::from_media_type(c.media_type()), Some(c));
+        }
+        assert_eq!(Compression::from_media_type(DOCKER_LAYER_TAR_GZIP), Some(Compression::Gzip));
+        assert_eq!(Compression::from_media_type(DOCKER_LAYER_TAR), Some(Compression::None));
+        assert_eq!(Compression::from_media_type(crate::image::oci::OCI_CONFIG), None);
+    }
 
     #[test]
     fn detects_by_magic() {

@@ -17,6 +17,7 @@ use crate::content::{ContentError, ContentStore};
 use crate::digest::{ChainId, DiffId, Digest};
 use crate::image::apply::{apply_layer_with, ApplyError, ApplyOptions};
 use crate::image::compression::Compression;
+use crate::image::oci::Descriptor;
 use crate::mount::TempMount;
 use crate::snapshot::{SnapshotError, SnapshotKey, Snapshotter, Whiteouts, WriteTarget};
 use crate::store::{LeaseName, LockName, Root, StoreError};
@@ -26,15 +27,6 @@ use std::path::PathBuf;
 /// Key prefix of the temporary snapshots layers are applied into.
 pub const EXTRACT_PREFIX: &str = "extract-";
 
-/// Media types of layer blobs by compression (OCI image spec).
-pub fn layer_media_type(c: Compression) -> &'static str {
-    match c {
-        Compression::None => "application/vnd.oci.image.layer.v1.tar",
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-    }
-}
-
 /// The blob a layer was registered from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlobRef {
@@ -42,6 +34,13 @@ pub struct BlobRef {
     #[serde(rename = "mediaType")]
     pub media_type: String,
     pub size: u64,
+}
+
+impl BlobRef {
+    /// The manifest descriptor of the blob.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(self.media_type.clone(), self.digest.clone(), self.size)
+    }
 }
 
 /// One committed layer.
@@ -305,11 +304,8 @@ impl<'a> LayerStore<'a> {
             Some(w) => w.commit(Some(&outcome.compressed))?,
             None => outcome.compressed.clone(),
         };
-        let blob = BlobRef {
-            digest,
-            media_type: layer_media_type(outcome.compression).to_owned(),
-            size: outcome.compressed_size,
-        };
+        let blob =
+            BlobRef { digest, media_type: outcome.compression.media_type().to_owned(), size: outcome.compressed_size };
         if verify.locked {
             self.commit_locked(extract, parent, outcome.diff_id, outcome.content_size, blob)
         } else {
@@ -413,7 +409,7 @@ impl<'a> LayerStore<'a> {
         released?;
         let blob = BlobRef {
             digest: writer.commit(Some(&outcome.diff_id.0))?,
-            media_type: layer_media_type(Compression::None).to_owned(),
+            media_type: Compression::None.media_type().to_owned(),
             size: outcome.size,
         };
         self.commit_as_layer(key, parent, outcome.diff_id, outcome.content_size, blob)

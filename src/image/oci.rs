@@ -74,50 +74,6 @@ pub enum OciError {
     LayerCount { layers: usize, diff_ids: usize },
 }
 
-/// Which compression a layer media type implies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerCompression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl LayerCompression {
-    /// The compression of a layer media type, or `None` if the media type is
-    /// not a layer type strata knows. Docker's layer types are gzip on the
-    /// wire, except moby's rarely used uncompressed one.
-    pub fn of_media_type(media_type: &str) -> Option<LayerCompression> {
-        match media_type {
-            OCI_LAYER_TAR | DOCKER_LAYER_TAR => Some(LayerCompression::None),
-            OCI_LAYER_TAR_GZIP | DOCKER_LAYER_TAR_GZIP | DOCKER_FOREIGN_LAYER_TAR_GZIP => Some(LayerCompression::Gzip),
-            OCI_LAYER_TAR_ZSTD => Some(LayerCompression::Zstd),
-            _ => None,
-        }
-    }
-
-    /// The OCI layer media type for this compression.
-    pub fn oci_media_type(self) -> &'static str {
-        match self {
-            LayerCompression::None => OCI_LAYER_TAR,
-            LayerCompression::Gzip => OCI_LAYER_TAR_GZIP,
-            LayerCompression::Zstd => OCI_LAYER_TAR_ZSTD,
-        }
-    }
-
-    /// Recognises the compression from a blob's first bytes (gzip `1f 8b`,
-    /// zstd frame magic `28 b5 2f fd`); anything else is taken to be a
-    /// plain tar. Used for `docker save` layers, which carry no media type.
-    pub fn sniff(head: &[u8]) -> LayerCompression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            LayerCompression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            LayerCompression::Zstd
-        } else {
-            LayerCompression::None
-        }
-    }
-}
-
 type Annotations = BTreeMap<String, String>;
 
 /// Sizes are `int64` in the spec; a negative one is rejected while parsing so
@@ -409,6 +365,32 @@ impl Index {
     pub fn to_bytes(&self) -> Vec<u8> {
         to_bytes(self)
     }
+
+    /// The entry for `wanted`, the one platform choice `load` and `pull`
+    /// share: among the entries whose platform [`Platform::satisfies`]
+    /// `wanted`, the first with exactly the wanted variant, else the first;
+    /// an index whose only entry names no platform is taken as is.
+    pub fn manifest_for(&self, wanted: &Platform) -> Option<&Descriptor> {
+        if let [only] = self.manifests.as_slice() {
+            if only.platform.is_none() {
+                return Some(only);
+            }
+        }
+        let fits = |d: &&Descriptor| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted));
+        self.manifests
+            .iter()
+            .filter(fits)
+            .find(|d| d.platform.as_ref().is_some_and(|p| p.variant == wanted.variant))
+            .or_else(|| self.manifests.iter().find(fits))
+    }
+
+    /// The platforms the entries name, comma separated, for an error that
+    /// says what was there instead.
+    pub fn platforms(&self) -> String {
+        let names: Vec<String> =
+            self.manifests.iter().filter_map(|d| d.platform.as_ref().map(Platform::to_string)).collect();
+        names.join(", ")
+    }
 }
 
 /// `{}` — the value type of Docker's `ExposedPorts` and `Volumes` sets.
@@ -456,6 +438,29 @@ impl ImageConfig {
             history: None,
             extra: Map::new(),
         }
+    }
+
+    /// The config strata starts an image from when it has no base
+    /// (`FROM scratch`, `import` without `--base`): linux/amd64, an empty
+    /// `config` and no history yet.
+    pub fn scratch() -> ImageConfig {
+        let mut c = ImageConfig::new(&Platform::new("linux", "amd64"));
+        c.config = Some(ContainerConfig::default());
+        c.history = Some(Vec::new());
+        c
+    }
+
+    /// The execution defaults (`config`), created empty when absent.
+    pub fn config_mut(&mut self) -> &mut ContainerConfig {
+        self.config.get_or_insert_with(ContainerConfig::default)
+    }
+
+    /// Records one step: appends its history entry and, when it added a
+    /// layer, the layer's diff ID; `created` becomes the step's time.
+    pub fn push_step(&mut self, entry: History, diff_id: Option<DiffId>) {
+        self.created = entry.created;
+        self.rootfs.diff_ids.extend(diff_id);
+        self.history.get_or_insert_with(Vec::new).push(entry);
     }
 
     /// Parses and validates an image config.
@@ -667,6 +672,24 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_survive_an_edit() {
+        // What `import --base --change` and `commit` do to a foreign config:
+        // edit the execution defaults, add a step, serialize.
+        let mut c = ImageConfig::from_json(docker_config().as_bytes()).unwrap();
+        c.config_mut().cmd = Some(vec!["true".to_owned()]);
+        let entry = History { created_by: Some("step".to_owned()), ..History::default() };
+        c.push_step(entry, Some(d('b').parse().unwrap()));
+        let again: Value = serde_json::from_slice(&c.to_bytes()).unwrap();
+        assert_eq!(again["x-future"]["k"], serde_json::json!([1, 2]));
+        assert_eq!(again["docker_version"], "20.10.23");
+        assert_eq!(again["container_config"]["Cmd"][0], "/bin/sh");
+        assert_eq!(again["config"]["Hostname"], "");
+        assert_eq!(again["config"]["Cmd"][0], "true");
+        assert_eq!(again["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+        assert_eq!(again["history"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
     fn config_rejects_other_rootfs_type() {
         let bad = docker_config().replace(r#""type":"layers""#, r#""type":"tarsum""#);
         let err = ImageConfig::from_json(bad.as_bytes()).unwrap_err();
@@ -755,13 +778,69 @@ mod tests {
         assert_eq!(String::from_utf8(i.to_bytes()).unwrap(), text);
     }
 
+    fn entry(c: char, platform: Option<Platform>) -> Descriptor {
+        let mut desc = Descriptor::new(OCI_MANIFEST, d(c).parse().unwrap(), 1);
+        desc.platform = platform;
+        desc
+    }
+
+    fn with_variant(os: &str, arch: &str, variant: &str) -> Platform {
+        let mut p = Platform::new(os, arch);
+        p.variant = Some(variant.to_owned());
+        p
+    }
+
+    fn chosen(index: &Index, wanted: &Platform) -> Option<Digest> {
+        index.manifest_for(wanted).map(|desc| desc.digest.clone())
+    }
+
     #[test]
-    fn layer_compression_from_media_type_and_magic() {
-        assert_eq!(LayerCompression::of_media_type(DOCKER_LAYER_TAR_GZIP), Some(LayerCompression::Gzip));
-        assert_eq!(LayerCompression::of_media_type(OCI_CONFIG), None);
-        assert_eq!(LayerCompression::sniff(&[0x1f, 0x8b, 8]), LayerCompression::Gzip);
-        assert_eq!(LayerCompression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]), LayerCompression::Zstd);
-        assert_eq!(LayerCompression::sniff(b"etc/"), LayerCompression::None);
+    fn manifest_for_matches_os_and_architecture() {
+        let index = Index::new(vec![
+            entry('1', Some(Platform::new("linux", "arm64"))),
+            entry('2', Some(Platform::new("windows", "amd64"))),
+            entry('3', Some(Platform::new("linux", "amd64"))),
+        ]);
+        assert_eq!(chosen(&index, &Platform::new("linux", "amd64")), Some(d('3').parse().unwrap()));
+        assert_eq!(chosen(&index, &Platform::new("linux", "arm64")), Some(d('1').parse().unwrap()));
+    }
+
+    #[test]
+    fn manifest_for_prefers_the_exact_variant() {
+        let index = Index::new(vec![
+            entry('1', Some(with_variant("linux", "arm", "v6"))),
+            entry('2', Some(with_variant("linux", "arm", "v7"))),
+        ]);
+        assert_eq!(chosen(&index, &with_variant("linux", "arm", "v7")), Some(d('2').parse().unwrap()));
+        // No variant asked for: the first entry that fits.
+        assert_eq!(chosen(&index, &Platform::new("linux", "arm")), Some(d('1').parse().unwrap()));
+        // A variant nobody has: a variant-less entry that fits would do, these don't.
+        assert_eq!(chosen(&index, &with_variant("linux", "arm", "v8")), None);
+    }
+
+    #[test]
+    fn manifest_for_takes_the_first_match() {
+        let index = Index::new(vec![
+            entry('1', Some(Platform::new("linux", "arm64"))),
+            entry('2', Some(Platform::new("linux", "amd64"))),
+            entry('3', Some(Platform::new("linux", "amd64"))),
+        ]);
+        assert_eq!(chosen(&index, &Platform::new("linux", "amd64")), Some(d('2').parse().unwrap()));
+    }
+
+    #[test]
+    fn manifest_for_missing_platform() {
+        let index = Index::new(vec![
+            entry('1', Some(Platform::new("linux", "arm64"))),
+            entry('2', None),
+            entry('3', Some(with_variant("linux", "arm", "v7"))),
+        ]);
+        assert_eq!(chosen(&index, &Platform::new("linux", "amd64")), None);
+        assert_eq!(index.platforms(), "linux/arm64, linux/arm/v7");
+        // A lone entry without a platform is the image, whatever is wanted.
+        let single = Index::new(vec![entry('4', None)]);
+        assert_eq!(chosen(&single, &Platform::new("linux", "amd64")), Some(d('4').parse().unwrap()));
+        assert_eq!(chosen(&Index::new(Vec::new()), &Platform::new("linux", "amd64")), None);
     }
 
     #[test]

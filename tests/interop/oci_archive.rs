@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use strata::digest::{DiffId, Digest};
 use strata::image::archive::{read_archive, write_oci_archive, ArchiveImage, BlobSource, OutImage};
+use strata::image::compression::Compression;
 use strata::image::oci::{
-    ContainerConfig, Descriptor, ImageConfig, LayerCompression, Manifest, Platform, OCI_CONFIG, OCI_LAYER_TAR,
-    OCI_LAYER_TAR_GZIP,
+    ContainerConfig, Descriptor, ImageConfig, Manifest, Platform, OCI_CONFIG, OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP,
 };
 use strata::image::reference::Reference;
 
@@ -124,10 +124,10 @@ fn assert_layers_match_diff_ids(image: &ArchiveImage) {
     assert_eq!(image.layers.len(), config.rootfs.diff_ids.len());
     for (layer, diff_id) in image.layers.iter().zip(&config.rootfs.diff_ids) {
         let blob = layer.source.open().unwrap();
-        let mut tar: Box<dyn Read> = match LayerCompression::of_media_type(&layer.media_type) {
-            Some(LayerCompression::None) => Box::new(blob),
-            Some(LayerCompression::Gzip) => Box::new(flate2::read::GzDecoder::new(blob)),
-            Some(LayerCompression::Zstd) => Box::new(zstd::Decoder::new(blob).unwrap()),
+        let mut tar: Box<dyn Read> = match Compression::from_media_type(&layer.media_type) {
+            Some(Compression::None) => Box::new(blob),
+            Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(blob)),
+            Some(Compression::Zstd) => Box::new(zstd::Decoder::new(blob).unwrap()),
             None => panic!("unexpected layer media type {}", layer.media_type),
         };
         let mut bytes = Vec::new();

@@ -549,3 +549,22 @@ fn never_panics_on_prefixes_or_noise() {
         }
     }
 }
+
+#[test]
+fn one_instruction_needs_no_from() {
+    let i = parse_instruction("  cmd [\"a\"]").unwrap();
+    assert_eq!(i.kind, Kind::Cmd(Command::Exec(s(&["a"]))));
+    assert_eq!((i.line, i.column), (1, 3));
+    let i = parse_instruction("ENV A=1 \\\n  B=2").unwrap();
+    assert_eq!(i.kind, Kind::Env(vec![("A".into(), "1".into()), ("B".into(), "2".into())]));
+    assert_eq!(parse_instruction("").unwrap_err().message, "no instruction");
+    let e = parse_instruction("USER a\n\nUSER b").unwrap_err();
+    assert_eq!((e.line, e.column, e.message.as_str()), (3, 1, "more than one instruction"));
+    assert_eq!(parse_instruction("FROB x").unwrap_err().message, "unknown instruction: FROB");
+}
+
+#[test]
+fn unquote_removes_quotes_and_keeps_variables() {
+    assert_eq!(unquote(r#""two words" 'x$y' \$z $HOME"#, '\\').unwrap(), "two words x$y $z $HOME");
+    assert_eq!(unquote("\"open", '\\').unwrap_err().message, "unterminated double quote");
+}

@@ -284,7 +284,7 @@ pub fn commit(
     engine: &Engine,
     id: &ContainerId,
     message: Option<String>,
-    changes: Vec<String>,
+    changes: Vec<crate::image::changes::Change>,
 ) -> Result<crate::digest::ImageId, FsError> {
     let (config, _) = ContainerStore::new(&engine.root).get(id).map_err(other)?;
     let base: crate::digest::ImageId = config.image.parse().map_err(other)?;

@@ -7,15 +7,15 @@
 //! images are stored once: their chain IDs are equal, and a registered
 //! chain is never applied again.
 
-use crate::digest::{ChainId, DiffId, Digest, ImageId};
+use crate::digest::{ChainId, ImageId};
 use crate::engine::Engine;
 use crate::image::archive::{read_archive, ArchiveError};
-use crate::image::changes::{Change, ChangeError};
+use crate::image::changes::Change;
 use crate::image::layers::LayerError;
-use crate::image::oci::{OCI_CONFIG, OCI_MANIFEST};
+use crate::image::oci::{Descriptor, History, ImageConfig, Manifest, OCI_CONFIG};
 use crate::image::reference::Reference;
 use crate::image::store::ImageError;
-use serde_json::{json, Map, Value};
+use chrono::Utc;
 use std::io::Read;
 
 /// Errors bringing an image in.
@@ -25,8 +25,6 @@ pub enum ImportError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Image(#[from] ImageError),
-    #[error(transparent)]
-    Change(#[from] ChangeError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error("{0}")]
@@ -39,8 +37,9 @@ pub struct ImportOptions {
     /// A local image to put the new layer on (strata's stand-in for a
     /// one-step build until `build` exists).
     pub base: Option<ImageId>,
-    /// Dockerfile-syntax config changes, each recorded as an empty layer.
-    pub changes: Vec<String>,
+    /// Config changes (`--change`, parsed by `build::change`), each
+    /// recorded as an empty layer.
+    pub changes: Vec<Change>,
     /// History comment (`docker import -m`).
     pub message: Option<String>,
     /// Where the tar came from, for the history comment.
@@ -50,41 +49,24 @@ pub struct ImportOptions {
     pub created_by: Option<String>,
 }
 
-use crate::time::now;
-
-/// A descriptor as JSON.
-pub(crate) fn descriptor(media: &str, digest: &Digest, size: u64) -> Value {
-    json!({"mediaType": media, "digest": digest.to_string(), "size": size})
-}
-
-/// The config of an image with no layers (`FROM scratch`, `import` of a
-/// first layer).
-pub(crate) fn empty_config() -> Map<String, Value> {
-    let cfg = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": []},
-        "history": [],
-    });
-    cfg.as_object().expect("object").clone()
-}
-
 /// Imports `tar` (or nothing, for a changes-only image on a base) as a new
 /// image; returns its ID. On error nothing new is left in the store.
 pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions) -> Result<ImageId, ImportError> {
-    let changes: Vec<Change> = opts.changes.iter().map(|c| c.parse()).collect::<Result<_, _>>()?;
+    let changes = &opts.changes;
     let (mut config, mut layers, parent) = match &opts.base {
         Some(base) => {
             let img = engine.images.get(base)?;
             let (_, manifest) = engine.images.manifest(&img)?;
-            let cfg: Map<String, Value> = serde_json::from_slice(&img.config_bytes)
-                .map_err(|e| ImportError::Invalid(format!("base image config: {e}")))?;
-            let layers: Vec<Value> =
-                manifest.layers.iter().map(|d| descriptor(&d.media_type, &d.digest, d.size)).collect();
-            (cfg, layers, Some(img))
+            // The parsed config keeps the fields strata does not model in
+            // its `extra` maps, so they survive into the new image.
+            let layers: Vec<Descriptor> = manifest
+                .layers
+                .iter()
+                .map(|d| Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size))
+                .collect();
+            (img.config.clone(), layers, Some(img))
         }
-        None => (empty_config(), Vec::new(), None),
+        None => (ImageConfig::scratch(), Vec::new(), None),
     };
     // The base's layers must stay until the new image names them.
     let _claim = parent.as_ref().map(|img| engine.layers().claim_present(&img.chain_ids())).transpose()?;
@@ -94,56 +76,35 @@ pub fn import(engine: &Engine, tar: Option<&mut dyn Read>, opts: &ImportOptions)
     if tar.is_none() && changes.is_empty() {
         return Err(ImportError::Invalid("import --base without a tar needs at least one --change".into()));
     }
-    let created = now();
-    let mut history: Vec<Value> = config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut diff_ids: Vec<DiffId> = parent.as_ref().map(|p| p.config.rootfs.diff_ids.clone()).unwrap_or_default();
+    let created = Some(Utc::now());
     if let Some(tar) = tar {
-        let parent_chain = ChainId::chain(&diff_ids).pop();
+        let parent_chain = ChainId::chain(&config.rootfs.diff_ids).pop();
         let (layer, _) = engine.layers().register(parent_chain.as_ref(), None, tar)?;
-        layers.push(descriptor(&layer.blob.media_type, &layer.blob.digest, layer.blob.size));
-        diff_ids.push(layer.diff_id.clone());
-        let mut h = Map::new();
-        h.insert("created".into(), json!(created));
-        if parent.is_some() {
-            // `commit` names the container's command; otherwise record it
-            // as Docker's builder records a tar added at the root.
-            let by = opts
-                .created_by
+        layers.push(layer.blob.descriptor());
+        // `commit` names the container's command; otherwise a layer on a
+        // base is recorded as Docker's builder records a tar added at the root.
+        let created_by = parent.is_some().then(|| {
+            opts.created_by
                 .clone()
-                .unwrap_or_else(|| format!("/bin/sh -c #(nop) ADD file:{} in / ", layer.diff_id.digest().hex()));
-            h.insert("created_by".into(), json!(by));
-        }
+                .unwrap_or_else(|| format!("/bin/sh -c #(nop) ADD file:{} in / ", layer.diff_id.digest().hex()))
+        });
         let comment = match (&opts.message, &opts.created_by) {
-            (Some(m), _) => m.clone(),
-            (None, Some(_)) => String::new(),
-            (None, None) => format!("Imported from {}", opts.source),
+            (Some(m), _) => Some(m.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(format!("Imported from {}", opts.source)),
         };
-        if !comment.is_empty() {
-            h.insert("comment".into(), json!(comment));
-        }
-        history.push(Value::Object(h));
+        let entry = History { created, created_by, comment: comment.filter(|c| !c.is_empty()), ..History::default() };
+        config.push_step(entry, Some(layer.diff_id.clone()));
     }
-    let inner = config.entry("config").or_insert_with(|| json!({}));
-    if !inner.is_object() {
-        *inner = json!({});
+    for c in changes {
+        c.apply(config.config_mut());
+        let entry = History { created, created_by: Some(c.created_by()), empty_layer: true, ..History::default() };
+        config.push_step(entry, None);
     }
-    for c in &changes {
-        c.apply(inner.as_object_mut().expect("object"));
-        history.push(json!({"created": created, "created_by": c.created_by(), "empty_layer": true}));
-    }
-    config.insert("created".into(), json!(created));
-    config.insert("history".into(), Value::Array(history));
-    config.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
-    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let config_bytes = config.to_bytes();
     let config_digest = engine.content.put(&config_bytes).map_err(ImageError::from)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": descriptor(OCI_CONFIG, &config_digest, config_bytes.len() as u64),
-        "layers": layers,
-    });
-    let manifest_digest =
-        engine.content.put(&serde_json::to_vec(&manifest).expect("json")).map_err(ImageError::from)?;
+    let manifest = Manifest::new(Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as u64), layers);
+    let manifest_digest = engine.content.put(&manifest.to_bytes()).map_err(ImageError::from)?;
     Ok(engine.images.put(&config_bytes, &manifest_digest, parent.map(|p| p.id))?)
 }
 
@@ -192,18 +153,15 @@ pub fn load(engine: &Engine, path: &std::path::Path) -> Result<Vec<Loaded>, Impo
                     w.commit(Some(d)).map_err(ImageError::from)?;
                 }
             }
-            descriptors.push(descriptor(&layer.blob.media_type, &layer.blob.digest, layer.blob.size));
+            descriptors.push(layer.blob.descriptor());
         }
         let config_digest = engine.content.put(&img.config).map_err(ImageError::from)?;
+        // The archive's manifest is kept byte for byte (its digest is the
+        // image's); only a `docker save` archive, which has none, gets one.
         let manifest_bytes = match &img.manifest {
             Some(m) => m.clone(),
-            None => serde_json::to_vec(&json!({
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": descriptor(OCI_CONFIG, &config_digest, img.config.len() as u64),
-                "layers": descriptors,
-            }))
-            .expect("json"),
+            None => Manifest::new(Descriptor::new(OCI_CONFIG, config_digest, img.config.len() as u64), descriptors)
+                .to_bytes(),
         };
         let manifest_digest = engine.content.put(&manifest_bytes).map_err(ImageError::from)?;
         let id = engine.images.put(&img.config, &manifest_digest, None)?;
