@@ -155,12 +155,13 @@ pub fn build(engine: &Engine, opts: &BuildOptions, out: &mut dyn Write) -> Resul
 
 impl Builder<'_> {
     /// Wraps an error with the instruction's file and line.
-    pub fn located(&self, i: &Instruction, e: BuildError) -> BuildError {
-        let message = match e {
+    pub fn located(&self, instruction: &Instruction, error: BuildError) -> BuildError {
+        let message = match error {
             BuildError::Step { message, .. } => message,
-            e => e.to_string(),
+            error => error.to_string(),
         };
-        BuildError::Step { file: self.file.clone(), line: i.line, instruction: i.original.trim().to_owned(), message }
+        let (file, line) = (self.file.clone(), instruction.line);
+        BuildError::Step { file, line, instruction: instruction.original.trim().to_owned(), message }
     }
 
     pub fn say(&mut self, line: &str) -> Result<(), BuildError> {
@@ -303,13 +304,13 @@ impl Builder<'_> {
 
     /// A command as the image records it: exec form as is, shell form
     /// through the shell.
-    pub fn command(st: &StageState, c: &Command) -> Vec<String> {
-        match c {
-            Command::Exec(v) => v.clone(),
-            Command::Shell(s) => {
-                let mut v = Self::shell(st);
-                v.push(s.clone());
-                v
+    pub fn command(stage: &StageState, command: &Command) -> Vec<String> {
+        match command {
+            Command::Exec(argv) => argv.clone(),
+            Command::Shell(line) => {
+                let mut argv = Self::shell(stage);
+                argv.push(line.clone());
+                argv
             }
         }
     }

@@ -24,88 +24,92 @@ fn go_list(v: &[String]) -> String {
 }
 
 /// Runs one instruction of a stage.
-pub(super) fn step(b: &mut Builder<'_>, st: &mut StageState, i: &Instruction) -> Result<(), BuildError> {
-    match &i.kind {
+pub(super) fn step(
+    builder: &mut Builder<'_>,
+    stage: &mut StageState,
+    instruction: &Instruction,
+) -> Result<(), BuildError> {
+    match &instruction.kind {
         Kind::From { .. } => Err(BuildError::Invalid("FROM inside a stage".into())),
         Kind::Arg(list) => {
             let mut shown = Vec::new();
             for (name, default) in list {
                 let default = match default {
-                    Some(d) => Some(b.expand(st, d)?),
+                    Some(d) => Some(builder.expand(stage, d)?),
                     None => None,
                 };
-                let value = match b.build_args.get(name) {
+                let value = match builder.build_args.get(name) {
                     Some(v) => {
-                        b.used_args.insert(name.clone());
+                        builder.used_args.insert(name.clone());
                         Some(v.clone())
                     }
                     // A global ARG re-declared without a default takes the global value.
-                    None => default.clone().or_else(|| b.global_args.get(name).cloned().flatten()),
+                    None => default.clone().or_else(|| builder.global_args.get(name).cloned().flatten()),
                 };
                 shown.push(match &default {
                     Some(d) => format!("{name}={d}"),
                     None => name.clone(),
                 });
-                st.args.insert(name.clone(), value);
+                stage.args.insert(name.clone(), value);
             }
             let text = nop(&format!("ARG {}", shown.join(" ")));
-            meta(b, st, &text, |_| Ok(()))
+            meta(builder, stage, &text, |_| Ok(()))
         }
         Kind::Env(pairs) => {
             let mut p = Vec::new();
             for (k, v) in pairs {
-                p.push((b.expand(st, k)?, b.expand(st, v)?));
+                p.push((builder.expand(stage, k)?, builder.expand(stage, v)?));
             }
-            change(b, st, Change::Env(p))
+            change(builder, stage, Change::Env(p))
         }
         Kind::Label(pairs) => {
             let mut p = Vec::new();
             for (k, v) in pairs {
-                p.push((b.expand(st, k)?, b.expand(st, v)?));
+                p.push((builder.expand(stage, k)?, builder.expand(stage, v)?));
             }
-            change(b, st, Change::Label(p))
+            change(builder, stage, Change::Label(p))
         }
         Kind::Expose(ports) => {
             let mut p = Vec::new();
             for port in ports {
-                let port = b.expand(st, port)?;
+                let port = builder.expand(stage, port)?;
                 p.push(if port.contains('/') { port } else { format!("{port}/tcp") });
             }
-            change(b, st, Change::Expose(p))
+            change(builder, stage, Change::Expose(p))
         }
         Kind::Volume(v) => {
-            let v = v.iter().map(|x| b.expand(st, x)).collect::<Result<Vec<_>, _>>()?;
-            change(b, st, Change::Volume(v))
+            let v = v.iter().map(|x| builder.expand(stage, x)).collect::<Result<Vec<_>, _>>()?;
+            change(builder, stage, Change::Volume(v))
         }
         Kind::User(u) => {
-            let u = b.expand(st, u)?;
-            change(b, st, Change::User(u))
+            let u = builder.expand(stage, u)?;
+            change(builder, stage, Change::User(u))
         }
         Kind::StopSignal(s) => {
-            let s = b.expand(st, s)?;
-            change(b, st, Change::StopSignal(s))
+            let s = builder.expand(stage, s)?;
+            change(builder, stage, Change::StopSignal(s))
         }
         Kind::Cmd(c) => {
-            let c = Builder::command(st, c);
-            change(b, st, Change::Cmd(c))
+            let c = Builder::command(stage, c);
+            change(builder, stage, Change::Cmd(c))
         }
         Kind::Entrypoint(c) => {
-            let c = Builder::command(st, c);
-            change(b, st, Change::Entrypoint(c))
+            let c = Builder::command(stage, c);
+            change(builder, stage, Change::Entrypoint(c))
         }
         Kind::Shell(v) => {
             let text = nop(&format!("SHELL {}", go_list(v)));
             let v = v.clone();
-            meta(b, st, &text, move |st| {
-                st.w.inner().shell = Some(v);
+            meta(builder, stage, &text, move |stage| {
+                stage.w.inner().shell = Some(v);
                 Ok(())
             })
         }
         Kind::Maintainer(m) => {
             let text = nop(&format!("MAINTAINER {m}"));
             let m = m.clone();
-            meta(b, st, &text, move |st| {
-                st.w.config.author = Some(m);
+            meta(builder, stage, &text, move |stage| {
+                stage.w.config.author = Some(m);
                 Ok(())
             })
         }
@@ -114,45 +118,45 @@ pub(super) fn step(b: &mut Builder<'_>, st: &mut StageState, i: &Instruction) ->
             // The step text shows the config as JSON with sorted keys.
             let shown = serde_json::to_value(&health).expect("a health config serializes");
             let text = nop(&format!("HEALTHCHECK {shown}"));
-            meta(b, st, &text, move |st| {
-                st.w.inner().healthcheck = Some(health);
+            meta(builder, stage, &text, move |stage| {
+                stage.w.inner().healthcheck = Some(health);
                 Ok(())
             })
         }
         Kind::Onbuild(_) => {
-            let trigger = i.original.trim();
+            let trigger = instruction.original.trim();
             let trigger = trigger.get(7..).unwrap_or("").trim().to_owned();
             let text = nop(&format!("ONBUILD {trigger}"));
-            meta(b, st, &text, move |st| {
-                st.w.inner().on_build.get_or_insert_with(Vec::new).push(trigger);
+            meta(builder, stage, &text, move |stage| {
+                stage.w.inner().on_build.get_or_insert_with(Vec::new).push(trigger);
                 Ok(())
             })
         }
-        Kind::Workdir(d) => workdir(b, st, d),
-        Kind::Run { cmd, flags, heredocs } => run(b, st, cmd, flags, heredocs),
-        Kind::Copy(spec) => copy(b, st, spec, false),
-        Kind::Add(spec) => copy(b, st, spec, true),
+        Kind::Workdir(d) => workdir(builder, stage, d),
+        Kind::Run { cmd, flags, heredocs } => run(builder, stage, cmd, flags, heredocs),
+        Kind::Copy(spec) => copy(builder, stage, spec, false),
+        Kind::Add(spec) => copy(builder, stage, spec, true),
     }
 }
 
 /// A metadata-only step: an empty-layer history entry.
 fn meta(
-    b: &mut Builder<'_>,
-    st: &mut StageState,
+    builder: &mut Builder<'_>,
+    stage: &mut StageState,
     text: &str,
     apply: impl FnOnce(&mut StageState) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
-    if b.cached(st, text)? {
+    if builder.cached(stage, text)? {
         return Ok(());
     }
-    apply(st)?;
-    b.commit(st, text, text, None)
+    apply(stage)?;
+    builder.commit(stage, text, text, None)
 }
 
-fn change(b: &mut Builder<'_>, st: &mut StageState, c: Change) -> Result<(), BuildError> {
-    let text = c.created_by();
-    meta(b, st, &text, move |st| {
-        c.apply(st.w.inner());
+fn change(builder: &mut Builder<'_>, stage: &mut StageState, change: Change) -> Result<(), BuildError> {
+    let text = change.created_by();
+    meta(builder, stage, &text, move |stage| {
+        change.apply(stage.w.inner());
         Ok(())
     })
 }
@@ -197,44 +201,44 @@ fn healthcheck(h: Option<&Healthcheck>) -> Result<HealthConfig, BuildError> {
 }
 
 /// `path` made absolute against the stage's working directory.
-fn absolute(st: &StageState, path: &str) -> String {
+fn absolute(stage: &StageState, path: &str) -> String {
     if path.starts_with('/') {
         return path.to_owned();
     }
-    let wd = st.w.working_dir().unwrap_or_else(|| "/".into());
+    let wd = stage.w.working_dir().unwrap_or_else(|| "/".into());
     format!("{}/{path}", wd.trim_end_matches('/'))
 }
 
-fn workdir(b: &mut Builder<'_>, st: &mut StageState, d: &str) -> Result<(), BuildError> {
-    let d = b.expand(st, d)?;
-    let d = absolute(st, &d);
-    let text = format!("/bin/sh -c #(nop) WORKDIR {d}");
-    if b.cached(st, &text)? {
+fn workdir(builder: &mut Builder<'_>, stage: &mut StageState, written: &str) -> Result<(), BuildError> {
+    let path = builder.expand(stage, written)?;
+    let path = absolute(stage, &path);
+    let text = format!("/bin/sh -c #(nop) WORKDIR {path}");
+    if builder.cached(stage, &text)? {
         return Ok(());
     }
     // The directory is created (as Docker does) when the image lacks it;
     // then the step has a layer, else it is metadata only.
-    let parent = st.w.top_chain();
-    let dir = d.clone();
-    let layer = layer::in_snapshot(b.engine, parent.as_ref(), move |_, root| {
+    let parent = stage.w.top_chain();
+    let dir = path.clone();
+    let layer = layer::in_snapshot(builder.engine, parent.as_ref(), move |_, root| {
         if layer::is_dir(root, &dir) {
             return Ok(false);
         }
         layer::mkdir_p(root, &dir, None)?;
         Ok(true)
     })?;
-    st.w.inner().working_dir = Some(d);
-    b.commit(st, &text, &text, layer.as_ref())
+    stage.w.inner().working_dir = Some(path);
+    builder.commit(stage, &text, &text, layer.as_ref())
 }
 
 fn run(
-    b: &mut Builder<'_>,
-    st: &mut StageState,
+    builder: &mut Builder<'_>,
+    stage: &mut StageState,
     cmd: &Command,
     flags: &[(String, String)],
     heredocs: &[super::parser::Heredoc],
 ) -> Result<(), BuildError> {
-    let mut network = b.opts.network.clone().unwrap_or_else(|| "none".into());
+    let mut network = builder.opts.network.clone().unwrap_or_else(|| "none".into());
     for (k, v) in flags {
         match k.as_str() {
             "network" if v == "none" || v == "host" || v == "default" => {
@@ -248,7 +252,7 @@ fn run(
     let args = match cmd {
         Command::Exec(v) => v.clone(),
         Command::Shell(s) => {
-            let mut v = Builder::shell(st);
+            let mut v = Builder::shell(stage);
             let t = s.trim();
             let script = match heredocs {
                 // `RUN <<EOF` alone: the body is the script.
@@ -270,8 +274,8 @@ fn run(
         }
     };
     // Build args with values are the RUN's environment (ENV wins).
-    let env_keys: Vec<String> = st.w.env().into_iter().map(|(k, _)| k).collect();
-    let build_env: Vec<String> = st
+    let env_keys: Vec<String> = stage.w.env().into_iter().map(|(k, _)| k).collect();
+    let build_env: Vec<String> = stage
         .args
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -285,17 +289,24 @@ fn run(
         format!("|{} {} {shown}", build_env.len(), build_env.join(" "))
     };
     let key_text = format!("{text}\nnetwork={network}");
-    if b.cached(st, &key_text)? {
+    if builder.cached(stage, &key_text)? {
         return Ok(());
     }
-    let Some(image) = st.w.image.clone() else {
+    let Some(image) = stage.w.image.clone() else {
         return Err(BuildError::Invalid(
             "RUN needs an image with a shell: this stage is FROM scratch with nothing in it".into(),
         ));
     };
-    let spec = RunSpec { image: &image, parent: st.w.top_chain(), args, env: build_env, network, quiet: b.opts.quiet };
-    let layer = layer::run(b.engine, spec, b.out)?;
-    b.commit(st, &key_text, &text, Some(&layer))
+    let spec = RunSpec {
+        image: &image,
+        parent: stage.w.top_chain(),
+        args,
+        env: build_env,
+        network,
+        quiet: builder.opts.quiet,
+    };
+    let layer = layer::run(builder.engine, spec, builder.out)?;
+    builder.commit(stage, &key_text, &text, Some(&layer))
 }
 
 /// A read-only view of an image's root, for `COPY --from`.
@@ -312,30 +323,30 @@ impl Drop for View {
     }
 }
 
-fn view(b: &Builder<'_>, image: &crate::digest::ImageId) -> Result<(View, PathBuf), BuildError> {
-    let w = super::image::Working::load(b.engine, image)?;
+fn view(builder: &Builder<'_>, image: &crate::digest::ImageId) -> Result<(View, PathBuf), BuildError> {
+    let w = super::image::Working::load(builder.engine, image)?;
     let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}view-{}", crate::store::unique_suffix()))?;
-    let lease = b.engine.root.lease(crate::store::LeaseName::Snapshot(key.as_str()))?;
+    let lease = builder.engine.root.lease(crate::store::LeaseName::Snapshot(key.as_str()))?;
     let parent = w.top_chain().map(|c| crate::image::layers::key_of(&c));
-    let mounts = b.engine.snapshots.view(&key, parent.as_ref())?;
-    let staging = b.engine.root.staging_dir("build-from")?;
+    let mounts = builder.engine.snapshots.view(&key, parent.as_ref())?;
+    let staging = builder.engine.root.staging_dir("build-from")?;
     let path = staging.path().to_owned();
     let m = TempMount::new(&mounts, &path).map_err(|source| {
-        let _ = b.engine.snapshots.remove(&key);
+        let _ = builder.engine.snapshots.remove(&key);
         BuildError::Io { path: path.clone(), source }
     })?;
     Ok((View { key, mount: Some(m), _staging: staging, _lease: lease }, path))
 }
 
-fn copy(b: &mut Builder<'_>, st: &mut StageState, spec: &CopySpec, add: bool) -> Result<(), BuildError> {
+fn copy(builder: &mut Builder<'_>, stage: &mut StageState, spec: &CopySpec, add: bool) -> Result<(), BuildError> {
     let word = if add { "ADD" } else { "COPY" };
     for (k, v) in &spec.flags {
         if k != "link" {
             return Err(BuildError::Invalid(format!("{word} --{k}={v} is not supported by strata's builder")));
         }
     }
-    let srcs = spec.srcs.iter().map(|s| b.expand(st, s)).collect::<Result<Vec<_>, _>>()?;
-    let dest = b.expand(st, &spec.dest)?;
+    let srcs = spec.srcs.iter().map(|s| builder.expand(stage, s)).collect::<Result<Vec<_>, _>>()?;
+    let dest = builder.expand(stage, &spec.dest)?;
     if let Some(url) = srcs.iter().find(|s| s.contains("://") || s.starts_with("git@")) {
         return Err(BuildError::Invalid(format!(
             "{word} {url}: remote sources are not supported: strata hosts have no network; download it into the build context and {word} the file"
@@ -344,21 +355,21 @@ fn copy(b: &mut Builder<'_>, st: &mut StageState, spec: &CopySpec, add: bool) ->
     // The tree the sources come from.
     let mut view_guard = None;
     let tree = match &spec.from {
-        None => b.context.clone(),
+        None => builder.context.clone(),
         Some(from) => {
-            let from = b.expand(st, from)?;
+            let from = builder.expand(stage, from)?;
             let lower = from.to_ascii_lowercase();
-            let by_name = b.stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str()));
-            let by_index = from.parse::<usize>().ok().and_then(|n| b.stages.get(n));
+            let by_name = builder.stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str()));
+            let by_index = from.parse::<usize>().ok().and_then(|n| builder.stages.get(n));
             let image = match by_name.or(by_index) {
                 Some(s) => s.image.clone(),
-                None => Some(b.engine.images.resolve(&from).map_err(|_| {
+                None => Some(builder.engine.images.resolve(&from).map_err(|_| {
                     BuildError::Invalid(format!("--from={from}: no such stage, and no image {from} locally"))
                 })?),
             };
             match image {
                 Some(id) => {
-                    let (v, path) = view(b, &id)?;
+                    let (v, path) = view(builder, &id)?;
                     view_guard = Some(v);
                     Tree::rootfs(&path, format!("--from={from}"))
                 }
@@ -366,11 +377,11 @@ fn copy(b: &mut Builder<'_>, st: &mut StageState, spec: &CopySpec, add: bool) ->
             }
         }
     };
-    let result = copy_from(b, st, spec, add, &tree, srcs, dest);
+    let result = copy_from(builder, stage, spec, add, &tree, srcs, dest);
     if let Some(v) = view_guard.take() {
         let key = v.key.clone();
         drop(v);
-        let _ = b.engine.snapshots.remove(&key);
+        let _ = builder.engine.snapshots.remove(&key);
     }
     result
 }
@@ -382,8 +393,8 @@ enum Item {
 }
 
 fn copy_from(
-    b: &mut Builder<'_>,
-    st: &mut StageState,
+    builder: &mut Builder<'_>,
+    stage: &mut StageState,
     spec: &CopySpec,
     add: bool,
     tree: &Tree,
@@ -407,7 +418,7 @@ fn copy_from(
             "when using {word} with more than one source file, the destination must be a directory and end with a /"
         )));
     }
-    let dest_abs = absolute(st, &dest);
+    let dest_abs = absolute(stage, &dest);
     // Canonical text: content hashes, not times.
     let sources: Vec<Source> =
         items.iter().filter_map(|i| if let Item::Source(s) = i { Some(s.clone()) } else { None }).collect();
@@ -426,7 +437,7 @@ fn copy_from(
     };
     let text = format!("/bin/sh -c #(nop) {word} {kind}:{} in {dest} ", hash.hex());
     let key_text = format!("{text}\nchown={:?} chmod={:?} from={:?}", spec.chown, spec.chmod, spec.from);
-    if b.cached(st, &key_text)? {
+    if builder.cached(stage, &key_text)? {
         return Ok(());
     }
     let chmod = match &spec.chmod {
@@ -439,12 +450,12 @@ fn copy_from(
         None => None,
     };
     let chown = match &spec.chown {
-        Some(c) => Some(b.expand(st, c)?),
+        Some(c) => Some(builder.expand(stage, c)?),
         None => None,
     };
-    let parent = st.w.top_chain();
+    let parent = stage.w.top_chain();
     let tree = tree.clone();
-    let layer = layer::in_snapshot(b.engine, parent.as_ref(), move |_, root| {
+    let layer = layer::in_snapshot(builder.engine, parent.as_ref(), move |_, root| {
         let owner = chown.as_deref().map(|c| layer::owner(root, c)).transpose()?;
         let attrs = Attrs { owner, mode: chmod };
         let dest_is_dir = dest_dir_hint || layer::is_dir(root, &dest_abs);
@@ -485,7 +496,7 @@ fn copy_from(
         }
         Ok(true)
     })?;
-    b.commit(st, &key_text, &text, layer.as_ref())
+    builder.commit(stage, &key_text, &text, layer.as_ref())
 }
 
 /// Where a file goes: into `dest` under its own name, or as `dest`.

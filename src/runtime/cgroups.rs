@@ -114,7 +114,7 @@ fn enable_v2(root: &Path, group: &Path, ctrl: &str) -> Result<(), CgroupError> {
 
 impl Cgroups {
     /// Creates the container's groups and writes its limits.
-    pub fn create(layout: &Layout, id: &str, r: &Limits) -> Result<Cgroups, CgroupError> {
+    pub fn create(layout: &Layout, id: &str, limits: &Limits) -> Result<Cgroups, CgroupError> {
         let mut cg = Cgroups::default();
         let mut dir_for = |base: &Path| -> Result<PathBuf, CgroupError> {
             let d = base.join("strata").join(id);
@@ -144,14 +144,14 @@ impl Cgroups {
                     v1.into_iter().try_for_each(|(f, v)| write(&d.join(f), &v))
                 }
             };
-        if let Some(m) = r.memory {
+        if let Some(m) = limits.memory {
             limit("memory", "memory.max", m.to_string(), vec![("memory.limit_in_bytes", m.to_string())])?;
         }
-        if let Some(p) = r.pids {
+        if let Some(p) = limits.pids {
             let v = if p <= 0 { "max".to_owned() } else { p.to_string() };
             limit("pids", "pids.max", v.clone(), vec![("pids.max", v)])?;
         }
-        if let Some(n) = r.nano_cpus {
+        if let Some(n) = limits.nano_cpus {
             let quota = n.saturating_mul(CPU_PERIOD_US) / 1_000_000_000;
             limit(
                 "cpu",

@@ -43,8 +43,8 @@ pub fn merged_env(container: &[String], overrides: &[String]) -> Vec<String> {
     env
 }
 
-/// Runs `o.args` in the running container `id` and returns its exit code.
-pub fn exec(engine: &Engine, id: &ContainerId, o: &ExecOptions) -> Result<i32, ExecError> {
+/// Runs `options.args` in the running container `id` and returns its exit code.
+pub fn exec(engine: &Engine, id: &ContainerId, options: &ExecOptions) -> Result<i32, ExecError> {
     let (config, state) = ContainerStore::new(&engine.root).get(id)?;
     let pid = match (state.status, state.pid) {
         (Status::Running, Some(pid)) => pid,
@@ -52,10 +52,10 @@ pub fn exec(engine: &Engine, id: &ContainerId, o: &ExecOptions) -> Result<i32, E
     };
     let spec = ExecSpec {
         pid,
-        args: o.args.clone(),
-        env: merged_env(&config.env, &o.env),
-        cwd: o.workdir.clone().unwrap_or(config.working_dir),
-        user: o.user.clone().unwrap_or(config.user),
+        args: options.args.clone(),
+        env: merged_env(&config.env, &options.env),
+        cwd: options.workdir.clone().unwrap_or(config.working_dir),
+        user: options.user.clone().unwrap_or(config.user),
         cgroups: Cgroups::existing(&Layout::detect(), id.as_str()),
     };
     Ok(crate::runtime::exec::exec(&spec)?)

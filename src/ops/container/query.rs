@@ -135,49 +135,49 @@ pub struct InspectConfig {
 }
 
 /// The inspect document of a container.
-pub fn inspect(engine: &Engine, c: &Config, s: &State) -> ContainerInspect {
-    let image = c.image.parse().ok().and_then(|id| engine.images.get(&id).ok());
-    let (size_rw, size_root_fs) = sizes(engine, c, image.as_ref());
+pub fn inspect(engine: &Engine, config: &Config, state: &State) -> ContainerInspect {
+    let image = config.image.parse().ok().and_then(|id| engine.images.get(&id).ok());
+    let (size_rw, size_root_fs) = sizes(engine, config, image.as_ref());
     let store = ContainerStore::new(&engine.root);
-    let dir = store.dir(&c.id);
+    let dir = store.dir(&config.id);
     ContainerInspect {
-        id: c.id.to_string(),
-        created: c.created.clone(),
-        path: c.args.first().cloned(),
-        args: c.args.get(1..).unwrap_or_default().to_vec(),
+        id: config.id.to_string(),
+        created: config.created.clone(),
+        path: config.args.first().cloned(),
+        args: config.args.get(1..).unwrap_or_default().to_vec(),
         state: InspectState {
-            status: s.status,
-            running: s.status == Status::Running,
-            pid: s.pid.unwrap_or(0),
-            exit_code: s.exit_code.unwrap_or(0),
-            error: s.error.clone().unwrap_or_default(),
-            started_at: s.started_at.clone().unwrap_or_default(),
-            finished_at: s.finished_at.clone().unwrap_or_default(),
+            status: state.status,
+            running: state.status == Status::Running,
+            pid: state.pid.unwrap_or(0),
+            exit_code: state.exit_code.unwrap_or(0),
+            error: state.error.clone().unwrap_or_default(),
+            started_at: state.started_at.clone().unwrap_or_default(),
+            finished_at: state.finished_at.clone().unwrap_or_default(),
         },
-        image: c.image.clone(),
+        image: config.image.clone(),
         resolv_conf_path: dir.join("resolv.conf"),
         hostname_path: dir.join("hostname"),
         hosts_path: dir.join("hosts"),
-        log_path: store.log_path(&c.id),
-        name: format!("/{}", c.name),
-        driver: c.driver.clone(),
+        log_path: store.log_path(&config.id),
+        name: format!("/{}", config.name),
+        driver: config.driver.clone(),
         host_config: HostConfig {
-            network_mode: c.network.clone(),
-            readonly_rootfs: c.read_only,
-            auto_remove: c.auto_remove,
-            init: c.init,
-            memory: c.resources.memory.unwrap_or(0),
-            pids_limit: c.resources.pids_limit,
-            nano_cpus: c.resources.nano_cpus.unwrap_or(0),
+            network_mode: config.network.clone(),
+            readonly_rootfs: config.read_only,
+            auto_remove: config.auto_remove,
+            init: config.init,
+            memory: config.resources.memory.unwrap_or(0),
+            pids_limit: config.resources.pids_limit,
+            nano_cpus: config.resources.nano_cpus.unwrap_or(0),
             log_config: LogConfig {
                 kind: "json-file",
                 config: LogOptions {
-                    max_size: c.log.max_size.map(|v| v.to_string()),
-                    max_file: c.log.max_file.to_string(),
+                    max_size: config.log.max_size.map(|v| v.to_string()),
+                    max_file: config.log.max_file.to_string(),
                 },
             },
         },
-        mounts: c
+        mounts: config
             .mounts
             .iter()
             .map(|m| InspectMount {
@@ -191,15 +191,15 @@ pub fn inspect(engine: &Engine, c: &Config, s: &State) -> ContainerInspect {
         size_rw,
         size_root_fs,
         config: InspectConfig {
-            hostname: c.hostname.clone(),
-            user: c.user.clone(),
-            tty: c.tty,
-            open_stdin: c.open_stdin,
-            env: c.env.clone(),
-            cmd: c.args.clone(),
-            image: c.image_name.clone(),
-            working_dir: c.working_dir.clone(),
-            stop_signal: c.stop_signal.clone(),
+            hostname: config.hostname.clone(),
+            user: config.user.clone(),
+            tty: config.tty,
+            open_stdin: config.open_stdin,
+            env: config.env.clone(),
+            cmd: config.args.clone(),
+            image: config.image_name.clone(),
+            working_dir: config.working_dir.clone(),
+            stop_signal: config.stop_signal.clone(),
         },
     }
 }
