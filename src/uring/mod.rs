@@ -57,8 +57,6 @@ mod differential;
 #[cfg(test)]
 mod tests;
 
-pub mod bench;
-
 pub use crate::sys::uring::RingError;
 pub use tree::{hash_tree, tree_usage, TreeOp};
 

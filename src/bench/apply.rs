@@ -1,6 +1,7 @@
-//! Layer apply benchmark: strata against GNU tar pipelines on fresh
-//! loop-mounted filesystems. `examples/unpack.rs` runs it; the bench suite
-//! can call [`run`] directly.
+//! Layer apply options benchmark: strata's applier with chosen
+//! [`ApplyOptions`] (workers, hash thread, sync) against GNU tar pipelines
+//! on fresh loop-mounted filesystems. `examples/unpack.rs` runs it; the
+//! suite's own unpack benchmark is [`super::unpack`].
 //!
 //! The dataset ([`Dataset::create`]) is 50,000 files of 1–16 KiB in 500
 //! directories plus three 100 MiB files, half random bytes and half text
@@ -8,7 +9,7 @@
 //! tar. Every run gets a new filesystem ([`ScratchFs`]); the strata time
 //! includes the final `syncfs(2)`, the tar times include no sync at all.
 
-use super::{apply_layer_with, ApplyOptions};
+use crate::image::apply::{apply_layer_with, sync_filesystem, ApplyOptions};
 use crate::scratch::{FsKind, ScratchFs};
 use crate::snapshot::Whiteouts;
 use std::io::{self, Write};
@@ -178,7 +179,7 @@ pub fn time_once(fs: FsKind, blob: &Path, tool: &Tool) -> io::Result<(Duration, 
         }
     }
     let applied = start.elapsed();
-    super::sync_filesystem(&dir).map_err(io::Error::other)?;
+    sync_filesystem(&dir).map_err(io::Error::other)?;
     Ok((applied, start.elapsed() - applied))
 }
 
