@@ -7,6 +7,7 @@ use crate::container::store::ContainerStore;
 use crate::container::supervise::{self, Mode};
 use crate::container::{Config, ContainerId, LogConfig, Resources, State, Status};
 use crate::engine::Engine;
+use crate::units::parse_bytes;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
@@ -91,27 +92,6 @@ pub struct RunArgs {
     detach: bool,
     #[command(flatten)]
     create: CreateArgs,
-}
-
-/// `64m`, `1g`, `512k`, `1048576` → bytes.
-pub fn parse_bytes(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().with_context(|| format!("invalid size: {s:?}"))?;
-    if n < 0.0 {
-        bail!("invalid size: {s:?}");
-    }
-    // Sizes are far below 2^53, where f64 is exact; `as` saturates anyway.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let bytes = (n * mult as f64).round() as u64;
-    Ok(bytes)
 }
 
 fn options(a: &CreateArgs) -> Result<CreateOptions> {
