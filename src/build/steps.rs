@@ -10,6 +10,7 @@ use crate::image::changes::Change;
 use crate::image::layers::EXTRACT_PREFIX;
 use crate::mount::TempMount;
 use crate::snapshot::SnapshotKey;
+use crate::store::{IoError, IoResultExt};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -322,7 +323,7 @@ fn view(b: &Builder<'_>, image: &crate::digest::ImageId) -> Result<(View, PathBu
     let path = staging.path().to_owned();
     let m = TempMount::new(&mounts, &path).map_err(|source| {
         let _ = b.engine.snapshots.remove(&key);
-        BuildError::Io { path: path.clone(), source }
+        BuildError::from(IoError::new(&path, source))
     })?;
     Ok((View { key, mount: Some(m), _staging: staging, _lease: lease }, path))
 }
@@ -468,9 +469,8 @@ fn copy_from(
                     let fd = layer::mkdir_p(root, &dest_abs, owner)?;
                     let path = src.path.clone();
                     layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |mut w| {
-                        let mut f =
-                            std::fs::File::open(&path).map_err(|e| BuildError::Io { path: path.clone(), source: e })?;
-                        std::io::copy(&mut f, &mut w).map_err(|e| BuildError::Io { path: path.clone(), source: e })?;
+                        let mut f = std::fs::File::open(&path).at(&path)?;
+                        std::io::copy(&mut f, &mut w).at(&path)?;
                         Ok(())
                     })?;
                 }
