@@ -30,8 +30,8 @@ pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
             .map_err(|e| StartError::new(125, format!("container is not running ({path}: {e})")))?;
         fds.push((ns, f));
     }
-    match fork().map_err(|e| StartError::new(125, format!("fork: {e}")))? {
-        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}"))),
+    match fork().map_err(|e| StartError::caused(format!("fork: {e}"), e))? {
+        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e)),
         Forked::Child => {
             let code = match enter(spec, &fds) {
                 Ok(code) => code,
@@ -47,14 +47,14 @@ pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
 
 fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartError> {
     // Checked before joining the mount namespace: /proc/self there is not us.
-    let proof = single_threaded().map_err(|e| StartError::new(125, e.to_string()))?;
-    spec.cgroups.join().map_err(|e| StartError::new(125, e.to_string()))?;
+    let proof = single_threaded().map_err(StartError::from_error)?;
+    spec.cgroups.join().map_err(StartError::from_error)?;
     for (ns, f) in fds {
-        setns(f).map_err(|e| StartError::new(125, format!("join {ns} namespace: {e}")))?;
+        setns(f).map_err(|e| StartError::caused(format!("join {ns} namespace: {e}"), e))?;
     }
     // A PID namespace applies to children only: fork once more.
-    match fork_checked(&proof).map_err(|e| StartError::new(125, format!("fork: {e}")))? {
-        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}"))),
+    match fork_checked(&proof).map_err(|e| StartError::caused(format!("fork: {e}"), e))? {
+        Forked::Parent(pid) => super::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e)),
         Forked::Child => {
             let e = match run(spec) {
                 Ok(never) => match never {},
@@ -70,9 +70,9 @@ fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
-    security::restrict_capabilities().map_err(|e| StartError::new(125, format!("capabilities: {e}")))?;
-    rustix::thread::set_no_new_privs(true).map_err(|e| StartError::new(125, format!("no_new_privs: {e}")))?;
-    security::become_user(&user).map_err(|e| StartError::new(125, format!("set user: {e}")))?;
+    security::restrict_capabilities().map_err(|e| StartError::caused(format!("capabilities: {e}"), e))?;
+    rustix::thread::set_no_new_privs(true).map_err(|e| StartError::caused(format!("no_new_privs: {e}"), e))?;
+    security::become_user(&user).map_err(|e| StartError::caused(format!("set user: {e}"), e))?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::env::set_current_dir(cwd).map_err(|e| StartError::new(126, format!("chdir {cwd}: {e}")))?;
     let path = spec.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH).to_owned();

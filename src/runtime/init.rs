@@ -13,8 +13,8 @@ pub(super) fn run_as_init(exe: &CString, argv: &[CString], envp: &[CString]) -> 
     let all = SigSet::all();
     let mut old = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))
-        .map_err(|e| StartError::new(125, format!("init: block signals: {e}")))?;
-    let child = match crate::sys::process::fork().map_err(|e| StartError::new(125, format!("init: fork: {e}")))? {
+        .map_err(|e| StartError::caused(format!("init: block signals: {e}"), e))?;
+    let child = match crate::sys::process::fork().map_err(|e| StartError::caused(format!("init: fork: {e}"), e))? {
         crate::sys::process::Forked::Child => {
             let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
             let e = nix::unistd::execve(exe, argv, envp).unwrap_err();
