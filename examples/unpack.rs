@@ -7,7 +7,7 @@
 //! `2s` to sync, `2n` not to, whatever `UNPACK_SYNC` (`1`) says),
 //! `UNPACK_HASH_THREAD` (`1`), `UNPACK_RUNS` (`3`).
 
-use strata::image::apply::bench::{run, Dataset, Tool};
+use strata::bench::apply::{run, Dataset, Tool};
 use strata::image::apply::ApplyOptions;
 use strata::scratch::FsKind;
 

@@ -6,8 +6,8 @@
 //! of `reps` runs (default 5) after one warm-up run.
 
 use std::path::Path;
+use strata::bench::uring::{self as bench, Timing};
 use strata::scratch::Tmpfs;
-use strata::uring::bench::{self, Timing};
 use strata::uring::{Engine, EngineKind, UringError};
 
 type Bench = fn(&mut Engine, &Path) -> Result<Timing, UringError>;

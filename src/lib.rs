@@ -5,6 +5,7 @@
 //! * [`sys`] — syscall and ioctl wrappers; the only home of `unsafe`.
 //! * [`digest`], [`store`], [`mount`] — content addresses, the data root's
 //!   atomic-write and locking rules, mounts as data.
+//! * [`units`] — byte sizes as people write them (`64m`, `1.5G`).
 //! * [`scratch`] — throwaway filesystems on loop devices for tests and
 //!   benchmarks.
 //! * [`uring`] — batched file I/O: io_uring and its plain-syscall twin.
@@ -37,5 +38,6 @@ pub mod snapshot;
 pub mod store;
 pub mod sys;
 pub mod time;
+pub mod units;
 pub mod uring;
 pub mod volume;

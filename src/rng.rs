@@ -27,6 +27,19 @@ impl Rng {
         self.next_u64() % n
     }
 
+    /// A number in `lo..=hi` (`lo <= hi`).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        match (hi - lo).checked_add(1) {
+            Some(span) => lo + self.below(span),
+            None => self.next_u64(),
+        }
+    }
+
+    /// A number in `lo..=hi` (`lo <= hi`) as a `usize`.
+    pub fn range_usize(&mut self, lo: usize, hi: usize) -> usize {
+        usize::try_from(self.range(lo as u64, hi as u64)).expect("between two usizes")
+    }
+
     /// An index in `0..n` (`n > 0`).
     pub fn index(&mut self, n: usize) -> usize {
         usize::try_from(self.below(n as u64)).expect("below a usize")
@@ -61,5 +74,11 @@ mod tests {
         assert!(xs.iter().all(|x| *x < 10));
         assert_eq!(Rng::new(1).bytes(13).len(), 13);
         assert_ne!(Rng::new(0).next_u64(), 0, "a zero seed is replaced");
+        let mut r = Rng::new(3);
+        assert!((0..1000).map(|_| r.range(5, 9)).all(|x| (5..=9).contains(&x)));
+        assert!((0..1000).any(|_| r.range(5, 9) == 9), "the upper bound is included");
+        assert_eq!(r.range(4, 4), 4);
+        let _ = r.range(0, u64::MAX);
+        assert!((0..100).map(|_| r.range_usize(2, 12)).all(|x| (2..=12).contains(&x)));
     }
 }

@@ -25,6 +25,7 @@
 //! GNU tar from there.
 
 use super::{BenchError, Options};
+use crate::rng::Rng;
 use crate::scratch::{FsKind, ScratchFs};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -32,44 +33,18 @@ use std::io::{self, BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Bump when the generator's output changes, so cached datasets are
-/// rebuilt.
-const GENERATOR_VERSION: u32 = 1;
+/// Bump when the synthetic generator's output changes, so cached datasets
+/// are rebuilt. 2: content from [`crate::rng`]'s xorshift64* (1 was
+/// SplitMix64).
+const SYNTHETIC_VERSION: u32 = 2;
+/// Bump when the Debian dataset's recipe changes.
+const DEBIAN_VERSION: u32 = 1;
 /// Every synthetic entry's mtime: 2023-11-14, fixed for reproducibility.
 const MTIME: u64 = 1_700_000_000;
 /// Files per leaf directory and leaf directories per parent in synthetic
 /// trees.
 const FILES_PER_DIR: usize = 100;
 const DIRS_PER_PARENT: usize = 20;
-
-/// SplitMix64 (Steele, Lea, Flood: "Fast splittable pseudorandom number
-/// generators", 2014): tiny, fast, and plenty for test data.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi` (modulo bias is irrelevant here).
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    /// Uniform in `lo..=hi` as a `usize`.
-    pub fn range_usize(&mut self, lo: usize, hi: usize) -> usize {
-        usize::try_from(self.range(lo as u64, hi as u64)).unwrap_or(lo)
-    }
-}
 
 /// Text-like content: words from a seeded vocabulary, chosen with a skew
 /// towards frequent ones, with a random binary run now and then. Entropy
@@ -166,7 +141,7 @@ impl SyntheticSpec {
             format!("{}KiB", self.big_size >> 10)
         };
         format!(
-            "synthetic-v{GENERATOR_VERSION}-{}f-{}x{big}-{}-{}-s{}",
+            "synthetic-v{SYNTHETIC_VERSION}-{}f-{}x{big}-{}-{}-s{}",
             self.files, self.big_files, self.min_size, self.max_size, self.seed
         )
     }
@@ -386,7 +361,7 @@ fn write_synthetic_tar(spec: &SyntheticSpec, path: &Path) -> io::Result<()> {
 /// The Debian bookworm minbase rootfs layer, or why it cannot be made
 /// (`Ok(Err(reason))`: no debootstrap, no network).
 pub fn debian(opts: &Options) -> Result<Result<Dataset, String>, BenchError> {
-    let name = format!("debian-bookworm-minbase-v{GENERATOR_VERSION}");
+    let name = format!("debian-bookworm-minbase-v{DEBIAN_VERSION}");
     if Dataset::load(&opts.data_dir.join(&name)).is_none() && !super::env::have_tool("debootstrap") {
         opts.progress("dataset debian: debootstrap missing; apt-get install -y debootstrap");
         let ok = Command::new("apt-get")

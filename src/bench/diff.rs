@@ -13,11 +13,12 @@
 //! for the tree walk, not equal work. `tar -c | sha256sum` reads, writes
 //! and hashes every byte, as `write_layer` does.
 
-use super::dataset::{synthetic_path, write_tree, Rng, TextGen, TreeSpec};
+use super::dataset::{synthetic_path, write_tree, TextGen, TreeSpec};
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::{describe, pipeline, syncfs};
 use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
 use crate::mount::{Mount, TempMount};
+use crate::rng::Rng;
 use crate::scratch::FsKind;
 use crate::snapshot::DiffSource;
 use std::ffi::OsString;

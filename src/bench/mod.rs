@@ -26,10 +26,16 @@
 //! benchmark creates lives on a scratch filesystem on a loop device
 //! ([`crate::scratch`]), torn down on drop, never on the host's root.
 //!
+//! Two older stand-alone benchmarks live here too, run by `examples/`
+//! rather than by `strata bench`: [`apply`] (the applier's options —
+//! workers, hash thread, sync — against `tar -x`) and [`uring`] (the
+//! io_uring engine against its plain-syscall twin).
+//!
 //! **Architecture invariant:** the suite calls only public library APIs
 //! (`apply_layer`, `copy_tree`, `write_layer`, `Hasher`), the same ones the
 //! engine uses; it has no private fast path of its own to measure.
 
+pub mod apply;
 pub mod build;
 pub mod copy;
 pub mod copyup;
@@ -42,6 +48,7 @@ pub mod pull;
 pub mod run;
 pub mod start;
 pub mod unpack;
+pub mod uring;
 
 use crate::scratch::FsKind;
 use harness::{Skip, Suite};

@@ -12,6 +12,7 @@
 use super::ignore::{clean, glob_match, has_glob, Ignore};
 use super::BuildError;
 use crate::digest::{Digest, Hasher};
+use crate::store::{IoError, IoResultExt};
 use std::fs::Metadata;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -54,21 +55,17 @@ pub struct Attrs {
     pub mode: Option<u32>,
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
-    move |e| BuildError::Io { path: path.to_owned(), source: e }
-}
-
 impl Tree {
     /// The build context at `root`, with its `.dockerignore`.
     pub fn context(root: &Path) -> Result<Tree, BuildError> {
-        let meta = std::fs::metadata(root).map_err(io_at(root))?;
+        let meta = std::fs::metadata(root).at(root)?;
         if !meta.is_dir() {
             return Err(BuildError::Context(format!("{}: the build context must be a directory", root.display())));
         }
         let ignore = match std::fs::read_to_string(root.join(".dockerignore")) {
             Ok(text) => Ignore::parse(&text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ignore::default(),
-            Err(e) => return Err(io_at(&root.join(".dockerignore"))(e)),
+            Err(e) => return Err(IoError::new(root.join(".dockerignore"), e).into()),
         };
         Ok(Tree { root: root.to_owned(), ignore, label: "build context".into() })
     }
@@ -132,7 +129,7 @@ impl Tree {
             if !meta.file_type().is_symlink() {
                 return Ok((path, meta));
             }
-            let target = std::fs::read_link(&path).map_err(io_at(&path))?;
+            let target = std::fs::read_link(&path).at(&path)?;
             let target = target.to_string_lossy();
             let base = if target.starts_with('/') { String::new() } else { cur[..cur.len() - 1].join("/") };
             // Inside the tree `..` at the top stays at the top, as at `/`.
@@ -168,7 +165,7 @@ impl Tree {
         let mut stack: Vec<(PathBuf, String, String)> = vec![(src.path.clone(), String::new(), src.rel.clone())];
         while let Some((dir, name, rel)) = stack.pop() {
             let mut children: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
-                .map_err(io_at(&dir))?
+                .at(&dir)?
                 .flatten()
                 .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
                 .collect();
@@ -177,7 +174,7 @@ impl Tree {
             for (child, path) in children {
                 let child_rel = join(&rel, &child);
                 let excluded = self.ignore.excluded(&child_rel);
-                let meta = std::fs::symlink_metadata(&path).map_err(io_at(&path))?;
+                let meta = std::fs::symlink_metadata(&path).at(&path)?;
                 let child_name = join(&name, &child);
                 if meta.is_dir() {
                     // An excluded directory is still walked when an
@@ -214,12 +211,12 @@ impl Tree {
                         .as_bytes(),
                 );
                 if e.meta.file_type().is_symlink() {
-                    let t = std::fs::read_link(&e.path).map_err(io_at(&e.path))?;
+                    let t = std::fs::read_link(&e.path).at(&e.path)?;
                     h.update(t.to_string_lossy().as_bytes());
                 } else if e.meta.is_file() {
-                    let mut f = std::fs::File::open(&e.path).map_err(io_at(&e.path))?;
+                    let mut f = std::fs::File::open(&e.path).at(&e.path)?;
                     loop {
-                        let n = f.read(&mut buf).map_err(io_at(&e.path))?;
+                        let n = f.read(&mut buf).at(&e.path)?;
                         if n == 0 {
                             break;
                         }
@@ -278,7 +275,7 @@ fn append<W: Write>(b: &mut tar::Builder<W>, e: &Entry, attrs: Attrs) -> Result<
     h.set_gid(u64::from(gid));
     h.set_mode(attrs.mode.unwrap_or(e.meta.permissions().mode() & 0o7777));
     h.set_mtime(u64::try_from(e.meta.mtime()).unwrap_or(0));
-    let err = |x: io::Error| BuildError::Io { path: e.path.clone(), source: x };
+    let err = |x: io::Error| BuildError::from(IoError::new(&e.path, x));
     if t.is_dir() {
         h.set_entry_type(tar::EntryType::Directory);
         h.set_size(0);

@@ -9,6 +9,7 @@ use super::{BuildError, BuildOptions, Built};
 use crate::digest::ImageId;
 use crate::engine::Engine;
 use crate::image::reference::Reference;
+use crate::store::{IoError, IoResultExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
@@ -48,7 +49,7 @@ pub(super) struct StageState {
 }
 
 fn io_out(e: std::io::Error) -> BuildError {
-    BuildError::Io { path: "stdout".into(), source: e }
+    IoError::new("stdout", e).into()
 }
 
 /// Builds the image `opts` describes, printing Docker's classic output on
@@ -56,7 +57,7 @@ fn io_out(e: std::io::Error) -> BuildError {
 pub fn build(engine: &Engine, opts: &BuildOptions, out: &mut dyn Write) -> Result<Built, BuildError> {
     let path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
     let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into());
-    let text = std::fs::read_to_string(&path).map_err(|source| BuildError::Io { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).at(&path)?;
     let df = parser::parse(&text).map_err(|e| e.with_file(file.clone()))?;
     let network = opts.network.clone().unwrap_or_else(|| "none".into());
     if network != "none" && network != "host" {

@@ -18,6 +18,7 @@ use crate::mount::TempMount;
 use crate::ops::container::lifecycle::{self, CreateOptions};
 use crate::ops::container::supervise::{self, Mode};
 use crate::snapshot::{SnapshotKey, Whiteouts};
+use crate::store::{IoError, IoResultExt};
 use crate::sys::fs as sysfs;
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::fork_child;
@@ -26,11 +27,6 @@ use crate::sys::Errno;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-
-fn io_at(path: impl Into<std::path::PathBuf>) -> impl FnOnce(io::Error) -> BuildError {
-    let path = path.into();
-    move |source| BuildError::Io { path, source }
-}
 
 /// Runs `work` on a new snapshot over `parent`, mounted; `work` returns
 /// whether it changed anything. Returns the committed layer, or `None`
@@ -46,11 +42,11 @@ pub fn in_snapshot(
     let mounts = engine.snapshots.prepare(&key, parent.map(key_of).as_ref())?;
     let result = (|| {
         let staging = engine.root.staging_dir("build")?;
-        let m = TempMount::new(&mounts, staging.path()).map_err(io_at(staging.path()))?;
-        let root = sysfs::open_dir(m.path()).map_err(io_at(m.path()))?;
+        let m = TempMount::new(&mounts, staging.path()).at(staging.path())?;
+        let root = sysfs::open_dir(m.path()).at(m.path())?;
         let changed = work(m.path(), root.as_fd())?;
         drop(root);
-        m.unmount().map_err(io_at(staging.path()))?;
+        m.unmount().at(staging.path())?;
         if !changed {
             return Ok(None);
         }
@@ -86,30 +82,30 @@ pub fn is_dir(root: BorrowedFd<'_>, path: &str) -> bool {
 /// Returns the directory, opened.
 pub fn mkdir_p(root: BorrowedFd<'_>, path: &str, owner: Option<(u32, u32)>) -> Result<OwnedFd, BuildError> {
     let mut cur = String::new();
-    let mut fd = sysfs::open_dir_in_root(root, b".").map_err(io_at("/"))?;
+    let mut fd = sysfs::open_dir_in_root(root, b".").at("/")?;
     for seg in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
         let next = format!("{cur}/{seg}");
         fd = match sysfs::open_dir_in_root(root, rel(&next)) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let parent = sysfs::open_dir_in_root(root, rel(&cur)).map_err(io_at(cur.clone()))?;
+                let parent = sysfs::open_dir_in_root(root, rel(&cur)).at(cur.clone())?;
                 match sysfs::mkdir_at(parent.as_fd(), seg.as_bytes(), 0o755) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io_at(next)(e)),
+                    Err(e) => return Err(IoError::new(next, e).into()),
                 }
-                let created = sysfs::open_dir_at(parent.as_fd(), seg.as_bytes()).map_err(io_at(next.clone()))?;
+                let created = sysfs::open_dir_at(parent.as_fd(), seg.as_bytes()).at(next.clone())?;
                 // mkdir's mode is filtered by the umask; set it exactly.
-                sysfs::fchmod(created.as_fd(), 0o755).map_err(io_at(next.clone()))?;
+                sysfs::fchmod(created.as_fd(), 0o755).at(next.clone())?;
                 if let Some((uid, gid)) = owner {
-                    sysfs::fchown(created.as_fd(), uid, gid).map_err(io_at(next.clone()))?;
+                    sysfs::fchown(created.as_fd(), uid, gid).at(next.clone())?;
                 }
                 created
             }
             Err(e) if Errno::from_io_error(&e) == Some(Errno::NOTDIR) => {
                 return Err(BuildError::Context(format!("{next}: not a directory in the image")));
             }
-            Err(e) => return Err(io_at(next)(e)),
+            Err(e) => return Err(IoError::new(next, e).into()),
         };
         cur = next;
     }
@@ -121,7 +117,7 @@ pub fn apply_tar(
     dir: BorrowedFd<'_>,
     write: impl FnOnce(std::fs::File) -> Result<(), BuildError> + Send + 'static,
 ) -> Result<(), BuildError> {
-    let (r, w) = pipe_with(PipeFlags::CLOEXEC).map_err(io_at("pipe"))?;
+    let (r, w) = pipe_with(PipeFlags::CLOEXEC).at("pipe")?;
     let writer = std::thread::spawn(move || write(std::fs::File::from(w)));
     let target = sysfs::fd_path(dir);
     let applied = crate::image::apply::apply_layer(std::fs::File::from(r), &target, Whiteouts::Delete);
@@ -199,9 +195,9 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
     let id = lifecycle::create(engine, &opts).map_err(|e| BuildError::Invalid(e.to_string()))?;
     let result = (|| {
         if !spec.quiet {
-            writeln!(out, " ---> Running in {}", id.short()).map_err(io_at("stdout"))?;
+            writeln!(out, " ---> Running in {}", id.short()).at("stdout")?;
         }
-        out.flush().map_err(io_at("stdout"))?;
+        out.flush().at("stdout")?;
         let code = supervised(engine, &id, spec.quiet)?;
         if code != 0 {
             return Err(BuildError::RunFailed { command: spec.args.join(" "), code });
@@ -219,7 +215,7 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
     })();
     let removed = lifecycle::remove(engine, &id, true, true);
     if !spec.quiet && result.is_ok() {
-        writeln!(out, "Removing intermediate container {}", id.short()).map_err(io_at("stdout"))?;
+        writeln!(out, "Removing intermediate container {}", id.short()).at("stdout")?;
     }
     let layer = result?;
     removed.map_err(|e| BuildError::Invalid(format!("removing intermediate container {}: {e}", id.short())))?;

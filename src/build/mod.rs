@@ -41,6 +41,7 @@ pub use executor::build;
 
 use crate::digest::ImageId;
 use crate::image::reference::Reference;
+use crate::store::IoError;
 use std::path::PathBuf;
 
 /// What `strata build` was asked for.
@@ -80,8 +81,8 @@ pub enum BuildError {
     Step { file: String, line: usize, instruction: String, message: String },
     #[error("{0}")]
     Context(String),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("the command '{command}' returned a non-zero code: {code}")]
     RunFailed { command: String, code: i32 },
     #[error("{0}")]

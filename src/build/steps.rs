@@ -11,6 +11,7 @@ use crate::image::layers::EXTRACT_PREFIX;
 use crate::image::oci::HealthConfig;
 use crate::mount::TempMount;
 use crate::snapshot::SnapshotKey;
+use crate::store::{IoError, IoResultExt};
 use std::path::PathBuf;
 
 fn nop(body: &str) -> String {
@@ -333,7 +334,7 @@ fn view(builder: &Builder<'_>, image: &crate::digest::ImageId) -> Result<(View, 
     let path = staging.path().to_owned();
     let m = TempMount::new(&mounts, &path).map_err(|source| {
         let _ = builder.engine.snapshots.remove(&key);
-        BuildError::Io { path: path.clone(), source }
+        BuildError::from(IoError::new(&path, source))
     })?;
     Ok((View { key, mount: Some(m), _staging: staging, _lease: lease }, path))
 }
@@ -479,9 +480,8 @@ fn copy_from(
                     let fd = layer::mkdir_p(root, &dest_abs, owner)?;
                     let path = src.path.clone();
                     layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |mut w| {
-                        let mut f =
-                            std::fs::File::open(&path).map_err(|e| BuildError::Io { path: path.clone(), source: e })?;
-                        std::io::copy(&mut f, &mut w).map_err(|e| BuildError::Io { path: path.clone(), source: e })?;
+                        let mut f = std::fs::File::open(&path).at(&path)?;
+                        std::io::copy(&mut f, &mut w).at(&path)?;
                         Ok(())
                     })?;
                 }

@@ -8,6 +8,7 @@ use crate::engine::Engine;
 use crate::ops::container::lifecycle::{self, CreateOptions};
 use crate::ops::container::query;
 use crate::ops::container::supervise::{self, Mode};
+use crate::units::parse_bytes;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
@@ -92,27 +93,6 @@ pub struct RunArgs {
     detach: bool,
     #[command(flatten)]
     create: CreateArgs,
-}
-
-/// `64m`, `1g`, `512k`, `1048576` → bytes.
-pub fn parse_bytes(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().with_context(|| format!("invalid size: {s:?}"))?;
-    if n < 0.0 {
-        bail!("invalid size: {s:?}");
-    }
-    // Sizes are far below 2^53, where f64 is exact; `as` saturates anyway.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let bytes = (n * mult as f64).round() as u64;
-    Ok(bytes)
 }
 
 fn options(a: &CreateArgs) -> Result<CreateOptions> {

@@ -125,11 +125,29 @@ pub fn main() -> i32 {
                 x.code
             }
             None => {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", error_line(&e));
                 125
             }
         },
     }
+}
+
+/// An error and its causes on one line, as `{:#}` prints them but each
+/// cause once: strata's errors show their source in their own message
+/// (`{path}: {source}`) and keep it as their `source()` too, so a cause
+/// the line already ends with is not repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -201,4 +219,26 @@ fn inspect(engine: &crate::engine::Engine, a: images::InspectArgs) -> anyhow::Re
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("data root {path}: {source}")]
+    struct Failed {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_line_shows_each_cause_once() {
+        let e = Failed { path: "/r/locks".into(), source: std::io::Error::from_raw_os_error(2) };
+        let e = anyhow::Error::new(e).context("opening data root /r");
+        assert_eq!(
+            super::error_line(&e),
+            "opening data root /r: data root /r/locks: No such file or directory (os error 2)"
+        );
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(super::error_line(&e), "outer: middle: inner");
+    }
 }

@@ -42,6 +42,7 @@ pub use pull::{pull, PullOptions, Pulled};
 pub use push::{push, PushOptions, Pushed};
 
 use crate::digest::Digest;
+use crate::store::IoError;
 use std::path::{Path, PathBuf};
 
 /// Where Docker Hub's registry API lives (`docker.io` is its name only).
@@ -53,8 +54,8 @@ pub const MANIFEST_MAX: u64 = 4 << 20;
 /// Errors of pull, push and login.
 #[derive(Debug, thiserror::Error)]
 pub enum DistributionError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("credentials file {path}: {detail}")]
     Credentials { path: PathBuf, detail: String },
     #[error("certificates {path}: {detail}")]
@@ -98,7 +99,7 @@ pub enum DistributionError {
 
 impl DistributionError {
     pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> DistributionError {
-        DistributionError::Io { path: path.as_ref().to_owned(), source }
+        DistributionError::Io(IoError::new(path.as_ref(), source))
     }
 }
 

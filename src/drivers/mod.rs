@@ -15,7 +15,7 @@ pub mod copy;
 pub mod dmthin;
 pub mod overlay;
 
-use crate::snapshot::{Driver, SnapshotError, Snapshotter};
+use crate::snapshot::{Driver, DriverError, SnapshotError, Snapshotter};
 use crate::store::Root;
 use crate::sys::statfs::FsMagic;
 use std::io;
@@ -29,32 +29,33 @@ pub const NAMES: &[&str] = &["overlay", "copy", "btrfs", "dmthin"];
 pub enum DriverSelectError {
     #[error("unknown storage driver {0:?} (known: overlay, copy, btrfs, dmthin)")]
     Unknown(String),
-    #[error("storage driver {driver}: {detail}")]
-    Unusable { driver: String, detail: String },
+    #[error("storage driver {driver}: {source}")]
+    Unusable {
+        driver: String,
+        #[source]
+        source: DriverError,
+    },
+    #[error("storage driver {driver}: takes no driver options (given: {})", options.join(","))]
+    NoOptions { driver: String, options: Vec<String> },
+    #[error("storage driver {driver}: unknown option {option:?} (known: metacopy=on|off)")]
+    UnknownOption { driver: String, option: String },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+}
+
+/// Wraps a driver's failure to open as [`DriverSelectError::Unusable`].
+fn unusable(driver: &str) -> impl FnOnce(DriverError) -> DriverSelectError + '_ {
+    move |source| DriverSelectError::Unusable { driver: driver.into(), source }
 }
 
 /// Opens the named driver under `root` and wraps it in a [`Snapshotter`].
 pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
     let home = root.driver_dir(name);
     let driver: Box<dyn Driver> = match name {
-        "overlay" => Box::new(
-            overlay::Overlay::new(&home)
-                .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
-        ),
-        "copy" => Box::new(
-            copy::Copy::new(&home)
-                .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
-        ),
-        "btrfs" => Box::new(
-            btrfs::Btrfs::new(&home)
-                .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
-        ),
-        "dmthin" => Box::new(
-            dmthin::Dmthin::new(&home)
-                .map_err(|e| DriverSelectError::Unusable { driver: name.into(), detail: e.to_string() })?,
-        ),
+        "overlay" => Box::new(overlay::Overlay::new(&home).map_err(unusable(name))?),
+        "copy" => Box::new(copy::Copy::new(&home).map_err(unusable(name))?),
+        "btrfs" => Box::new(btrfs::Btrfs::new(&home).map_err(unusable(name))?),
+        "dmthin" => Box::new(dmthin::Dmthin::new(&home).map_err(unusable(name))?),
         other => return Err(DriverSelectError::Unknown(other.into())),
     };
     Ok(Snapshotter::new(&home, driver)?)
@@ -67,20 +68,19 @@ pub fn open_with_options(root: &Root, name: &str, options: &[String]) -> Result<
     if options.is_empty() {
         return open(root, name);
     }
-    let unusable = |detail: String| DriverSelectError::Unusable { driver: name.into(), detail };
     if name != "overlay" {
-        return Err(unusable(format!("takes no driver options (given: {})", options.join(","))));
+        return Err(DriverSelectError::NoOptions { driver: name.into(), options: options.to_vec() });
     }
     let mut metacopy = false;
     for o in options {
         match o.as_str() {
             "metacopy=on" => metacopy = true,
             "metacopy=off" => metacopy = false,
-            other => return Err(unusable(format!("unknown option {other:?} (known: metacopy=on|off)"))),
+            other => return Err(DriverSelectError::UnknownOption { driver: name.into(), option: other.into() }),
         }
     }
     let home = root.driver_dir(name);
-    let driver = overlay::Overlay::new(&home).map_err(|e| unusable(e.to_string()))?.with_metacopy(metacopy);
+    let driver = overlay::Overlay::new(&home).map_err(unusable(name))?.with_metacopy(metacopy);
     Ok(Snapshotter::new(&home, Box::new(driver))?)
 }
 

@@ -33,6 +33,7 @@ use crate::image::oci::{
     ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION,
 };
 use crate::image::reference::Reference;
+use crate::store::{IoError, IoResultExt};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -53,8 +54,8 @@ const MAX_LINKS: usize = 16;
 /// archive and the member (file) involved.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{}: {source}", archive.display())]
-    Io { archive: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{}: {member}: {source}", archive.display())]
     MemberIo { archive: PathBuf, member: String, source: io::Error },
     #[error("{}: not an image archive: neither manifest.json (docker save) nor index.json (OCI image layout) found", archive.display())]
@@ -249,10 +250,9 @@ enum SourceKind {
 
 impl Source {
     fn open(path: &Path) -> Result<Source, ArchiveError> {
-        let io_err = |source| ArchiveError::Io { archive: path.to_owned(), source };
-        let meta = std::fs::metadata(path).map_err(io_err)?;
+        let meta = std::fs::metadata(path).at(path)?;
         let kind = if meta.is_dir() {
-            SourceKind::Dir { canonical: path.canonicalize().map_err(io_err)? }
+            SourceKind::Dir { canonical: path.canonicalize().at(path)? }
         } else {
             SourceKind::Tar { members: index_tar(path)? }
         };
@@ -383,18 +383,17 @@ fn blob_path(digest: &Digest) -> String {
 /// whose names climb out of the archive are left out: nothing can name
 /// them safely.
 fn index_tar(path: &Path) -> Result<HashMap<String, Member>, ArchiveError> {
-    let io_err = |source| ArchiveError::Io { archive: path.to_owned(), source };
-    let mut file = File::open(path).map_err(io_err)?;
+    let mut file = File::open(path).at(path)?;
     let mut magic = [0u8; 4];
-    let n = file.read(&mut magic).map_err(io_err)?;
+    let n = file.read(&mut magic).at(path)?;
     if compression::detect(&magic[..n]) != Compression::None {
         return Err(ArchiveError::Compressed { archive: path.to_owned() });
     }
-    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    file.seek(SeekFrom::Start(0)).at(path)?;
     let mut archive = tar::Archive::new(file);
     let mut members = HashMap::new();
-    for entry in archive.entries_with_seek().map_err(io_err)? {
-        let entry = entry.map_err(io_err)?;
+    for entry in archive.entries_with_seek().at(path)? {
+        let entry = entry.at(path)?;
         let Ok(name) = std::str::from_utf8(&entry.path_bytes()).map(str::to_owned) else {
             continue;
         };

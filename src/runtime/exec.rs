@@ -46,10 +46,10 @@ pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
 
 fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartError> {
     // Checked before joining the mount namespace: /proc/self there is not us.
-    let proof = single_threaded().map_err(|e| StartError::new(125, e.to_string()))?;
-    spec.cgroups.join().map_err(|e| StartError::new(125, e.to_string()))?;
+    let proof = single_threaded().map_err(StartError::from_error)?;
+    spec.cgroups.join().map_err(StartError::from_error)?;
     for (ns, f) in fds {
-        setns(f).map_err(|e| StartError::new(125, format!("join {ns} namespace: {e}")))?;
+        setns(f).map_err(|e| StartError::caused(format!("join {ns} namespace: {e}"), e))?;
     }
     // A PID namespace applies to children only: fork once more.
     let pid = fork_child_checked(&proof, &[], None, |_| {
@@ -60,17 +60,17 @@ fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartEr
         eprintln!("strata exec: {}", e.message);
         e.code
     })
-    .map_err(|e| StartError::new(125, format!("fork: {e}")))?;
-    super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}")))
+    .map_err(|e| StartError::caused(format!("fork: {e}"), e))?;
+    super::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e))
 }
 
 fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
-    security::restrict_capabilities().map_err(|e| StartError::new(125, format!("capabilities: {e}")))?;
-    crate::sys::process::set_no_new_privs().map_err(|e| StartError::new(125, format!("no_new_privs: {e}")))?;
-    security::become_user(&user).map_err(|e| StartError::new(125, format!("set user: {e}")))?;
+    security::restrict_capabilities().map_err(|e| StartError::caused(format!("capabilities: {e}"), e))?;
+    crate::sys::process::set_no_new_privs().map_err(|e| StartError::caused(format!("no_new_privs: {e}"), e))?;
+    security::become_user(&user).map_err(|e| StartError::caused(format!("set user: {e}"), e))?;
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::env::set_current_dir(cwd).map_err(|e| StartError::new(126, format!("chdir {cwd}: {e}")))?;
     let path = spec.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH).to_owned();

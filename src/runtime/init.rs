@@ -11,8 +11,8 @@ use std::ffi::CString;
 pub(super) fn run_as_init(exe: &CString, argv: &[CString], envp: &[CString]) -> Result<super::Never, StartError> {
     let all = SigSet::all();
     let old = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all))
-        .map_err(|e| StartError::new(125, format!("init: block signals: {e}")))?;
-    let child = match fork().map_err(|e| StartError::new(125, format!("init: fork: {e}")))? {
+        .map_err(|e| StartError::caused(format!("init: block signals: {e}"), e))?;
+    let child = match fork().map_err(|e| StartError::caused(format!("init: fork: {e}"), e))? {
         Forked::Child => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old));
             let e = execve(exe, argv, envp);

@@ -62,22 +62,41 @@ pub struct Spec {
     pub tty: bool,
 }
 
-/// A failure to start, with the exit code Docker would use.
+/// A failure to start, with the exit code Docker would use. `message` is
+/// what the user reads, and all that crosses the start pipe from the
+/// child; `source` keeps the error it came from when that happened in
+/// this process.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct StartError {
     pub code: i32,
     pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl StartError {
-    fn new(code: i32, message: impl Into<String>) -> StartError {
-        StartError { code, message: message.into() }
+    /// A failure with no error value behind it (or one reported as text
+    /// by another process).
+    pub fn new(code: i32, message: impl Into<String>) -> StartError {
+        StartError { code, message: message.into(), source: None }
+    }
+
+    /// strata's own failure (exit code 125) caused by `source`, with
+    /// `message` as the text.
+    pub fn caused(message: String, source: impl std::error::Error + Send + Sync + 'static) -> StartError {
+        StartError { code: 125, message, source: Some(Box::new(source)) }
+    }
+
+    /// strata's own failure (exit code 125) that is `source`: its message
+    /// is the source's.
+    pub fn from_error(source: impl std::error::Error + Send + Sync + 'static) -> StartError {
+        StartError::caused(source.to_string(), source)
     }
 }
 
 fn io_start(what: &str) -> impl FnOnce(io::Error) -> StartError + '_ {
-    move |e| StartError::new(125, format!("{what}: {e}"))
+    move |e| StartError::caused(format!("{what}: {e}"), e)
 }
 
 /// Starts the container; returns the host PID of its PID 1. The caller
@@ -126,7 +145,7 @@ fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
     if spec.tty {
         crate::sys::term::ioctl_tiocsctty(std::io::stdin()).map_err(io_start("set controlling terminal"))?;
     }
-    spec.cgroups.join().map_err(|e| StartError::new(125, e.to_string()))?;
+    spec.cgroups.join().map_err(StartError::from_error)?;
     let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWCGROUP;
     if spec.own_network {
         flags |= UnshareFlags::NEWNET;
@@ -135,7 +154,7 @@ fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
     if spec.own_network {
         crate::sys::process::interface_up("lo").map_err(io_start("bring up loopback"))?;
     }
-    rootfs::enter(&spec.rootfs).map_err(|e| StartError::new(125, e.to_string()))?;
+    rootfs::enter(&spec.rootfs).map_err(StartError::from_error)?;
     crate::sys::uts::sethostname(spec.hostname.as_bytes()).map_err(io_start("sethostname"))?;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();

@@ -34,6 +34,7 @@ pub mod testsuite;
 pub use snapshotter::Snapshotter;
 
 use crate::mount::Mount;
+use crate::store::IoError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -155,8 +156,8 @@ pub enum DiffSource {
 /// Failures of a driver's on-disk operations.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{0}")]
     Unsupported(String),
     /// A driver's own typed error (device-mapper, btrfs ioctls, …).
@@ -166,7 +167,7 @@ pub enum DriverError {
 
 impl DriverError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DriverError {
-        DriverError::Io { path: path.into(), source }
+        DriverError::Io(IoError::new(path, source))
     }
 }
 

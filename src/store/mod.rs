@@ -55,18 +55,48 @@ use std::path::{Path, PathBuf};
 /// Default data root, as Docker's `/var/lib/docker`.
 pub const DEFAULT_ROOT: &str = "/var/lib/strata";
 
+/// An I/O failure on a path: the one shape of every subsystem's `Io`
+/// variant (`#[error(transparent)] Io(#[from] IoError)`), built from an
+/// `io::Result` with [`IoResultExt::at`]. It lives here, in the lowest
+/// module that every subsystem with files already imports.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct IoError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    pub fn new(path: impl Into<PathBuf>, source: io::Error) -> IoError {
+        IoError { path: path.into(), source }
+    }
+}
+
+/// `.at(path)` on an `io::Result`: the failure as an [`IoError`] naming
+/// `path`.
+pub trait IoResultExt<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T, IoError>;
+}
+
+impl<T> IoResultExt<T> for io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T, IoError> {
+        self.map_err(|source| IoError { path: path.as_ref().to_owned(), source })
+    }
+}
+
 /// Errors from the data root itself.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("data root {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("data root {0}")]
+    Io(#[from] IoError),
     #[error("{path}: malformed metadata: {detail}")]
     Corrupt { path: PathBuf, detail: String },
 }
 
 impl StoreError {
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> StoreError {
-        StoreError::Io { path: path.into(), source }
+        StoreError::Io(IoError::new(path, source))
     }
 }
 

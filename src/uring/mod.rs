@@ -58,8 +58,6 @@ mod differential;
 #[cfg(test)]
 mod tests;
 
-pub mod bench;
-
 pub use crate::sys::uring::RingError;
 pub use du::Usage;
 pub use tree::{hash_tree, tree_usage, TreeOp};

@@ -195,7 +195,13 @@ fn tree_usage_and_hash_tree_agree_with_std() {
     let place = Place::new();
     let root = place.path().join("t");
     std::fs::create_dir(&root).unwrap();
-    bench::make_files(&root, 450, 0, 20_000, 3).unwrap();
+    // 450 files of 0–20,000 bytes, 100 to a directory (`d0000/f00`…).
+    let mut rng = crate::rng::Rng::new(3);
+    for i in 0..450 {
+        let dir = root.join(format!("d{:04}", i / 100));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{:02}", i % 100)), content(i, rng.index(20_001))).unwrap();
+    }
     std::fs::write(root.join("big"), content(1, 2 * CHUNK + 5)).unwrap();
     std::fs::hard_link(root.join("big"), root.join("d0000/big-link")).unwrap();
     std::os::unix::fs::symlink("big", root.join("sym")).unwrap();

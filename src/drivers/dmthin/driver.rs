@@ -4,6 +4,7 @@ use super::pool::ThinId;
 use super::state::{Device, Pending, State};
 use super::{dm, Dmthin, DmthinError};
 use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, WriteTarget};
+use crate::store::IoResultExt;
 use crate::sys::dm::Sectors;
 
 impl Dmthin {
@@ -109,9 +110,9 @@ impl Dmthin {
     fn flush(&self, st: &State, id: SnapshotId) -> Result<(), DmthinError> {
         let _lock = self.lock()?;
         let dir = self.keep_mounted(st, id)?;
-        let synced = crate::sys::fs::syncfs_path(&dir).map_err(super::io_at(&dir));
+        let synced = crate::sys::fs::syncfs_path(&dir).at(&dir);
         self.release_kept(id)?;
-        synced
+        Ok(synced?)
     }
 
     fn mounts_of(&self, id: SnapshotId, kind: Kind) -> Result<Vec<crate::mount::Mount>, DmthinError> {

@@ -5,7 +5,8 @@
 //! by the pool) is invisible there; here it counts.
 
 use super::pool::ThinId;
-use super::{io_at, metadata, Dmthin, DmthinError};
+use super::{metadata, Dmthin, DmthinError};
+use crate::store::IoResultExt;
 use crate::sys::fs::Node;
 use std::io;
 use std::os::fd::AsFd;
@@ -40,7 +41,7 @@ impl Dmthin {
             metadata::exclusive_blocks(&mut read, u64::from(thin.get()), u64::from(parent.get()))
         })();
         let released = self.message("release_metadata_snap");
-        let blocks = counted.map_err(io_at(&self.metadata_path()))?;
+        let blocks = counted.at(self.metadata_path())?;
         released?;
         Ok(blocks * self.cfg.block_size)
     }
@@ -63,13 +64,13 @@ impl Dmthin {
             .ok_or_else(|| DmthinError::PoolStatus { pool: self.pool.clone(), status: params.clone() })?;
         let path = self.metadata_path();
         let dir = path.parent().expect("under the home");
-        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        std::fs::create_dir_all(dir).at(dir)?;
         let _ = std::fs::remove_file(&path);
-        let d = crate::sys::fs::open_dir(dir).map_err(io_at(dir))?;
+        let d = crate::sys::fs::open_dir(dir).at(dir)?;
         crate::sys::fs::mknod_at(std::os::fd::AsFd::as_fd(&d), b"metadata-device", Node::Block, 0o600, major, minor)
-            .map_err(io_at(&path))?;
-        let f = std::fs::File::open(&path).map_err(io_at(&path));
+            .at(&path)?;
+        let f = std::fs::File::open(&path).at(&path);
         let _ = std::fs::remove_file(&path);
-        f
+        Ok(f?)
     }
 }

@@ -11,8 +11,9 @@
 //! driver unmounts what nobody holds.
 
 use super::state::State;
-use super::{device_prefix, dm, io_at, pool, Dmthin, DmthinError};
+use super::{device_prefix, dm, pool, Dmthin, DmthinError};
 use crate::snapshot::SnapshotId;
+use crate::store::IoResultExt;
 use crate::sys::dm::Control;
 use crate::sys::lock::FileLock;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ impl Dmthin {
     fn drop_kept(&self, id: SnapshotId) -> Result<(), DmthinError> {
         let dir = self.kept(id);
         if dir.exists() {
-            crate::mount::unmount_all(&dir).map_err(io_at(&dir))?;
+            crate::mount::unmount_all(&dir).at(&dir)?;
             let _ = std::fs::remove_dir(&dir);
         }
         Ok(())
@@ -47,7 +48,7 @@ impl Dmthin {
         }
         let path = self.kept_lock(id);
         // Held through the unmount: a new holder waits, then mounts again.
-        if let Some(_last) = FileLock::try_exclusive(&path).map_err(io_at(&path))? {
+        if let Some(_last) = FileLock::try_exclusive(&path).at(&path)? {
             self.drop_kept(id)?;
         }
         Ok(())
@@ -61,7 +62,7 @@ impl Dmthin {
             let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
             let id = SnapshotId(id);
             let path = self.kept_lock(id);
-            if let Some(_free) = FileLock::try_exclusive(&path).map_err(io_at(&path))? {
+            if let Some(_free) = FileLock::try_exclusive(&path).at(&path)? {
                 self.drop_kept(id)?;
             }
         }
@@ -72,10 +73,10 @@ impl Dmthin {
     /// only unless the device is active read-write.
     pub(super) fn keep_mounted(&self, st: &State, id: SnapshotId) -> Result<PathBuf, DmthinError> {
         let dir = self.kept(id);
-        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        std::fs::create_dir_all(&dir).at(&dir)?;
         let path = self.kept_lock(id);
-        let hold = FileLock::shared(&path).map_err(io_at(&path))?;
-        if crate::sys::mount::is_mount_point(&dir).map_err(io_at(&dir))? {
+        let hold = FileLock::shared(&path).at(&path)?;
+        if crate::sys::mount::is_mount_point(&dir).at(&dir)? {
             self.held.lock().expect("no panics while held").entry(id.0).or_default().push(hold);
             return Ok(dir);
         }
@@ -85,7 +86,7 @@ impl Dmthin {
             _ => true,
         };
         let dev = self.activate(&name, Self::device(st, Some(id))?.thin, readonly)?;
-        crate::mount::mount_all(&[self.mount_of(&dev, readonly)], &dir).map_err(io_at(&dir))?;
+        crate::mount::mount_all(&[self.mount_of(&dev, readonly)], &dir).at(&dir)?;
         self.held.lock().expect("no panics while held").entry(id.0).or_default().push(hold);
         Ok(dir)
     }
@@ -96,13 +97,13 @@ impl Dmthin {
         let Some(info) = self.ctl.dev_status(name).map_err(dm("status", name))? else { return Ok(()) };
         let dev = format!("{}:{}", info.major, info.minor);
         let p = Path::new("/proc/self/mountinfo");
-        let text = std::fs::read_to_string(p).map_err(io_at(p))?;
+        let text = std::fs::read_to_string(p).at(p)?;
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
             if f.get(2) == Some(&dev.as_str()) {
                 if let Some(target) = f.get(4) {
                     let target = PathBuf::from(target.replace("\\040", " "));
-                    crate::sys::mount::unmount_path(&target, true).map_err(io_at(&target))?;
+                    crate::sys::mount::unmount_path(&target, true).at(&target)?;
                 }
             }
         }
@@ -119,7 +120,7 @@ pub fn shut_down(home: &Path) -> Result<(), DmthinError> {
     let mnt = home.join("mnt");
     if let Ok(rd) = std::fs::read_dir(&mnt) {
         for e in rd.flatten() {
-            crate::mount::unmount_all(&e.path()).map_err(io_at(&e.path()))?;
+            crate::mount::unmount_all(&e.path()).at(e.path())?;
         }
     }
     let Ok(canonical) = home.canonicalize() else { return Ok(()) };

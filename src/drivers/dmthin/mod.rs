@@ -27,7 +27,7 @@ mod state;
 
 use crate::mount::Mount;
 use crate::snapshot::{DriverError, SnapshotId};
-use crate::store::StoreError;
+use crate::store::{IoError, IoResultExt, StoreError};
 use crate::sys::dm::{Control, DevInfo, Sectors};
 use crate::sys::lock::FileLock;
 use pool::{BaseFs, Config, PoolStatus, ThinId};
@@ -55,8 +55,8 @@ pub enum DmthinError {
     ThinIdsExhausted(String),
     #[error("{tool} on {device}: {detail}")]
     Mkfs { tool: &'static str, device: PathBuf, detail: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     State(#[from] StoreError),
 }
@@ -70,11 +70,6 @@ impl From<DmthinError> for DriverError {
 fn dm(op: &'static str, device: &str) -> impl FnOnce(io::Error) -> DmthinError {
     let device = device.to_owned();
     move |source| DmthinError::Dm { op, device, source }
-}
-
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> DmthinError {
-    let path = path.to_owned();
-    move |source| DmthinError::Io { path, source }
 }
 
 pub struct Dmthin {
@@ -121,7 +116,7 @@ impl Dmthin {
 
     fn lock(&self) -> Result<FileLock, DmthinError> {
         let p = self.home.join("dmthin.lock");
-        FileLock::exclusive(&p).map_err(io_at(&p))
+        Ok(FileLock::exclusive(&p).at(&p)?)
     }
     fn state_path(&self) -> PathBuf {
         self.home.join("dmthin-state.json")
@@ -303,11 +298,11 @@ impl Dmthin {
             if self.cfg.fs == BaseFs::Ext4 {
                 // lost+found would show up in every layer's diff.
                 let dir = self.home.join("mnt").join("base");
-                std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-                let m = crate::mount::TempMount::new(&[self.mount_of(&dev, false)], &dir).map_err(io_at(&dir))?;
+                std::fs::create_dir_all(&dir).at(&dir)?;
+                let m = crate::mount::TempMount::new(&[self.mount_of(&dev, false)], &dir).at(&dir)?;
                 let lf = dir.join("lost+found");
-                std::fs::remove_dir(&lf).map_err(io_at(&lf))?;
-                m.unmount().map_err(io_at(&dir))?;
+                std::fs::remove_dir(&lf).at(&lf)?;
+                m.unmount().at(&dir)?;
             }
             self.mapped(&name)
         })();

@@ -16,6 +16,7 @@ use crate::snapshot::DriverError;
 use crate::sys::dm::{Control, DevInfo, Sectors, Target};
 use crate::sys::loopdev::LoopDevice;
 use crate::sys::Errno;
+use crate::units::parse_bytes;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -94,24 +95,12 @@ impl Default for Config {
     }
 }
 
-/// A size as the settings write it: bytes, or a number with K, M or G.
-fn parse_bytes(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let (num, mult) = match v.char_indices().last()? {
-        (i, 'K' | 'k') => (&v[..i], 1 << 10),
-        (i, 'M' | 'm') => (&v[..i], 1 << 20),
-        (i, 'G' | 'g') => (&v[..i], 1 << 30),
-        _ => (v, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
-}
-
 /// The size in environment variable `name`, if set; a value that is not a
 /// size is an error naming the variable, never silently the default.
 fn env_bytes(name: &str) -> Result<Option<u64>, DriverError> {
     match std::env::var(name) {
         Err(_) => Ok(None),
-        Ok(v) => parse_bytes(&v).map(Some).ok_or_else(|| {
+        Ok(v) => parse_bytes(&v).map(Some).map_err(|_| {
             DriverError::Unsupported(format!("{name}={v:?} is not a size (bytes, or a number with K, M or G)"))
         }),
     }
@@ -400,17 +389,6 @@ pub fn thin_exists(ctl: &Control, probe: &str, pool: DevInfo, thin: ThinId) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_units_and_refuse_anything_else() {
-        assert_eq!(parse_bytes("4096"), Some(4096));
-        assert_eq!(parse_bytes(" 64K"), Some(64 << 10));
-        assert_eq!(parse_bytes("1536m"), Some(1536 << 20));
-        assert_eq!(parse_bytes("100G"), Some(100 << 30));
-        for bad in ["", "G", "10X", "1.5G", "-1G", "99999999999999999999G"] {
-            assert_eq!(parse_bytes(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn parses_pool_status() {

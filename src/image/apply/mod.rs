@@ -57,7 +57,6 @@
 //! not committed until apply returns.
 
 mod applier;
-pub mod bench;
 mod entry;
 mod pipeline;
 mod sequential;

@@ -3,6 +3,7 @@
 //! report identical digests. Root tier (owners, device nodes, xattrs).
 
 use super::{apply_layer_with, ApplyOptions, ApplyOutcome};
+use crate::rng::Rng;
 use crate::snapshot::Whiteouts;
 use crate::sys::fs::{self as sysfs, Kind};
 use std::collections::BTreeMap;
@@ -12,32 +13,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use tar::{EntryType, Header};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap()
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-}
-
 /// A directory path: 1–3 components over a small alphabet, so entries
 /// of the two layers meet; in the upper layer sometimes through the
 /// symlink `s`.
 fn dir_path(rng: &mut Rng, upper: bool) -> String {
-    let depth = 1 + rng.below(3);
-    let mut comps: Vec<&str> = (0..depth).map(|_| rng.pick(&["a", "b", "c"])).collect();
-    if upper && rng.below(6) == 0 {
+    let depth = 1 + rng.index(3);
+    let mut comps: Vec<&str> = (0..depth).map(|_| *rng.pick(&["a", "b", "c"])).collect();
+    if upper && rng.index(6) == 0 {
         comps[0] = "s";
     }
     comps.join("/")
@@ -46,32 +28,32 @@ fn dir_path(rng: &mut Rng, upper: bool) -> String {
 /// A non-directory's path, in a directory of [`dir_path`] or the root;
 /// sometimes a long name (GNU long name or PAX path).
 fn leaf_path(rng: &mut Rng, upper: bool) -> String {
-    let name = if rng.below(12) == 0 { "n".repeat(120) } else { rng.pick(&["f", "g", "h"]).to_owned() };
-    match rng.below(4) {
+    let name = if rng.index(12) == 0 { "n".repeat(120) } else { (*rng.pick(&["f", "g", "h"])).to_owned() };
+    match rng.index(4) {
         0 => name,
         _ => format!("{}/{name}", dir_path(rng, upper)),
     }
 }
 
 fn header(rng: &mut Rng, kind: EntryType, size: u64) -> Header {
-    let mut h = if rng.below(2) == 0 { Header::new_gnu() } else { Header::new_ustar() };
+    let mut h = if rng.index(2) == 0 { Header::new_gnu() } else { Header::new_ustar() };
     h.set_entry_type(kind);
     h.set_size(size);
-    h.set_mode(*[0o644, 0o755, 0o600, 0o4755, 0o1777, 0o555].get(rng.below(6)).unwrap());
-    h.set_uid(rng.below(3) as u64 * 1000);
-    h.set_gid(rng.below(3) as u64 * 7);
-    h.set_mtime(1_600_000_000 + rng.below(1000) as u64);
+    h.set_mode(*[0o644, 0o755, 0o600, 0o4755, 0o1777, 0o555].get(rng.index(6)).unwrap());
+    h.set_uid(rng.index(3) as u64 * 1000);
+    h.set_gid(rng.index(3) as u64 * 7);
+    h.set_mtime(1_600_000_000 + rng.index(1000) as u64);
     h
 }
 
 fn data(rng: &mut Rng) -> Vec<u8> {
-    let size = match rng.below(30) {
+    let size = match rng.index(30) {
         0 => 0,
-        1 => (1 << 20) + rng.below(3 << 20), // streamed to a worker
-        2 => 2 * 512 + rng.below(5000),
-        _ => rng.below(20_000),
+        1 => (1 << 20) + rng.index(3 << 20), // streamed to a worker
+        2 => 2 * 512 + rng.index(5000),
+        _ => rng.index(20_000),
     };
-    let seed = rng.next();
+    let seed = rng.next_u64();
     (0..size).map(|i| (seed.wrapping_add(i as u64).wrapping_mul(31) >> 3).to_le_bytes()[0]).collect()
 }
 
@@ -86,23 +68,23 @@ fn layer(rng: &mut Rng, upper: bool) -> Vec<u8> {
         let mut h = header(rng, EntryType::Directory, 0);
         b.append_data(&mut h, "a/", std::io::empty()).unwrap();
         let mut h = header(rng, EntryType::Symlink, 0);
-        b.append_link(&mut h, "s", rng.pick(&["/a", "a", "./a/../a"])).unwrap();
+        b.append_link(&mut h, "s", *rng.pick(&["/a", "a", "./a/../a"])).unwrap();
     }
     let n = 60;
     for i in 0..n {
-        let kind = if upper && i >= n - 2 { 20 } else { rng.below(if upper { 14 } else { 11 }) };
+        let kind = if upper && i >= n - 2 { 20 } else { rng.index(if upper { 14 } else { 11 }) };
         match kind {
             0 | 1 => {
                 let mut h = header(rng, EntryType::Directory, 0);
                 b.append_data(&mut h, format!("{}/", dir_path(rng, upper)), std::io::empty()).unwrap();
             }
             2 => {
-                let target = rng.pick(&["a", "/b", "../../c", "f", "missing", "/"]);
+                let target = *rng.pick(&["a", "/b", "../../c", "f", "missing", "/"]);
                 let mut h = header(rng, EntryType::Symlink, 0);
                 b.append_link(&mut h, leaf_path(rng, upper), target).unwrap();
             }
             3 if !files.is_empty() => {
-                let target = files[rng.below(files.len())].clone();
+                let target = files[rng.index(files.len())].clone();
                 let mut h = header(rng, EntryType::Link, 0);
                 b.append_link(&mut h, leaf_path(rng, upper), target).unwrap();
             }
@@ -111,7 +93,7 @@ fn layer(rng: &mut Rng, upper: bool) -> Vec<u8> {
                 b.append_data(&mut h, leaf_path(rng, upper), std::io::empty()).unwrap();
             }
             11 | 12 => {
-                let p = if rng.below(2) == 0 { dir_path(rng, upper) } else { leaf_path(rng, upper) };
+                let p = if rng.index(2) == 0 { dir_path(rng, upper) } else { leaf_path(rng, upper) };
                 let (dir, name) = p.rsplit_once('/').unwrap_or(("", p.as_str()));
                 let wh = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
                 let mut h = header(rng, EntryType::Regular, 0);
@@ -125,11 +107,11 @@ fn layer(rng: &mut Rng, upper: bool) -> Vec<u8> {
             _ => {
                 // At the end of the upper layer: a file where a directory
                 // may be.
-                let p = if kind == 20 && rng.below(2) == 0 { dir_path(rng, upper) } else { leaf_path(rng, upper) };
+                let p = if kind == 20 && rng.index(2) == 0 { dir_path(rng, upper) } else { leaf_path(rng, upper) };
                 let d = data(rng);
                 let mut h = header(rng, EntryType::Regular, d.len() as u64);
-                if rng.below(5) == 0 {
-                    let v = format!("v{}", rng.below(100));
+                if rng.index(5) == 0 {
+                    let v = format!("v{}", rng.index(100));
                     b.append_pax_extensions([("SCHILY.xattr.user.k", v.as_bytes()), ("mtime", b"1650000000.25")])
                         .unwrap();
                 }
@@ -217,7 +199,7 @@ fn parallel_apply_matches_the_sequential_twin() {
     let mut ok = 0;
     let cases = 30;
     for seed in 0..cases as u64 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let layers = [layer(&mut rng, false), layer(&mut rng, true)];
         let zst = layers.iter().map(|l| zstd::encode_all(&l[..], 1).unwrap()).collect::<Vec<_>>();
         let whiteouts = if seed % 2 == 0 { Whiteouts::Delete } else { Whiteouts::Overlay };

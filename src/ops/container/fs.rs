@@ -7,12 +7,17 @@
 //! RESOLVE_IN_ROOT)`, so a container's symlinks cannot point `cp` at the
 //! host.
 
-use crate::container::store::ContainerStore;
+use crate::container::store::{ContainerError, ContainerStore};
 use crate::container::{ContainerId, Status};
+use crate::content::ContentError;
+use crate::digest::DigestError;
 use crate::engine::Engine;
-use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without};
+use crate::image::apply::ApplyError;
+use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without, DiffError};
 use crate::mount::TempMount;
-use crate::snapshot::{SnapshotKey, Whiteouts};
+use crate::ops::image::import::ImportError;
+use crate::snapshot::{SnapshotError, SnapshotKey, Whiteouts};
+use crate::store::StoreError;
 use crate::sys::fs::{fd_path, fstat, Kind};
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use std::io::{self, Write};
@@ -26,15 +31,28 @@ pub enum FsError {
     Invalid(String),
     #[error("{path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The container's image ID does not parse.
+    #[error(transparent)]
+    ImageId(#[from] DigestError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 fn io_err(path: impl Into<String>) -> impl FnOnce(io::Error) -> FsError {
     let path = path.into();
     move |source| FsError::Io { path, source }
-}
-
-fn other(e: impl std::fmt::Display) -> FsError {
-    FsError::Invalid(e.to_string())
 }
 
 /// The container's root filesystem, for as long as this value lives.
@@ -47,13 +65,13 @@ impl RootView {
     /// Opens the container's root: live through `/proc/<pid>/root` when it
     /// runs, else by mounting its writable layer.
     pub fn open(engine: &Engine, id: &ContainerId) -> Result<RootView, FsError> {
-        let (_, state) = ContainerStore::new(&engine.root).get(id).map_err(other)?;
+        let (_, state) = ContainerStore::new(&engine.root).get(id)?;
         if let (Status::Running, Some(pid)) = (state.status, state.pid) {
             return Ok(RootView { path: PathBuf::from(format!("/proc/{pid}/root")), _mount: None });
         }
         let key = SnapshotKey::new(id.as_str()).expect("valid key");
-        let mounts = engine.snapshots.mounts(&key).map_err(other)?;
-        let staging = engine.root.staging_dir("rootview").map_err(other)?;
+        let mounts = engine.snapshots.mounts(&key)?;
+        let staging = engine.root.staging_dir("rootview")?;
         let m = TempMount::new(&mounts, staging.path()).map_err(io_err("mount container root"))?;
         Ok(RootView { path: staging.path().to_owned(), _mount: Some((m, staging)) })
     }
@@ -96,13 +114,13 @@ fn piped<T: Send + 'static>(
 /// The container's changes against its image, as `docker diff` lists them.
 pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
-    let info = engine.snapshots.stat(&key).map_err(other)?;
+    let info = engine.snapshots.stat(&key)?;
     // The image's tree, to tell added from changed.
     let view_key = SnapshotKey::new(format!("diff-{}", crate::store::unique_suffix())).expect("valid");
-    let staging = engine.root.staging_dir("diffview").map_err(other)?;
+    let staging = engine.root.staging_dir("diffview")?;
     let view = match &info.parent {
         Some(p) => {
-            let mounts = engine.snapshots.view(&view_key, Some(p)).map_err(other)?;
+            let mounts = engine.snapshots.view(&view_key, Some(p))?;
             Some(TempMount::new(&mounts, staging.path()).map_err(io_err("mount image view"))?)
         }
         None => None,
@@ -111,10 +129,10 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     let mut out = Vec::new();
     // Taken last, so nothing between it and the release below returns
     // early.
-    let source = engine.snapshots.diff_source(&key).map_err(other);
+    let source = engine.snapshots.diff_source(&key).map_err(FsError::from);
     let result = source.and_then(|source| {
         piped(
-            move |w| write_layer(&source, w).map(|_| ()).map_err(other),
+            move |w| write_layer(&source, w).map(|_| ()).map_err(FsError::from),
             |r| {
                 let mut a = tar::Archive::new(r);
                 for e in a.entries().map_err(io_err("diff stream"))? {
@@ -142,7 +160,7 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     if info.parent.is_some() {
         let _ = engine.snapshots.remove(&view_key);
     }
-    let released = engine.snapshots.release(&key).map_err(other);
+    let released = engine.snapshots.release(&key).map_err(FsError::from);
     result?;
     released?;
     Ok(without_runtime_files(out))
@@ -165,16 +183,16 @@ pub(crate) fn diff_to_blob(
     engine: &Engine,
     key: &SnapshotKey,
 ) -> Result<(crate::digest::DiffId, crate::digest::Digest), FsError> {
-    let source = engine.snapshots.diff_source(key).map_err(other)?;
-    let written = (|| {
-        let mut w = engine.content.writer().map_err(other)?;
-        let outcome = write_layer_without(&source, &placeholders(), &mut w).map_err(other)?;
+    let source = engine.snapshots.diff_source(key)?;
+    let written = (|| -> Result<_, FsError> {
+        let mut w = engine.content.writer()?;
+        let outcome = write_layer_without(&source, &placeholders(), &mut w)?;
         Ok((w, outcome))
     })();
-    let released = engine.snapshots.release(key).map_err(other);
+    let released = engine.snapshots.release(key).map_err(FsError::from);
     let (w, outcome) = written?;
     released?;
-    let digest = w.commit(Some(&outcome.diff_id.0)).map_err(other)?;
+    let digest = w.commit(Some(&outcome.diff_id.0))?;
     Ok((outcome.diff_id, digest))
 }
 
@@ -194,7 +212,7 @@ fn without_runtime_files(mut changes: Vec<Change>) -> Vec<Change> {
 /// `docker export`: the merged filesystem as a tar on `out`.
 pub fn export(engine: &Engine, id: &ContainerId, out: impl Write) -> Result<(), FsError> {
     let root = RootView::open(engine, id)?;
-    write_tree_without(root.path(), &placeholders(), out).map_err(other)?;
+    write_tree_without(root.path(), &placeholders(), out)?;
     Ok(())
 }
 
@@ -210,8 +228,8 @@ pub fn copy_out(engine: &Engine, id: &ContainerId, src: &str, dest: &Path) -> Re
         let src_path = fd_path(fd.as_fd());
         let tgt = target.clone();
         piped(
-            move |w| write_tree(&src_path, w).map(|_| ()).map_err(other),
-            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(other),
+            move |w| write_tree(&src_path, w).map(|_| ()).map_err(FsError::from),
+            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(FsError::from),
         )
     } else {
         let mut input = std::fs::File::open(fd_path(fd.as_fd())).map_err(io_err(src))?;
@@ -258,8 +276,8 @@ pub fn copy_in(engine: &Engine, id: &ContainerId, src: &Path, dest: &str) -> Res
         let tgt = fd_path(target.as_fd());
         let src = src.to_owned();
         piped(
-            move |w| write_tree(&src, w).map(|_| ()).map_err(other),
-            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(other),
+            move |w| write_tree(&src, w).map(|_| ()).map_err(FsError::from),
+            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(FsError::from),
         )
     } else {
         let _ = crate::sys::fs::unlink_at(AsFd::as_fd(&dir_real), leaf.as_bytes());
@@ -286,14 +304,14 @@ pub fn commit(
     message: Option<String>,
     changes: Vec<crate::image::changes::Change>,
 ) -> Result<crate::digest::ImageId, FsError> {
-    let (config, _) = ContainerStore::new(&engine.root).get(id).map_err(other)?;
-    let base: crate::digest::ImageId = config.image.parse().map_err(other)?;
+    let (config, _) = ContainerStore::new(&engine.root).get(id)?;
+    let base: crate::digest::ImageId = config.image.parse()?;
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
     // The diff goes to the content store once; the layer is registered
     // from that blob (apply reads it back), so a running container keeps
     // its writable layer untouched.
     let (_, digest) = diff_to_blob(engine, &key)?;
-    let mut blob = engine.content.open(&digest).map_err(other)?;
+    let mut blob = engine.content.open(&digest)?;
     let opts = crate::ops::image::import::ImportOptions {
         base: Some(base),
         changes,
@@ -301,5 +319,5 @@ pub fn commit(
         source: format!("container {}", id.short()),
         created_by: Some(config.args.join(" ")),
     };
-    crate::ops::image::import::import(engine, Some(&mut blob), &opts).map_err(other)
+    crate::ops::image::import::import(engine, Some(&mut blob), &opts).map_err(FsError::from)
 }

@@ -47,7 +47,7 @@ pub enum Mode {
 }
 
 fn fail(code: i32, message: impl Into<String>) -> StartError {
-    StartError { code, message: message.into() }
+    StartError::new(code, message)
 }
 
 /// The mounts a container needs besides its root: its /etc files and

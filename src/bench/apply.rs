@@ -1,6 +1,7 @@
-//! Layer apply benchmark: strata against GNU tar pipelines on fresh
-//! loop-mounted filesystems. `examples/unpack.rs` runs it; the bench suite
-//! can call [`run`] directly.
+//! Layer apply options benchmark: strata's applier with chosen
+//! [`ApplyOptions`] (workers, hash thread, sync) against GNU tar pipelines
+//! on fresh loop-mounted filesystems. `examples/unpack.rs` runs it; the
+//! suite's own unpack benchmark is [`super::unpack`].
 //!
 //! The dataset ([`Dataset::create`]) is 50,000 files of 1–16 KiB in 500
 //! directories plus three 100 MiB files, half random bytes and half text
@@ -8,7 +9,8 @@
 //! tar. Every run gets a new filesystem ([`ScratchFs`]); the strata time
 //! includes the final `syncfs(2)`, the tar times include no sync at all.
 
-use super::{apply_layer_with, ApplyOptions};
+use crate::image::apply::{apply_layer_with, sync_filesystem, ApplyOptions};
+use crate::rng::Rng;
 use crate::scratch::{FsKind, ScratchFs};
 use crate::snapshot::Whiteouts;
 use std::io::{self, Write};
@@ -24,39 +26,23 @@ pub struct Dataset {
     pub zstd: PathBuf,
 }
 
-/// A xorshift generator: reproducible, fast, good enough for file bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// `len` bytes, alternating 256-byte runs of noise and of text.
-    fn content(&mut self, len: usize) -> Vec<u8> {
-        const TEXT: &[u8] = b"the quick brown fox jumps over the lazy dog; lorem ipsum dolor sit amet, \
-            consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua. ";
-        let mut out = Vec::with_capacity(len + 256);
-        while out.len() < len {
-            if self.below(2) == 0 {
-                for _ in 0..32 {
-                    out.extend_from_slice(&self.next().to_le_bytes());
-                }
-            } else {
-                let start = usize::try_from(self.below(TEXT.len() as u64)).unwrap_or(0);
-                out.extend(TEXT.iter().cycle().skip(start).take(256));
+/// `len` bytes, alternating 256-byte runs of noise and of text.
+fn content(rng: &mut Rng, len: usize) -> Vec<u8> {
+    const TEXT: &[u8] = b"the quick brown fox jumps over the lazy dog; lorem ipsum dolor sit amet, \
+        consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua. ";
+    let mut out = Vec::with_capacity(len + 256);
+    while out.len() < len {
+        if rng.below(2) == 0 {
+            for _ in 0..32 {
+                out.extend_from_slice(&rng.next_u64().to_le_bytes());
             }
+        } else {
+            let start = rng.index(TEXT.len());
+            out.extend(TEXT.iter().cycle().skip(start).take(256));
         }
-        out.truncate(len);
-        out
     }
+    out.truncate(len);
+    out
 }
 
 impl Dataset {
@@ -70,7 +56,7 @@ impl Dataset {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join("layer.tar.tmp");
         let mut b = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?));
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let header = |kind: tar::EntryType, size: u64, mode: u32| {
             let mut h = tar::Header::new_ustar();
             h.set_entry_type(kind);
@@ -86,14 +72,14 @@ impl Dataset {
             b.append_data(&mut header(tar::EntryType::Directory, 0, 0o755), &dir, io::empty())?;
             for f in 0..100 {
                 let size = 1024 + rng.below(15 * 1024);
-                let data = rng.content(usize::try_from(size).unwrap_or(1024));
+                let data = content(&mut rng, usize::try_from(size).unwrap_or(1024));
                 b.append_data(&mut header(tar::EntryType::Regular, size, 0o644), format!("{dir}f{f:03}"), &data[..])?;
             }
         }
         b.append_data(&mut header(tar::EntryType::Directory, 0, 0o755), "big/", io::empty())?;
         for i in 0..3 {
             let size = 100u64 << 20;
-            let data = rng.content(usize::try_from(size).unwrap_or(0));
+            let data = content(&mut rng, usize::try_from(size).unwrap_or(0));
             b.append_data(&mut header(tar::EntryType::Regular, size, 0o644), format!("big/blob{i}"), &data[..])?;
         }
         b.into_inner()?.flush()?;
@@ -178,7 +164,7 @@ pub fn time_once(fs: FsKind, blob: &Path, tool: &Tool) -> io::Result<(Duration, 
         }
     }
     let applied = start.elapsed();
-    super::sync_filesystem(&dir).map_err(io::Error::other)?;
+    sync_filesystem(&dir).map_err(io::Error::other)?;
     Ok((applied, start.elapsed() - applied))
 }
 

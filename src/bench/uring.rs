@@ -1,13 +1,13 @@
-//! Measurements of the two engines on the same data, for the bench suite
-//! and `examples/uring_bench.rs`: dataset builders and one timed run per
-//! workload. Nothing here asserts a speed; callers compare the numbers.
+//! The I/O engines measured on the same data: io_uring against its
+//! plain-syscall twin ([`crate::uring`]), for `examples/uring_bench.rs`:
+//! dataset builders and one timed run per workload. Nothing here asserts a speed; callers compare the numbers.
 //!
 //! Datasets are written with plain std calls (creation is not what is
 //! measured) into 100-file directories, like a layer's `usr/lib/*`. Build
 //! them on tmpfs or a scratch filesystem: mass creation on the host root
 //! can be slow or worse.
 
-use super::{hash_tree, tree_usage, At, Dir, Engine, EngineKind, UringError};
+use crate::uring::{hash_tree, tree_usage, At, Dir, Engine, EngineKind, UringError};
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,14 +69,19 @@ type Dataset = Vec<(Dir, Vec<Vec<u8>>)>;
 fn dataset(root: &Path) -> Result<Dataset, UringError> {
     let top = Dir::open(root)?;
     let mut out = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(root).map_err(|e| UringError::io("readdir", root, e))?.collect();
+    let mut names: Vec<_> = std::fs::read_dir(root)
+        .map_err(|e| UringError::Io { op: "readdir", path: root.to_owned(), source: e })?
+        .collect();
     names.sort_by_key(|e| e.as_ref().map(|e| e.file_name()).ok());
     for entry in names {
-        let entry = entry.map_err(|e| UringError::io("readdir", root, e))?;
+        let entry = entry.map_err(|e| UringError::Io { op: "readdir", path: root.to_owned(), source: e })?;
         use std::os::unix::ffi::OsStrExt;
         let dir = top.open_at(entry.file_name().as_bytes())?;
-        let files =
-            crate::sys::fs::read_dir_names(dir.as_fd()).map_err(|e| UringError::io("readdir", dir.path(), e))?;
+        let files = crate::sys::fs::read_dir_names(dir.as_fd()).map_err(|e| UringError::Io {
+            op: "readdir",
+            path: dir.path().to_owned(),
+            source: e,
+        })?;
         out.push((dir, files));
     }
     Ok(out)
