@@ -8,11 +8,11 @@
 use std::path::Path;
 use strata::bench::uring::{self as bench, Timing};
 use strata::scratch::Tmpfs;
-use strata::uring::{Engine, EngineKind, UringError};
+use strata::uring::{IoEngine, IoEngineKind, UringError};
 
-type Bench = fn(&mut Engine, &Path) -> Result<Timing, UringError>;
+type Bench = fn(&mut IoEngine, &Path) -> Result<Timing, UringError>;
 
-fn best(engine: &mut Engine, root: &Path, f: Bench, reps: usize) -> Result<Timing, UringError> {
+fn best(engine: &mut IoEngine, root: &Path, f: Bench, reps: usize) -> Result<Timing, UringError> {
     f(engine, root)?;
     let mut best: Option<Timing> = None;
     for _ in 0..reps {
@@ -41,8 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("hash_tree ~1 GiB", &large, bench::bench_hash_tree),
     ];
     for (name, root, f) in cases {
-        for kind in [EngineKind::Sync, EngineKind::Uring] {
-            let mut engine = Engine::with_kind(kind)?;
+        for kind in [IoEngineKind::Sync, IoEngineKind::Uring] {
+            let mut engine = IoEngine::with_kind(kind)?;
             println!("{name:28} {}", best(&mut engine, root, f, reps)?);
         }
     }

@@ -8,7 +8,7 @@
 //! absent.
 
 use crate::digest::{Digest, HashingWriter};
-use crate::store::{fsync_dir, Lease, LeaseName, Root, StoreError};
+use crate::root::{fsync_dir, Lease, LeaseName, Root, RootError};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ pub enum ContentError {
     #[error("blob digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
 }
 
 /// Handle on `<root>/content`.
@@ -50,7 +50,7 @@ impl ContentStore {
     pub fn open(&self, d: &Digest) -> Result<File, ContentError> {
         File::open(self.path(d)).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ContentError::NotFound(d.clone()),
-            _ => StoreError::io(self.path(d), e).into(),
+            _ => RootError::io(self.path(d), e).into(),
         })
     }
 
@@ -58,7 +58,7 @@ impl ContentStore {
     pub fn read(&self, d: &Digest) -> Result<Vec<u8>, ContentError> {
         std::fs::read(self.path(d)).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ContentError::NotFound(d.clone()),
-            _ => StoreError::io(self.path(d), e).into(),
+            _ => RootError::io(self.path(d), e).into(),
         })
     }
 
@@ -70,16 +70,16 @@ impl ContentStore {
     /// Stores `bytes`, returning their digest.
     pub fn put(&self, bytes: &[u8]) -> Result<Digest, ContentError> {
         let mut w = self.writer()?;
-        w.write_all(bytes).map_err(|e| StoreError::io(&w.tmp, e))?;
+        w.write_all(bytes).map_err(|e| RootError::io(&w.tmp, e))?;
         w.commit(None)
     }
 
     /// A streaming writer for a new blob.
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
-        let name = format!("blob-{}", crate::store::unique_suffix());
+        let name = format!("blob-{}", crate::root::unique_suffix());
         let lease = self.root.lease(LeaseName::Staging(&name))?;
         let tmp = self.staging.join(name);
-        let f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let f = File::create(&tmp).map_err(|e| RootError::io(&tmp, e))?;
         Ok(BlobWriter {
             _lease: lease,
             inner: Some(HashingWriter::new(io::BufWriter::with_capacity(1 << 20, f))),
@@ -93,13 +93,13 @@ impl ContentStore {
         match std::fs::remove_file(self.path(d)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io(self.path(d), e).into()),
+            Err(e) => Err(RootError::io(self.path(d), e).into()),
         }
     }
 
     /// Digests of every stored blob.
     pub fn list(&self) -> Result<Vec<Digest>, ContentError> {
-        let rd = std::fs::read_dir(&self.blobs).map_err(|e| StoreError::io(&self.blobs, e))?;
+        let rd = std::fs::read_dir(&self.blobs).map_err(|e| RootError::io(&self.blobs, e))?;
         Ok(rd.filter_map(|e| Digest::from_hex(e.ok()?.file_name().to_str()?).ok()).collect())
     }
 }
@@ -129,7 +129,7 @@ impl BlobWriter {
     /// digest is kept (content addressing makes them identical).
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest, ContentError> {
         let (buf, digest, _) = self.inner.take().expect("commit once").finish();
-        let io_err = |e: io::Error| ContentError::Store(StoreError::io(&self.tmp, e));
+        let io_err = |e: io::Error| ContentError::Root(RootError::io(&self.tmp, e));
         let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
         if let Some(exp) = expected {
             if *exp != digest {

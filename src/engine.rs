@@ -4,17 +4,17 @@
 
 use crate::content::ContentStore;
 use crate::drivers::{self, DriverSelectError};
+use crate::image::images::ImageStore;
 use crate::image::layers::LayerStore;
-use crate::image::store::ImageStore;
+use crate::root::{Root, RootError};
 use crate::snapshot::Snapshotter;
-use crate::store::{Root, StoreError};
 use std::path::Path;
 
 /// Errors opening an engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
     #[error(transparent)]
     Driver(#[from] DriverSelectError),
     #[error(transparent)]
@@ -60,7 +60,7 @@ impl Engine {
         })?;
         let mut n = 0;
         for key in stale {
-            if !self.root.lease_held(crate::store::LeaseName::Snapshot(key.as_str()))? {
+            if !self.root.lease_held(crate::root::LeaseName::Snapshot(key.as_str()))? {
                 self.snapshots.remove(&key)?;
                 n += 1;
             }

@@ -98,7 +98,7 @@ impl ScratchFs {
     }
 
     fn make(dir: &Path, kind: FsKind, size_bytes: u64, eager: bool) -> io::Result<ScratchFs> {
-        let name = format!("strata-scratch-{}-{}", kind.fstype(), crate::store::unique_suffix());
+        let name = format!("strata-scratch-{}-{}", kind.fstype(), crate::root::unique_suffix());
         // Build the guard first, so every resource acquired below is released
         // by its Drop if a later step fails.
         let mut fs = ScratchFs {
@@ -179,7 +179,7 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// Mounts a tmpfs of at most `size_bytes` at a new directory in `dir`.
     pub fn new_in(dir: &Path, size_bytes: u64) -> io::Result<Tmpfs> {
-        let mountpoint = dir.join(format!("strata-tmpfs-{}.mnt", crate::store::unique_suffix()));
+        let mountpoint = dir.join(format!("strata-tmpfs-{}.mnt", crate::root::unique_suffix()));
         std::fs::create_dir(&mountpoint)?;
         let mut fs = Tmpfs { mountpoint, mounted: false };
         let options = [format!("size={size_bytes}"), "mode=0755".to_owned()];

@@ -10,7 +10,7 @@
 //!                        through the storage driver
 //! ```
 
-use crate::store::{atomic_write_json, read_json, LockName, Root, StoreError};
+use crate::root::{atomic_write_json, read_json, LockName, Root, RootError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,7 @@ pub enum VolumeError {
     #[error("copy image content into volume {name}: {detail}")]
     Populate { name: String, detail: String },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
 }
 
 /// A volume's metadata.
@@ -86,10 +86,10 @@ impl VolumeStore {
         }
         let v = Volume { name: name.clone(), created_at: crate::time::now(), anonymous, labels: Default::default() };
         let staging = self.root.staging_dir("volume")?;
-        std::fs::create_dir(staging.path().join("_data")).map_err(|e| StoreError::io(staging.path(), e))?;
+        std::fs::create_dir(staging.path().join("_data")).map_err(|e| RootError::io(staging.path(), e))?;
         atomic_write_json(&staging.path().join("volume.json"), &v)?;
         let dest = self.dir.join(&name);
-        staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        staging.persist(&dest).map_err(|e| RootError::io(&dest, e))?;
         Ok(v)
     }
 
@@ -101,7 +101,7 @@ impl VolumeStore {
     }
 
     pub fn list(&self) -> Result<Vec<Volume>, VolumeError> {
-        let rd = std::fs::read_dir(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| RootError::io(&self.dir, e))?;
         let mut out: Vec<Volume> = rd.flatten().filter_map(|e| self.get(e.file_name().to_str()?).ok()).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -116,7 +116,7 @@ impl VolumeStore {
         let _l = self.root.lock(LockName::Volumes)?;
         let trash = self.root.staging_dir("volume-rm")?;
         let dir = self.dir.join(name);
-        std::fs::rename(&dir, trash.path().join("v")).map_err(|e| StoreError::io(&dir, e))?;
+        std::fs::rename(&dir, trash.path().join("v")).map_err(|e| RootError::io(&dir, e))?;
         Ok(())
     }
 

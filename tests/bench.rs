@@ -233,7 +233,7 @@ fn overlay_metacopy_option_copies_up_metadata_only() {
     let key = |s: &str| SnapshotKey::new(s).unwrap();
     let mut blocks = Vec::new();
     for (i, options) in [vec!["metacopy=on".to_owned()], vec![]].into_iter().enumerate() {
-        let root = strata::store::Root::open(fs.path().join(format!("root{i}"))).unwrap();
+        let root = strata::root::Root::open(fs.path().join(format!("root{i}"))).unwrap();
         let snap = strata::drivers::open_with_options(&root, "overlay", &options).unwrap();
         let mnt = fs.path().join(format!("mnt{i}"));
         std::fs::create_dir(&mnt).unwrap();
@@ -268,7 +268,7 @@ fn overlay_metacopy_option_copies_up_metadata_only() {
     // when they do not fit in the inode), never the file's 1 MiB.
     assert!(blocks[0] <= 8, "metacopy upper holds {} blocks of data", blocks[0]);
     assert!(blocks[1] >= 2048, "full copy_up holds {} blocks", blocks[1]);
-    let root = strata::store::Root::open(fs.path().join("root-bad")).unwrap();
+    let root = strata::root::Root::open(fs.path().join("root-bad")).unwrap();
     assert!(strata::drivers::open_with_options(&root, "overlay", &["bogus=1".into()]).is_err());
     assert!(strata::drivers::open_with_options(&root, "copy", &["metacopy=on".into()]).is_err());
 }

@@ -226,7 +226,7 @@ fn cached(
         return Ok(d);
     }
     std::fs::create_dir_all(&opts.data_dir).map_err(io_err("create data dir", &opts.data_dir))?;
-    let tmp = opts.data_dir.join(format!(".tmp-{name}-{}", crate::store::unique_suffix()));
+    let tmp = opts.data_dir.join(format!(".tmp-{name}-{}", crate::root::unique_suffix()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = (|| {
         std::fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;

@@ -88,7 +88,7 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
         "sha256".into(),
     ];
     let tmpfs = PathBuf::from("/dev/shm");
-    let file = TmpfsFile(tmpfs.join(format!("strata-bench-hash-{}", crate::store::unique_suffix())));
+    let file = TmpfsFile(tmpfs.join(format!("strata-bench-hash-{}", crate::root::unique_suffix())));
     let mut tools: Vec<&str> = vec!["strata", "strata-1MiB"];
     case.measurements.push(Measurement::new("strata", "strata digest::Hasher::update", Unit::GigabytesPerSecond));
     case.measurements.push(Measurement::new(

@@ -7,7 +7,7 @@
 //! them on tmpfs or a scratch filesystem: mass creation on the host root
 //! can be slow or worse.
 
-use crate::uring::{hash_tree, tree_usage, At, Dir, Engine, EngineKind, UringError};
+use crate::uring::{hash_tree, tree_usage, At, Dir, IoEngine, IoEngineKind, UringError};
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// One timed workload run.
 #[derive(Debug, Clone)]
 pub struct Timing {
-    pub engine: EngineKind,
+    pub engine: IoEngineKind,
     /// Files (or entries) processed.
     pub items: u64,
     /// Bytes read, where the workload reads.
@@ -89,7 +89,7 @@ fn dataset(root: &Path) -> Result<Dataset, UringError> {
 
 /// Reads every file of a `make_files` dataset in one batch (listing is
 /// not timed).
-pub fn bench_read_files(engine: &mut Engine, root: &Path) -> Result<Timing, UringError> {
+pub fn bench_read_files(engine: &mut IoEngine, root: &Path) -> Result<Timing, UringError> {
     let set = dataset(root)?;
     let items: Vec<At<'_>> =
         set.iter().flat_map(|(dir, names)| names.iter().map(move |n| At { dir, name: n.as_slice() })).collect();
@@ -107,7 +107,7 @@ pub fn bench_read_files(engine: &mut Engine, root: &Path) -> Result<Timing, Urin
 }
 
 /// `statx` of every file of a `make_files` dataset in one batch.
-pub fn bench_statx(engine: &mut Engine, root: &Path) -> Result<Timing, UringError> {
+pub fn bench_statx(engine: &mut IoEngine, root: &Path) -> Result<Timing, UringError> {
     let set = dataset(root)?;
     let items: Vec<At<'_>> =
         set.iter().flat_map(|(dir, names)| names.iter().map(move |n| At { dir, name: n.as_slice() })).collect();
@@ -122,7 +122,7 @@ pub fn bench_statx(engine: &mut Engine, root: &Path) -> Result<Timing, UringErro
 }
 
 /// [`hash_tree`] of `root`, walk included.
-pub fn bench_hash_tree(engine: &mut Engine, root: &Path) -> Result<Timing, UringError> {
+pub fn bench_hash_tree(engine: &mut IoEngine, root: &Path) -> Result<Timing, UringError> {
     let start = Instant::now();
     let hashes = hash_tree(engine, root)?;
     let elapsed = start.elapsed();
@@ -130,7 +130,7 @@ pub fn bench_hash_tree(engine: &mut Engine, root: &Path) -> Result<Timing, Uring
 }
 
 /// [`tree_usage`] of `root`, walk included.
-pub fn bench_tree_usage(engine: &mut Engine, root: &Path) -> Result<Timing, UringError> {
+pub fn bench_tree_usage(engine: &mut IoEngine, root: &Path) -> Result<Timing, UringError> {
     let start = Instant::now();
     let usage = tree_usage(engine, root)?;
     let elapsed = start.elapsed();

@@ -13,7 +13,7 @@
 
 use crate::digest::{Digest, ImageId};
 use crate::engine::Engine;
-use crate::store::{atomic_write_volatile, StoreError};
+use crate::root::{atomic_write_volatile, RootError};
 use std::path::PathBuf;
 
 /// The cache of one data root and driver.
@@ -43,8 +43,8 @@ impl Cache {
 
     /// Records that the step with `key` made `id`. Volatile: losing an
     /// entry in a crash only costs a rebuild of that step.
-    pub fn put(&self, key: &Digest, id: &ImageId) -> Result<(), StoreError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+    pub fn put(&self, key: &Digest, id: &ImageId) -> Result<(), RootError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| RootError::io(&self.dir, e))?;
         atomic_write_volatile(&self.dir.join(key.hex()), id.to_string().as_bytes())
     }
 }

@@ -12,7 +12,7 @@
 use super::ignore::{clean, glob_match, has_glob, Ignore};
 use super::BuildError;
 use crate::digest::{Digest, Hasher};
-use crate::store::{IoError, IoResultExt};
+use crate::root::{IoError, IoResultExt};
 use std::fs::Metadata;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -9,7 +9,7 @@ use super::{BuildError, BuildOptions, Built};
 use crate::digest::ImageId;
 use crate::engine::Engine;
 use crate::image::reference::Reference;
-use crate::store::{IoError, IoResultExt};
+use crate::root::{IoError, IoResultExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 

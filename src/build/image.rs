@@ -6,9 +6,9 @@
 use super::BuildError;
 use crate::digest::{ChainId, DiffId, ImageId};
 use crate::engine::Engine;
+use crate::image::images::ImageError;
 use crate::image::layers::Layer;
 use crate::image::oci::{ContainerConfig, Descriptor, History, ImageConfig, Manifest, OCI_CONFIG};
-use crate::image::store::ImageError;
 use chrono::Utc;
 
 /// The state a stage carries from step to step.

@@ -17,8 +17,8 @@ use crate::image::layers::{key_of, Layer, EXTRACT_PREFIX};
 use crate::mount::TempMount;
 use crate::ops::container::lifecycle::{self, CreateOptions};
 use crate::ops::container::supervise::{self, Mode};
+use crate::root::{IoError, IoResultExt};
 use crate::snapshot::{SnapshotKey, Whiteouts};
-use crate::store::{IoError, IoResultExt};
 use crate::sys::fs as sysfs;
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::fork_child;
@@ -36,9 +36,9 @@ pub fn in_snapshot(
     parent: Option<&ChainId>,
     work: impl FnOnce(&Path, BorrowedFd<'_>) -> Result<bool, BuildError>,
 ) -> Result<Option<Layer>, BuildError> {
-    let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}build-{}", crate::store::unique_suffix()))?;
+    let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}build-{}", crate::root::unique_suffix()))?;
     // The lease marks the snapshot as live; a crash leaves it to recovery.
-    let _lease = engine.root.lease(crate::store::LeaseName::Snapshot(key.as_str()))?;
+    let _lease = engine.root.lease(crate::root::LeaseName::Snapshot(key.as_str()))?;
     let mounts = engine.snapshots.prepare(&key, parent.map(key_of).as_ref())?;
     let result = (|| {
         let staging = engine.root.staging_dir("build")?;
@@ -207,7 +207,7 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
         // without writing it again.
         let (diff_id, digest) = crate::ops::container::fs::diff_to_blob(engine, &key)
             .map_err(|e| BuildError::Invalid(format!("diff of the RUN container: {e}")))?;
-        let blob = engine.content.open(&digest).map_err(crate::image::store::ImageError::from)?;
+        let blob = engine.content.open(&digest).map_err(crate::image::images::ImageError::from)?;
         let layers = engine.layers();
         let lock = layers.lock_chain(&crate::digest::ChainId::new(spec.parent.as_ref(), &diff_id))?;
         let (layer, _) = layers.register_locked(&lock, spec.parent.as_ref(), &diff_id, &digest, blob)?;

@@ -41,7 +41,7 @@ pub use executor::build;
 
 use crate::digest::ImageId;
 use crate::image::reference::Reference;
-use crate::store::IoError;
+use crate::root::IoError;
 use std::path::PathBuf;
 
 /// What `strata build` was asked for.
@@ -88,11 +88,11 @@ pub enum BuildError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Image(#[from] crate::image::store::ImageError),
+    Image(#[from] crate::image::images::ImageError),
     #[error(transparent)]
     Layer(#[from] crate::image::layers::LayerError),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::root::RootError),
 }

@@ -10,8 +10,8 @@ use crate::image::changes::Change;
 use crate::image::layers::EXTRACT_PREFIX;
 use crate::image::oci::HealthConfig;
 use crate::mount::TempMount;
+use crate::root::{IoError, IoResultExt};
 use crate::snapshot::SnapshotKey;
-use crate::store::{IoError, IoResultExt};
 use std::path::PathBuf;
 
 fn nop(body: &str) -> String {
@@ -314,8 +314,8 @@ fn run(
 struct View {
     key: SnapshotKey,
     mount: Option<TempMount>,
-    _staging: crate::store::Staging,
-    _lease: crate::store::Lease,
+    _staging: crate::root::Staging,
+    _lease: crate::root::Lease,
 }
 
 impl Drop for View {
@@ -326,8 +326,8 @@ impl Drop for View {
 
 fn view(builder: &Builder<'_>, image: &crate::digest::ImageId) -> Result<(View, PathBuf), BuildError> {
     let w = super::image::Working::load(builder.engine, image)?;
-    let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}view-{}", crate::store::unique_suffix()))?;
-    let lease = builder.engine.root.lease(crate::store::LeaseName::Snapshot(key.as_str()))?;
+    let key = SnapshotKey::new(format!("{EXTRACT_PREFIX}view-{}", crate::root::unique_suffix()))?;
+    let lease = builder.engine.root.lease(crate::root::LeaseName::Snapshot(key.as_str()))?;
     let parent = w.top_chain().map(|c| crate::image::layers::key_of(&c));
     let mounts = builder.engine.snapshots.view(&key, parent.as_ref())?;
     let staging = builder.engine.root.staging_dir("build-from")?;

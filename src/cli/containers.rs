@@ -2,7 +2,7 @@
 //! wait, and container inspect.
 
 use super::format::{ago, ellipsis, human_duration, human_size, Table};
-use crate::container::store::ContainerStore;
+use crate::container::records::ContainerStore;
 use crate::container::{ContainerId, LogConfig, Resources, State, Status};
 use crate::engine::Engine;
 use crate::ops::container::lifecycle::{self, CreateOptions};

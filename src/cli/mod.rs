@@ -21,7 +21,7 @@ use std::path::PathBuf;
 #[command(name = "strata", version, about, disable_help_subcommand = true)]
 pub struct Cli {
     /// Data root directory.
-    #[arg(long, global = true, env = "STRATA_ROOT", default_value = crate::store::DEFAULT_ROOT)]
+    #[arg(long, global = true, env = "STRATA_ROOT", default_value = crate::root::DEFAULT_ROOT)]
     root: PathBuf,
     /// Storage driver: overlay, copy, btrfs or dmthin.
     #[arg(long, global = true, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]

@@ -19,9 +19,9 @@
 //! ([`supervise`]) that owns its logs and records its exit.
 
 pub mod log;
-pub mod store;
+pub mod records;
 
-pub use store::ContainerStore;
+pub use records::ContainerStore;
 
 use serde::{Deserialize, Serialize};
 

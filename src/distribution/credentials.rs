@@ -64,7 +64,7 @@ impl CredentialStore {
             .map_err(|e| DistributionError::io(dir, e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| DistributionError::io(dir, e))?;
-        let tmp = dir.join(format!(".auth.json.{}", crate::store::unique_suffix()));
+        let tmp = dir.join(format!(".auth.json.{}", crate::root::unique_suffix()));
         let bytes = serde_json::to_vec_pretty(file).expect("plain map");
         let written = std::fs::OpenOptions::new()
             .write(true)

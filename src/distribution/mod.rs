@@ -42,7 +42,7 @@ pub use pull::{pull, PullOptions, Pulled};
 pub use push::{push, PushOptions, Pushed};
 
 use crate::digest::Digest;
-use crate::store::IoError;
+use crate::root::IoError;
 use std::path::{Path, PathBuf};
 
 /// Where Docker Hub's registry API lives (`docker.io` is its name only).
@@ -87,11 +87,11 @@ pub enum DistributionError {
     #[error("image {0} not found locally: tag it with the registry's name first")]
     NoSuchImage(String),
     #[error(transparent)]
-    Image(#[from] crate::image::store::ImageError),
+    Image(#[from] crate::image::images::ImageError),
     #[error(transparent)]
     Content(#[from] crate::content::ContentError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::root::RootError),
     /// Another worker failed; its error is the one reported.
     #[error("aborted")]
     Aborted,

@@ -15,8 +15,8 @@ pub mod copy;
 pub mod dmthin;
 pub mod overlay;
 
+use crate::root::Root;
 use crate::snapshot::{Driver, DriverError, SnapshotError, Snapshotter};
-use crate::store::Root;
 use crate::sys::statfs::FsMagic;
 use std::io;
 use std::path::Path;
@@ -94,7 +94,7 @@ pub fn probe_reflink(dir: &Path) -> io::Result<()> {
         crate::sys::clone::ficlone(&dst, &src)?;
         Ok(())
     };
-    let suffix = crate::store::unique_suffix();
+    let suffix = crate::root::unique_suffix();
     let (a, b) = (dir.join(format!(".reflink-probe-{suffix}-a")), dir.join(format!(".reflink-probe-{suffix}-b")));
     let result = probe(&a, &b);
     let _ = std::fs::remove_file(&a);

@@ -33,7 +33,7 @@ use crate::image::oci::{
     ANNOTATION_REF_NAME, OCI_LAYOUT_VERSION,
 };
 use crate::image::reference::Reference;
-use crate::store::{IoError, IoResultExt};
+use crate::root::{IoError, IoResultExt};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};

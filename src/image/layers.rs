@@ -19,8 +19,8 @@ use crate::image::apply::{apply_layer_with, ApplyError, ApplyOptions};
 use crate::image::compression::Compression;
 use crate::image::oci::Descriptor;
 use crate::mount::TempMount;
+use crate::root::{LeaseName, LockName, Root, RootError};
 use crate::snapshot::{SnapshotError, SnapshotKey, Snapshotter, Whiteouts, WriteTarget};
-use crate::store::{LeaseName, LockName, Root, StoreError};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -76,7 +76,7 @@ pub enum LayerError {
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
 }
 
 /// The layer store of one driver.
@@ -152,7 +152,7 @@ impl<'a> LayerStore<'a> {
             match std::fs::read_to_string(dir.join(name)) {
                 Ok(s) => Ok(Some(s.trim().to_owned())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(StoreError::io(dir.join(name), e).into()),
+                Err(e) => Err(RootError::io(dir.join(name), e).into()),
             }
         };
         let corrupt = |detail: String| LayerError::Corrupt { path: dir.clone(), detail };
@@ -178,7 +178,7 @@ impl<'a> LayerStore<'a> {
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io(&self.dir, e).into()),
+            Err(e) => return Err(RootError::io(&self.dir, e).into()),
         };
         let mut out = Vec::new();
         for e in rd.flatten() {
@@ -209,7 +209,7 @@ impl<'a> LayerStore<'a> {
             }
         }
         let parent_key = parent.map(key_of);
-        let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::store::unique_suffix()))?;
+        let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::root::unique_suffix()))?;
         // The lease marks the extract snapshot as in use; after a crash,
         // `Engine::recover` removes extract snapshots nobody leases.
         let _lease = self.root.lease(LeaseName::Snapshot(extract.as_str()))?;
@@ -248,7 +248,7 @@ impl<'a> LayerStore<'a> {
         if let Some(l) = self.get(&chain)? {
             return Ok((l, false));
         }
-        let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::store::unique_suffix()))?;
+        let extract = SnapshotKey::new(format!("{EXTRACT_PREFIX}{}", crate::root::unique_suffix()))?;
         let _lease = self.root.lease(LeaseName::Snapshot(extract.as_str()))?;
         self.snapshots.prepare(&extract, parent.map(key_of).as_ref())?;
         let verify = Verify { diff_id: Some(diff_id), blob: Some(blob_digest), locked: true };
@@ -284,9 +284,9 @@ impl<'a> LayerStore<'a> {
             }
             WriteTarget::Mounted(mounts) => {
                 let staging = self.root.staging_dir("apply")?;
-                let m = TempMount::new(&mounts, staging.path()).map_err(|e| StoreError::io(staging.path(), e))?;
+                let m = TempMount::new(&mounts, staging.path()).map_err(|e| RootError::io(staging.path(), e))?;
                 let out = apply_layer_with(&mut tee, m.path(), Whiteouts::Delete, &synced).map_err(apply_err)?;
-                m.unmount().map_err(|e| StoreError::io(staging.path(), e))?;
+                m.unmount().map_err(|e| RootError::io(staging.path(), e))?;
                 out
             }
         };
@@ -352,7 +352,7 @@ impl<'a> LayerStore<'a> {
         // One syncfs makes every file of the layer durable before the layer
         // becomes visible (per-file fsync would cost one flush per file).
         if let Some(dir) = self.durable_dir(key)? {
-            crate::sys::fs::syncfs_path(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            crate::sys::fs::syncfs_path(&dir).map_err(|e| RootError::io(&dir, e))?;
         }
         self.snapshots.commit(&chain_key, key)?;
         let layer = Layer { chain_id: chain, diff_id, parent: parent.cloned(), size, snapshot: chain_key, blob };
@@ -375,7 +375,7 @@ impl<'a> LayerStore<'a> {
     fn write_entry(&self, layer: &Layer) -> Result<(), LayerError> {
         let staging = self.root.staging_dir("layer")?;
         let p = staging.path();
-        let w = |name: &str, s: String| std::fs::write(p.join(name), s).map_err(|e| StoreError::io(p.join(name), e));
+        let w = |name: &str, s: String| std::fs::write(p.join(name), s).map_err(|e| RootError::io(p.join(name), e));
         w("diff", layer.diff_id.to_string())?;
         if let Some(parent) = &layer.parent {
             w("parent", parent.to_string())?;
@@ -384,12 +384,10 @@ impl<'a> LayerStore<'a> {
         w("cache-id", layer.snapshot.to_string())?;
         w("blob", serde_json::to_string(&layer.blob).expect("plain struct"))?;
         for name in ["diff", "size", "cache-id", "blob"] {
-            std::fs::File::open(p.join(name))
-                .and_then(|f| f.sync_all())
-                .map_err(|e| StoreError::io(p.join(name), e))?;
+            std::fs::File::open(p.join(name)).and_then(|f| f.sync_all()).map_err(|e| RootError::io(p.join(name), e))?;
         }
         let dest = self.entry(&layer.chain_id);
-        staging.persist(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        staging.persist(&dest).map_err(|e| RootError::io(&dest, e))?;
         Ok(())
     }
 
@@ -465,7 +463,7 @@ impl<'a> LayerStore<'a> {
         }
         let dir = self.entry(chain);
         let trash = self.root.staging_dir("layer-rm")?;
-        std::fs::rename(&dir, trash.path().join("entry")).map_err(|e| StoreError::io(&dir, e))?;
+        std::fs::rename(&dir, trash.path().join("entry")).map_err(|e| RootError::io(&dir, e))?;
         self.snapshots.remove(&layer.snapshot)?;
         Ok(())
     }

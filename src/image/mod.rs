@@ -14,10 +14,10 @@ pub mod archive;
 pub mod changes;
 pub mod compression;
 pub mod diff;
+pub mod images;
 pub mod layers;
 pub mod oci;
 pub mod reference;
-pub mod store;
 
 /// Prefix of a whiteout entry's file name.
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";

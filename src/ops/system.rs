@@ -4,13 +4,13 @@
 //! `info`.
 
 use super::container::lifecycle::sizes;
-use crate::container::store::{ContainerError, ContainerStore};
+use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::{Config, MountKind, State, Status};
 use crate::digest::{ChainId, ImageId};
 use crate::engine::Engine;
+use crate::image::images::ImageError;
 use crate::image::layers::LayerError;
 use crate::image::reference::Reference;
-use crate::image::store::ImageError;
 use crate::volume::{VolumeError, VolumeStore};
 use std::collections::{HashMap, HashSet};
 
@@ -197,9 +197,9 @@ pub fn info(engine: &Engine) -> Result<Info, InfoError> {
     let images = engine.images.list()?.len();
     let mut snapshots = 0;
     engine.snapshots.walk(|_| snapshots += 1)?;
-    let io = crate::uring::Engine::new();
+    let io = crate::uring::IoEngine::new();
     let io_engine = match io.kind() {
-        crate::uring::EngineKind::Uring => IoEngineInfo::Uring,
+        crate::uring::IoEngineKind::Uring => IoEngineInfo::Uring,
         _ => IoEngineInfo::Sync { reason: io.sync_reason().map(ToString::to_string) },
     };
     let os = std::fs::read_to_string("/etc/os-release")

@@ -2,7 +2,7 @@
 //! volume (so `volume rm` refuses a volume in use), `volume prune`, and
 //! Docker's `volume inspect` document.
 
-use crate::container::store::{ContainerError, ContainerStore};
+use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::MountKind;
 use crate::engine::Engine;
 use crate::volume::{VolumeError, VolumeStore, VolumeUser};

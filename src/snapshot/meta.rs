@@ -7,7 +7,7 @@
 //! thousand snapshots rewrites about 2 MiB per change.
 
 use super::{Info, Kind, SnapshotId, SnapshotKey, Usage};
-use crate::store::{atomic_write_json, atomic_write_json_volatile, read_json, StoreError};
+use crate::root::{atomic_write_json, atomic_write_json_volatile, read_json, RootError};
 use crate::sys::lock::FileLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -75,18 +75,18 @@ impl MetaStore {
     }
 
     /// Takes the exclusive lock and loads the document.
-    pub fn begin(&self) -> Result<(FileLock, Db), StoreError> {
-        let lock = FileLock::exclusive(&self.lock).map_err(|e| StoreError::io(&self.lock, e))?;
+    pub fn begin(&self) -> Result<(FileLock, Db), RootError> {
+        let lock = FileLock::exclusive(&self.lock).map_err(|e| RootError::io(&self.lock, e))?;
         Ok((lock, self.load()?))
     }
 
     /// Loads under a shared lock (a consistent snapshot for readers).
-    pub fn read(&self) -> Result<Db, StoreError> {
-        let _l = FileLock::shared(&self.lock).map_err(|e| StoreError::io(&self.lock, e))?;
+    pub fn read(&self) -> Result<Db, RootError> {
+        let _l = FileLock::shared(&self.lock).map_err(|e| RootError::io(&self.lock, e))?;
         self.load()
     }
 
-    fn load(&self) -> Result<Db, StoreError> {
+    fn load(&self) -> Result<Db, RootError> {
         Ok(read_json(&self.file)?.unwrap_or_default())
     }
 
@@ -95,7 +95,7 @@ impl MetaStore {
     /// fsynced; changes to active/view snapshots only are not, since a
     /// crash that loses one leaves either debris `cleanup` removes or a
     /// record whose bytes are gone, which `remove` tolerates.
-    pub fn save(&self, _held: &FileLock, db: &Db, durable: bool) -> Result<(), StoreError> {
+    pub fn save(&self, _held: &FileLock, db: &Db, durable: bool) -> Result<(), RootError> {
         if durable {
             atomic_write_json(&self.file, db)
         } else {

@@ -34,7 +34,7 @@ pub mod testsuite;
 pub use snapshotter::Snapshotter;
 
 use crate::mount::Mount;
-use crate::store::IoError;
+use crate::root::IoError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -187,7 +187,7 @@ pub enum SnapshotError {
     #[error("snapshot {key}: {source}")]
     Driver { key: SnapshotKey, source: DriverError },
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::root::RootError),
 }
 
 /// The bytes-on-disk half of a snapshotter. Parents are passed nearest

@@ -29,7 +29,7 @@ impl Snapshotter {
     /// Wraps `driver`, keeping metadata in `home` (the driver's own
     /// directory, `<root>/<driver>`).
     pub fn new(home: &Path, driver: Box<dyn Driver>) -> Result<Snapshotter, SnapshotError> {
-        std::fs::create_dir_all(home).map_err(|e| crate::store::StoreError::io(home, e))?;
+        std::fs::create_dir_all(home).map_err(|e| crate::root::RootError::io(home, e))?;
         Ok(Snapshotter { driver, meta: MetaStore::new(home), home: home.to_owned() })
     }
 

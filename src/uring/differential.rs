@@ -197,7 +197,7 @@ fn describe(root: &Path) -> BTreeMap<PathBuf, Entry> {
 
 /// Reads `root` back through `engine`'s batches and checks every answer
 /// against `want` (std's view).
-fn check_read_back(engine: &mut Engine, root: &Path, want: &BTreeMap<PathBuf, Entry>) {
+fn check_read_back(engine: &mut IoEngine, root: &Path, want: &BTreeMap<PathBuf, Entry>) {
     let kind = engine.kind();
     let hashes = hash_tree(engine, root).unwrap();
     let want_hashes: BTreeMap<PathBuf, crate::digest::Digest> = want
@@ -247,10 +247,10 @@ fn uring_and_sync_engines_build_identical_trees() {
         eprintln!("skipped: needs root (tmpfs, chown, trusted.* xattrs)");
         return;
     }
-    let Ok(mut uring) = Engine::with_kind(EngineKind::Uring) else {
+    let Ok(mut uring) = IoEngine::with_kind(IoEngineKind::Uring) else {
         panic!("io_uring unavailable: the differential test needs both engines");
     };
-    let mut sync = Engine::sync();
+    let mut sync = IoEngine::sync();
     let seed = match std::env::var("STRATA_TEST_SEED") {
         Ok(s) => u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("STRATA_TEST_SEED is hex"),
         Err(_) => {

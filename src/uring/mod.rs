@@ -1,6 +1,6 @@
 //! Batched file I/O for tree walks and tree writes, with two engines behind
-//! one interface: io_uring ([`EngineKind::Uring`]) and its sync twin of
-//! plain syscalls ([`EngineKind::Sync`]).
+//! one interface: io_uring ([`IoEngineKind::Uring`]) and its sync twin of
+//! plain syscalls ([`IoEngineKind::Sync`]).
 //!
 //! Callers hand over a whole batch — every file of a directory level to
 //! stat, every regular file of a layer to read, every file to create — and
@@ -12,7 +12,7 @@
 //! ```text
 //!  hash_tree / tree_usage / apply        (tree.rs: walks and plans)
 //!        │ batches of (Dir, name)
-//!  Engine ──► Backend::Uring(RingIo)     (ring.rs: per-file state machines)
+//!  IoEngine ──► Backend::Uring(RingIo)     (ring.rs: per-file state machines)
 //!        │            │ Op + typed Tag
 //!        │        sys::uring::Ring       (slab, parking, retries; the unsafe)
 //!        └──► Backend::Sync(SyncIo)      (sync.rs: sys::fs, one call at a time)
@@ -20,25 +20,25 @@
 //!
 //! **Why an enum, not a trait.** The set of engines is closed (two), chosen
 //! at run time, and the batch calls take generic callbacks (`impl FnMut`),
-//! which a trait object could not. An enum-dispatched [`Engine`] keeps one
+//! which a trait object could not. An enum-dispatched [`IoEngine`] keeps one
 //! concrete type for callers to store, no generics leaking into the walkers,
 //! and a `match` per *batch* (not per file) costs nothing.
 //!
-//! **Selection.** [`Engine::new`] reads `STRATA_IO` (`sync` or `uring`;
+//! **Selection.** [`IoEngine::new`] reads `STRATA_IO` (`sync` or `uring`;
 //! unset means uring when available). If the ring cannot be set up — io_uring
 //! disabled by `kernel.io_uring_disabled`, `EPERM`/`ENOSYS` from setup, or
 //! an opcode missing from the kernel's probe — it falls back to the sync twin
-//! and keeps the reason ([`Engine::sync_reason`]) for `strata info` and
+//! and keeps the reason ([`IoEngine::sync_reason`]) for `strata info` and
 //! logs; nothing is printed.
 //!
-//! **One owner.** An [`Engine`] owns its ring and is driven through
+//! **One owner.** An [`IoEngine`] owns its ring and is driven through
 //! `&mut self`; it is `Send` but not shared. Parallel walkers make one
 //! engine per thread.
 //!
 //! **What the ring does not do.** io_uring has no `fchown`, `fchmod`,
 //! `utimensat`, `mknodat`, `symlinkat`, `linkat`, `setxattr` or `FICLONE`
 //! opcodes worth using (the ones that exist run in io-wq workers anyway).
-//! Tree writes ([`Engine::apply`]) run those synchronously on the owner
+//! Tree writes ([`IoEngine::apply`]) run those synchronously on the owner
 //! thread, in conflict-free groups around the ring's batched writes. A
 //! worker pool beside the ring is the planned alternative; it has not been
 //! measured against the owner-thread path yet.
@@ -46,7 +46,7 @@
 //! **Creation is not faster.** On tmpfs and XFS, `OPENAT` with `O_CREAT`
 //! goes to io-wq workers and is 20–40% slower than plain syscalls; the batched
 //! write path exists so the two engines stay comparable, and callers that
-//! mostly create files may prefer [`Engine::sync`].
+//! mostly create files may prefer [`IoEngine::sync`].
 
 pub mod du;
 mod ring;
@@ -70,7 +70,7 @@ use std::sync::Arc;
 
 /// Which engine runs the batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineKind {
+pub enum IoEngineKind {
     /// Plain syscalls, one at a time.
     Sync,
     /// io_uring, many ops in flight.
@@ -80,7 +80,7 @@ pub enum EngineKind {
 /// Why an engine runs the sync twin.
 #[derive(Debug)]
 pub enum SyncReason {
-    /// Asked for by [`Engine::sync`] or [`Engine::with_kind`].
+    /// Asked for by [`IoEngine::sync`] or [`IoEngine::with_kind`].
     Requested,
     /// `STRATA_IO=sync` in the environment.
     Environment,
@@ -229,7 +229,7 @@ fn kind_of(mode: u32) -> Kind {
     Kind::from_mode(mode)
 }
 
-/// A piece of a file delivered by [`Engine::read_files_with`]: `data` is
+/// A piece of a file delivered by [`IoEngine::read_files_with`]: `data` is
 /// the file's bytes at `offset`; `eof` marks the file's last piece (an
 /// empty file has exactly one, empty).
 #[derive(Debug)]
@@ -239,7 +239,7 @@ pub struct Chunk<'a> {
     pub eof: bool,
 }
 
-/// A file for [`Engine::write_files`]: created with `O_EXCL` and `mode`
+/// A file for [`IoEngine::write_files`]: created with `O_EXCL` and `mode`
 /// (minus the umask, as `open(2)` does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFile {
@@ -301,56 +301,58 @@ enum Backend {
 
 /// The batched I/O engine: one of the two backends, chosen at
 /// construction.
-pub struct Engine {
+pub struct IoEngine {
     backend: Backend,
     reason: Option<SyncReason>,
 }
 
-impl std::fmt::Debug for Engine {
+impl std::fmt::Debug for IoEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("kind", &self.kind()).field("sync_reason", &self.reason).finish()
+        f.debug_struct("IoEngine").field("kind", &self.kind()).field("sync_reason", &self.reason).finish()
     }
 }
 
-impl Engine {
+impl IoEngine {
     /// The engine `STRATA_IO` asks for (`sync` or `uring`), io_uring when
     /// unset; falls back to the sync twin, keeping the reason, when the
     /// ring cannot be set up.
-    pub fn new() -> Engine {
+    pub fn new() -> IoEngine {
         match std::env::var("STRATA_IO").as_deref() {
-            Ok("sync") => Engine { backend: Backend::Sync(sync::SyncIo::new()), reason: Some(SyncReason::Environment) },
+            Ok("sync") => {
+                IoEngine { backend: Backend::Sync(sync::SyncIo::new()), reason: Some(SyncReason::Environment) }
+            }
             _ => match ring::RingIo::new(RING_ENTRIES) {
-                Ok(r) => Engine { backend: Backend::Uring(Box::new(r)), reason: None },
+                Ok(r) => IoEngine { backend: Backend::Uring(Box::new(r)), reason: None },
                 Err(e) => {
-                    Engine { backend: Backend::Sync(sync::SyncIo::new()), reason: Some(SyncReason::Unavailable(e)) }
+                    IoEngine { backend: Backend::Sync(sync::SyncIo::new()), reason: Some(SyncReason::Unavailable(e)) }
                 }
             },
         }
     }
 
     /// The sync twin.
-    pub fn sync() -> Engine {
-        Engine { backend: Backend::Sync(sync::SyncIo::new()), reason: Some(SyncReason::Requested) }
+    pub fn sync() -> IoEngine {
+        IoEngine { backend: Backend::Sync(sync::SyncIo::new()), reason: Some(SyncReason::Requested) }
     }
 
     /// Exactly the engine asked for: no fallback.
-    pub fn with_kind(kind: EngineKind) -> Result<Engine, RingError> {
+    pub fn with_kind(kind: IoEngineKind) -> Result<IoEngine, RingError> {
         match kind {
-            EngineKind::Sync => Ok(Engine::sync()),
-            EngineKind::Uring => Engine::uring_with_entries(RING_ENTRIES),
+            IoEngineKind::Sync => Ok(IoEngine::sync()),
+            IoEngineKind::Uring => IoEngine::uring_with_entries(RING_ENTRIES),
         }
     }
 
     /// An io_uring engine with a submission queue of `entries` (tests use
     /// tiny rings to exercise parking).
-    pub fn uring_with_entries(entries: u32) -> Result<Engine, RingError> {
-        Ok(Engine { backend: Backend::Uring(Box::new(ring::RingIo::new(entries)?)), reason: None })
+    pub fn uring_with_entries(entries: u32) -> Result<IoEngine, RingError> {
+        Ok(IoEngine { backend: Backend::Uring(Box::new(ring::RingIo::new(entries)?)), reason: None })
     }
 
-    pub fn kind(&self) -> EngineKind {
+    pub fn kind(&self) -> IoEngineKind {
         match self.backend {
-            Backend::Sync(_) => EngineKind::Sync,
-            Backend::Uring(_) => EngineKind::Uring,
+            Backend::Sync(_) => IoEngineKind::Sync,
+            Backend::Uring(_) => IoEngineKind::Uring,
         }
     }
 
@@ -437,8 +439,8 @@ impl Engine {
     }
 }
 
-impl Default for Engine {
-    fn default() -> Engine {
-        Engine::new()
+impl Default for IoEngine {
+    fn default() -> IoEngine {
+        IoEngine::new()
     }
 }

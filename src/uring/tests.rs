@@ -32,9 +32,9 @@ impl Place {
 
 /// Both engines; io_uring must be available on the test machines, and a
 /// test that cannot get it says so.
-fn engines() -> Vec<Engine> {
-    let mut out = vec![Engine::sync()];
-    match Engine::with_kind(EngineKind::Uring) {
+fn engines() -> Vec<IoEngine> {
+    let mut out = vec![IoEngine::sync()];
+    match IoEngine::with_kind(IoEngineKind::Uring) {
         Ok(e) => out.push(e),
         Err(e) => eprintln!("io_uring engine not tested: {e}"),
     }
@@ -55,7 +55,7 @@ fn a_full_submission_queue_parks_work() {
     let dir = Dir::open(place.path()).unwrap();
     let names: Vec<Vec<u8>> = (0..n).map(|i| format!("f{i}").into_bytes()).collect();
     let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
-    let mut engine = Engine::uring_with_entries(8).expect("io_uring with 8 entries");
+    let mut engine = IoEngine::uring_with_entries(8).expect("io_uring with 8 entries");
     let got = engine.read_files(&dir, &refs);
     for (i, r) in got.into_iter().enumerate() {
         assert_eq!(r.unwrap(), content(i, i % 50), "f{i}");
@@ -113,20 +113,20 @@ fn a_missing_file_fails_alone_and_is_named() {
 
 #[test]
 fn sync_is_chosen_explicitly_and_by_environment() {
-    let e = Engine::sync();
-    assert_eq!(e.kind(), EngineKind::Sync);
+    let e = IoEngine::sync();
+    assert_eq!(e.kind(), IoEngineKind::Sync);
     assert!(matches!(e.sync_reason(), Some(SyncReason::Requested)));
-    let e = Engine::with_kind(EngineKind::Sync).unwrap();
-    assert_eq!(e.kind(), EngineKind::Sync);
+    let e = IoEngine::with_kind(IoEngineKind::Sync).unwrap();
+    assert_eq!(e.kind(), IoEngineKind::Sync);
     // The only test that reads STRATA_IO.
     std::env::set_var("STRATA_IO", "sync");
-    let e = Engine::new();
+    let e = IoEngine::new();
     std::env::remove_var("STRATA_IO");
-    assert_eq!(e.kind(), EngineKind::Sync);
+    assert_eq!(e.kind(), IoEngineKind::Sync);
     assert_eq!(e.sync_reason().unwrap().to_string(), "STRATA_IO=sync");
-    let e = Engine::new();
+    let e = IoEngine::new();
     match e.sync_reason() {
-        None => assert_eq!(e.kind(), EngineKind::Uring),
+        None => assert_eq!(e.kind(), IoEngineKind::Uring),
         Some(reason) => eprintln!("io_uring unavailable here: {reason}"),
     }
 }

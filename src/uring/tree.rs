@@ -9,7 +9,7 @@
 //! open fds to one group and keeps the walk under the root.
 
 use super::du::Usage;
-use super::{At, Dir, Engine, Kind, UringError, WriteJob};
+use super::{At, Dir, IoEngine, Kind, UringError, WriteJob};
 use crate::digest::{Digest, Hasher};
 use crate::sys;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -83,7 +83,7 @@ impl Walk {
 /// Apparent bytes of every non-directory and the inode count under `path`
 /// (including it), each hardlinked inode once — Docker's layer and
 /// container size; the batched twin of [`super::du::tree_usage`].
-pub fn tree_usage(engine: &mut Engine, path: &Path) -> Result<Usage, UringError> {
+pub fn tree_usage(engine: &mut IoEngine, path: &Path) -> Result<Usage, UringError> {
     let mut walk = Walk::new(path)?;
     let top = engine.statx(&[At { dir: &walk.root, name: b"." }]).pop().expect("one result")?;
     let mut usage = Usage { size: if top.kind == Kind::Dir { 0 } else { top.size }, inodes: 1 };
@@ -113,7 +113,7 @@ pub fn tree_usage(engine: &mut Engine, path: &Path) -> Result<Usage, UringError>
 /// The sha256 of every regular file under `path`, by path relative to it.
 /// Hardlinks are hashed under each of their names; symlinks are not
 /// followed.
-pub fn hash_tree(engine: &mut Engine, path: &Path) -> Result<BTreeMap<PathBuf, Digest>, UringError> {
+pub fn hash_tree(engine: &mut IoEngine, path: &Path) -> Result<BTreeMap<PathBuf, Digest>, UringError> {
     let mut walk = Walk::new(path)?;
     let mut out = BTreeMap::new();
     while let Some(group) = walk.next_group()? {
@@ -165,7 +165,7 @@ pub fn hash_tree(engine: &mut Engine, path: &Path) -> Result<BTreeMap<PathBuf, D
 }
 
 /// One change to a tree, by path relative to the root given to
-/// [`Engine::apply`]. Paths must be relative and free of `..`; every
+/// [`IoEngine::apply`]. Paths must be relative and free of `..`; every
 /// parent must exist (or be made by an earlier op). Nothing follows a
 /// symlink in the last component except [`TreeOp::Chmod`], as chmod(2)
 /// does.
@@ -297,10 +297,10 @@ impl Parents<'_> {
     }
 }
 
-/// [`Engine::apply`]: ops are cut into conflict-free groups, in order; in
+/// [`IoEngine::apply`]: ops are cut into conflict-free groups, in order; in
 /// each group the file writes go to the engine as one batch and the
 /// metadata ops run as plain syscalls on this thread.
-pub(super) fn apply(engine: &mut Engine, root: &Dir, ops: Vec<TreeOp>) -> Result<(), UringError> {
+pub(super) fn apply(engine: &mut IoEngine, root: &Dir, ops: Vec<TreeOp>) -> Result<(), UringError> {
     let mut parents = Parents { root, open: HashMap::new() };
     let mut group = Batch::default();
     for op in ops {
@@ -312,7 +312,7 @@ pub(super) fn apply(engine: &mut Engine, root: &Dir, ops: Vec<TreeOp>) -> Result
     run_group(engine, &mut parents, group.ops)
 }
 
-fn run_group(engine: &mut Engine, parents: &mut Parents<'_>, ops: Vec<TreeOp>) -> Result<(), UringError> {
+fn run_group(engine: &mut IoEngine, parents: &mut Parents<'_>, ops: Vec<TreeOp>) -> Result<(), UringError> {
     let mut writes = Vec::new();
     for op in ops {
         let (dir, name) = parents.of(op.paths()[0])?;

@@ -69,7 +69,7 @@ impl Bed {
     /// Makes the scratch filesystem and opens the setup's driver on it.
     pub fn open(opts: &crate::bench::Options, setup: &Setup, fs_bytes: u64) -> Result<Bed, Unavailable> {
         let fs = crate::bench::scratch(opts, setup.fs, fs_bytes).map_err(|e| Unavailable::Here(e.to_string()))?;
-        let root = crate::store::Root::open(fs.path().join("root")).map_err(|e| Unavailable::Here(e.to_string()))?;
+        let root = crate::root::Root::open(fs.path().join("root")).map_err(|e| Unavailable::Here(e.to_string()))?;
         let options: Vec<String> = setup.options.iter().map(|s| (*s).to_owned()).collect();
         let snap = match crate::drivers::open_with_options(&root, setup.driver, &options) {
             Ok(s) => s,

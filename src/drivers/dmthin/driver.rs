@@ -3,8 +3,8 @@
 use super::pool::ThinId;
 use super::state::{Device, Pending, State};
 use super::{dm, Dmthin, DmthinError};
+use crate::root::IoResultExt;
 use crate::snapshot::{DiffSource, Driver, DriverError, Kind, SnapshotId, Usage, WriteTarget};
-use crate::store::IoResultExt;
 use crate::sys::dm::Sectors;
 
 impl Dmthin {

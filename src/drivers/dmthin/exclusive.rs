@@ -6,7 +6,7 @@
 
 use super::pool::ThinId;
 use super::{metadata, Dmthin, DmthinError};
-use crate::store::IoResultExt;
+use crate::root::IoResultExt;
 use crate::sys::fs::Node;
 use std::io;
 use std::os::fd::AsFd;

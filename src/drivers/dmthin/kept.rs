@@ -12,8 +12,8 @@
 
 use super::state::State;
 use super::{device_prefix, dm, pool, Dmthin, DmthinError};
+use crate::root::IoResultExt;
 use crate::snapshot::SnapshotId;
-use crate::store::IoResultExt;
 use crate::sys::dm::Control;
 use crate::sys::lock::FileLock;
 use std::path::{Path, PathBuf};

@@ -26,8 +26,8 @@ pub mod pool;
 mod state;
 
 use crate::mount::Mount;
+use crate::root::{IoError, IoResultExt, RootError};
 use crate::snapshot::{DriverError, SnapshotId};
-use crate::store::{IoError, IoResultExt, StoreError};
 use crate::sys::dm::{Control, DevInfo, Sectors};
 use crate::sys::lock::FileLock;
 use pool::{BaseFs, Config, PoolStatus, ThinId};
@@ -58,7 +58,7 @@ pub enum DmthinError {
     #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
-    State(#[from] StoreError),
+    State(#[from] RootError),
 }
 
 impl From<DmthinError> for DriverError {
@@ -122,10 +122,10 @@ impl Dmthin {
         self.home.join("dmthin-state.json")
     }
     fn load(&self) -> Result<State, DmthinError> {
-        Ok(crate::store::read_json(&self.state_path())?.unwrap_or_default())
+        Ok(crate::root::read_json(&self.state_path())?.unwrap_or_default())
     }
     fn save(&self, st: &State) -> Result<(), DmthinError> {
-        Ok(crate::store::atomic_write_json(&self.state_path(), st)?)
+        Ok(crate::root::atomic_write_json(&self.state_path(), st)?)
     }
 
     /// The pool's device-mapper name.

@@ -115,7 +115,7 @@ impl Config {
     /// (`ext4` or `xfs`).
     pub fn load(home: &Path) -> Result<Config, DriverError> {
         let file = home.join("dmthin.json");
-        let mut cfg: Config = crate::store::read_json(&file)
+        let mut cfg: Config = crate::root::read_json(&file)
             .map_err(|e| DriverError::Unsupported(format!("{}: {e}", file.display())))?
             .unwrap_or_default();
         if let Ok(p) = std::env::var("STRATA_DMTHIN_POOL") {

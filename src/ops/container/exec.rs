@@ -2,7 +2,7 @@
 //! with the container's environment, working directory and user unless
 //! the caller overrides them.
 
-use crate::container::store::{ContainerError, ContainerStore};
+use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::{ContainerId, Status};
 use crate::engine::Engine;
 use crate::runtime::cgroups::{Cgroups, Layout};

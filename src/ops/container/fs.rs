@@ -7,7 +7,7 @@
 //! RESOLVE_IN_ROOT)`, so a container's symlinks cannot point `cp` at the
 //! host.
 
-use crate::container::store::{ContainerError, ContainerStore};
+use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::{ContainerId, Status};
 use crate::content::ContentError;
 use crate::digest::DigestError;
@@ -16,8 +16,8 @@ use crate::image::apply::ApplyError;
 use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without, DiffError};
 use crate::mount::TempMount;
 use crate::ops::image::import::ImportError;
+use crate::root::RootError;
 use crate::snapshot::{SnapshotError, SnapshotKey, Whiteouts};
-use crate::store::StoreError;
 use crate::sys::fs::{fd_path, fstat, Kind};
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use std::io::{self, Write};
@@ -36,7 +36,7 @@ pub enum FsError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error(transparent)]
@@ -58,7 +58,7 @@ fn io_err(path: impl Into<String>) -> impl FnOnce(io::Error) -> FsError {
 /// The container's root filesystem, for as long as this value lives.
 pub struct RootView {
     path: PathBuf,
-    _mount: Option<(TempMount, crate::store::Staging)>,
+    _mount: Option<(TempMount, crate::root::Staging)>,
 }
 
 impl RootView {
@@ -116,7 +116,7 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
     let info = engine.snapshots.stat(&key)?;
     // The image's tree, to tell added from changed.
-    let view_key = SnapshotKey::new(format!("diff-{}", crate::store::unique_suffix())).expect("valid");
+    let view_key = SnapshotKey::new(format!("diff-{}", crate::root::unique_suffix())).expect("valid");
     let staging = engine.root.staging_dir("diffview")?;
     let view = match &info.parent {
         Some(p) => {

@@ -1,10 +1,10 @@
 //! Container operations over the stores: create, remove, stop, kill, wait,
 //! sizes. (Starting lives in [`super::supervise`].)
 
-use crate::container::store::{ContainerError, ContainerStore, EtcFiles};
+use crate::container::records::{ContainerError, ContainerStore, EtcFiles};
 use crate::container::{Config, ContainerId, LogConfig, MountKind, MountRequest, Resources, State, Status};
 use crate::engine::Engine;
-use crate::image::store::{Image, ImageError};
+use crate::image::images::{Image, ImageError};
 use crate::snapshot::{SnapshotError, SnapshotKey};
 use crate::sys::signal::Signal;
 use crate::time::now;

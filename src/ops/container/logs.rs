@@ -2,7 +2,7 @@
 //! what the container writes until its supervisor exits.
 
 use crate::container::log::{read_all, Entry};
-use crate::container::store::ContainerStore;
+use crate::container::records::ContainerStore;
 use crate::container::ContainerId;
 use crate::engine::Engine;
 use std::io::{self, BufRead, Seek};

@@ -3,10 +3,10 @@
 //! from the layer store, never walked) and Docker's inspect document.
 
 use super::lifecycle::sizes;
-use crate::container::store::{ContainerError, ContainerStore};
+use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::{Config, MountKind, State, Status};
 use crate::engine::Engine;
-use crate::image::store::Image;
+use crate::image::images::Image;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -13,7 +13,7 @@
 //! simply waits for the lock.
 
 use crate::container::log::JsonLog;
-use crate::container::store::ContainerStore;
+use crate::container::records::ContainerStore;
 use crate::container::{Config, ContainerId, MountKind, State, Status};
 use crate::engine::Engine;
 use crate::runtime::cgroups::{Cgroups, Layout};

@@ -6,9 +6,9 @@
 use crate::digest::{Digest, ImageId};
 use crate::engine::Engine;
 use crate::image::archive::{write_oci_archive, ArchiveError, OutImage};
+use crate::image::images::ImageError;
 use crate::image::reference::Reference;
-use crate::image::store::ImageError;
-use crate::store::StoreError;
+use crate::root::RootError;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -20,7 +20,7 @@ pub enum ExportError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
 }
 
 /// Writes `images` (each with the name to record, if any) to `out`
@@ -37,10 +37,10 @@ pub fn save(engine: &Engine, images: &[(ImageId, Option<Reference>)], out: &Path
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        crate::store::unique_suffix()
+        crate::root::unique_suffix()
     ));
     let result = (|| {
-        let f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let f = std::fs::File::create(&tmp).map_err(|e| RootError::io(&tmp, e))?;
         let content = engine.content.clone();
         let opener = move |d: &Digest| -> io::Result<Box<dyn Read>> {
             content
@@ -49,9 +49,9 @@ pub fn save(engine: &Engine, images: &[(ImageId, Option<Reference>)], out: &Path
                 .map_err(io::Error::other)
         };
         let w = write_oci_archive(io::BufWriter::with_capacity(1 << 20, f), &list, &opener)?;
-        let f = w.into_inner().map_err(|e| StoreError::io(&tmp, e.into_error()))?;
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| StoreError::io(out, e))?;
+        let f = w.into_inner().map_err(|e| RootError::io(&tmp, e.into_error()))?;
+        f.sync_all().map_err(|e| RootError::io(&tmp, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| RootError::io(out, e))?;
         Ok(())
     })();
     if result.is_err() {

@@ -11,10 +11,10 @@ use crate::digest::{ChainId, ImageId};
 use crate::engine::Engine;
 use crate::image::archive::{read_archive, ArchiveError};
 use crate::image::changes::Change;
+use crate::image::images::ImageError;
 use crate::image::layers::LayerError;
 use crate::image::oci::{Descriptor, History, ImageConfig, Manifest, OCI_CONFIG};
 use crate::image::reference::Reference;
-use crate::image::store::ImageError;
 use chrono::Utc;
 use std::io::Read;
 
@@ -122,7 +122,7 @@ pub struct Loaded {
 pub fn load(engine: &Engine, path: &std::path::Path) -> Result<Vec<Loaded>, ImportError> {
     let mut out = Vec::new();
     for img in read_archive(path)? {
-        let config = crate::image::store::ImageStore::parse_config(&img.config)?;
+        let config = crate::image::images::ImageStore::parse_config(&img.config)?;
         let diff_ids = &config.rootfs.diff_ids;
         if diff_ids.len() != img.layers.len() {
             return Err(ImportError::Invalid(format!(

@@ -7,10 +7,10 @@
 
 use crate::digest::ImageId;
 use crate::engine::Engine;
-use crate::image::store::ImageError;
+use crate::image::images::ImageError;
 use crate::mount::{mount_all, unmount_all};
+use crate::root::RootError;
 use crate::snapshot::{SnapshotError, SnapshotKey};
-use crate::store::StoreError;
 use std::path::PathBuf;
 
 /// Errors of image mounts.
@@ -25,7 +25,7 @@ pub enum MountError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
 }
 
 fn view_key(id: &ImageId) -> SnapshotKey {
@@ -48,7 +48,7 @@ pub fn mount_image(engine: &Engine, id: &ImageId) -> Result<PathBuf, MountError>
     let img = engine.images.get(id)?;
     let top = img.top_chain().ok_or_else(|| MountError::Empty(id.to_string()))?;
     let path = mount_path(engine, id);
-    let _lock = engine.root.lock(crate::store::LockName::ImageMount(id))?;
+    let _lock = engine.root.lock(crate::root::LockName::ImageMount(id))?;
     if crate::sys::mount::is_mount_point(&path).unwrap_or(false) {
         return Ok(path);
     }
@@ -59,7 +59,7 @@ pub fn mount_image(engine: &Engine, id: &ImageId) -> Result<PathBuf, MountError>
     } else {
         engine.snapshots.view(&key, Some(&layer.snapshot))?
     };
-    std::fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+    std::fs::create_dir_all(&path).map_err(|e| RootError::io(&path, e))?;
     if let Err(source) = mount_all(&mounts, &path) {
         let _ = engine.snapshots.remove(&key);
         return Err(MountError::Mount { path, source });
@@ -70,7 +70,7 @@ pub fn mount_image(engine: &Engine, id: &ImageId) -> Result<PathBuf, MountError>
 /// Unmounts the image's view and removes it.
 pub fn unmount_image(engine: &Engine, id: &ImageId) -> Result<PathBuf, MountError> {
     let path = mount_path(engine, id);
-    let _lock = engine.root.lock(crate::store::LockName::ImageMount(id))?;
+    let _lock = engine.root.lock(crate::root::LockName::ImageMount(id))?;
     unmount_all(&path).map_err(|source| MountError::Mount { path: path.clone(), source })?;
     let key = view_key(id);
     if engine.snapshots.exists(&key)? {

@@ -4,8 +4,8 @@
 
 use crate::digest::ImageId;
 use crate::engine::Engine;
+use crate::image::images::{Image, ImageError};
 use crate::image::reference::Reference;
-use crate::image::store::{Image, ImageError};
 use serde::Serialize;
 use std::collections::HashSet;
 

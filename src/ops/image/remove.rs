@@ -3,9 +3,9 @@
 
 use crate::digest::{ChainId, Digest, ImageId};
 use crate::engine::Engine;
+use crate::image::images::ImageError;
 use crate::image::layers::LayerError;
 use crate::image::reference::Reference;
-use crate::image::store::ImageError;
 use std::collections::HashSet;
 
 /// Errors of `rmi`.

@@ -3,13 +3,13 @@
 //! or the new, never a mix; a crash leaves the old content and at worst a
 //! `.tmp-*` file.
 
-use super::{unique_suffix, StoreError};
+use super::{unique_suffix, RootError};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 /// Atomically and durably replaces `path` with `bytes`.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RootError> {
     write_replace(path, bytes, true)
 }
 
@@ -17,20 +17,20 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// readers see the old content or the new, and after a crash the file is
 /// one of the two, but possibly the old one. For container state, which
 /// is reconciled after a crash anyway; never for image or layer metadata.
-pub fn atomic_write_volatile(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub fn atomic_write_volatile(path: &Path, bytes: &[u8]) -> Result<(), RootError> {
     write_replace(path, bytes, false)
 }
 
 /// [`atomic_write_json`] without the fsyncs (see [`atomic_write_volatile`]).
-pub fn atomic_write_json_volatile<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+pub fn atomic_write_json_volatile<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RootError> {
     let bytes =
-        serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+        serde_json::to_vec(value).map_err(|e| RootError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
     atomic_write_volatile(path, &bytes)
 }
 
-fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
+fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<(), RootError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| RootError::io(dir, e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".tmp-{name}-{}", unique_suffix()));
     let result = (|| {
@@ -48,24 +48,24 @@ fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreEr
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(|e| StoreError::io(path, e))
+    result.map_err(|e| RootError::io(path, e))
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.
-pub fn atomic_write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+pub fn atomic_write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RootError> {
     let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| StoreError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+        .map_err(|e| RootError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
     atomic_write(path, &bytes)
 }
 
 /// Reads JSON from `path`; `Ok(None)` when the file does not exist.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, RootError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt { path: path.to_owned(), detail: e.to_string() }),
+            .map_err(|e| RootError::Corrupt { path: path.to_owned(), detail: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io(path, e)),
+        Err(e) => Err(RootError::io(path, e)),
     }
 }
 

@@ -87,16 +87,16 @@ impl<T> IoResultExt<T> for io::Result<T> {
 
 /// Errors from the data root itself.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum RootError {
     #[error("data root {0}")]
     Io(#[from] IoError),
     #[error("{path}: malformed metadata: {detail}")]
     Corrupt { path: PathBuf, detail: String },
 }
 
-impl StoreError {
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> StoreError {
-        StoreError::Io(IoError::new(path, source))
+impl RootError {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> RootError {
+        RootError::Io(IoError::new(path, source))
     }
 }
 
@@ -109,11 +109,11 @@ pub struct Root {
 impl Root {
     /// Opens (creating if needed) the data root at `path` and sweeps
     /// leftovers of interrupted writes from `staging/`.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Root, StoreError> {
-        let path = std::path::absolute(path.into()).map_err(|e| StoreError::io(".", e))?;
+    pub fn open(path: impl Into<PathBuf>) -> Result<Root, RootError> {
+        let path = std::path::absolute(path.into()).map_err(|e| RootError::io(".", e))?;
         for sub in ["locks", "content/blobs/sha256", "containers", "volumes", "staging"] {
             let p = path.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+            std::fs::create_dir_all(&p).map_err(|e| RootError::io(&p, e))?;
         }
         let root = Root { path };
         root.sweep_staging()?;
@@ -123,9 +123,9 @@ impl Root {
     /// Removes staging entries no live process holds: every staging entry
     /// `<name>` is covered by the lease `staging-<name>` while its writer
     /// lives, so an entry whose lease is free belongs to a process that died.
-    fn sweep_staging(&self) -> Result<(), StoreError> {
+    fn sweep_staging(&self) -> Result<(), RootError> {
         let dir = self.staging();
-        let entries = std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| RootError::io(&dir, e))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !self.lease_held(LeaseName::Staging(&name))? {
@@ -139,19 +139,19 @@ impl Root {
     /// Takes the lease `name`: a claim that lives exactly as long as this
     /// process holds the returned guard (an `flock`, so a crash releases
     /// it). Used to tell work in progress from debris of a dead process.
-    pub fn lease(&self, name: LeaseName<'_>) -> Result<Lease, StoreError> {
+    pub fn lease(&self, name: LeaseName<'_>) -> Result<Lease, RootError> {
         let path = self.lock_path(LockName::Lease(name));
-        let lock = FileLock::exclusive(&path).map_err(|e| StoreError::io(&path, e))?;
+        let lock = FileLock::exclusive(&path).map_err(|e| RootError::io(&path, e))?;
         Ok(Lease { _lock: lock, path })
     }
 
     /// Whether a live process holds the lease `name`.
-    pub fn lease_held(&self, name: LeaseName<'_>) -> Result<bool, StoreError> {
+    pub fn lease_held(&self, name: LeaseName<'_>) -> Result<bool, RootError> {
         let path = self.lock_path(LockName::Lease(name));
         if !path.exists() {
             return Ok(false);
         }
-        match FileLock::try_exclusive(&path).map_err(|e| StoreError::io(&path, e))? {
+        match FileLock::try_exclusive(&path).map_err(|e| RootError::io(&path, e))? {
             Some(_free) => {
                 let _ = std::fs::remove_file(&path);
                 Ok(false)
@@ -187,31 +187,31 @@ impl Root {
 
     /// Takes the named exclusive lock, waiting for other holders (in
     /// [`LockName`]'s order).
-    pub fn lock(&self, name: LockName<'_>) -> Result<FileLock, StoreError> {
+    pub fn lock(&self, name: LockName<'_>) -> Result<FileLock, RootError> {
         let p = self.lock_path(name);
-        FileLock::exclusive(&p).map_err(|e| StoreError::io(p, e))
+        FileLock::exclusive(&p).map_err(|e| RootError::io(p, e))
     }
 
     /// Takes the named lock shared, waiting while someone holds it
     /// exclusively.
-    pub fn lock_shared(&self, name: LockName<'_>) -> Result<FileLock, StoreError> {
+    pub fn lock_shared(&self, name: LockName<'_>) -> Result<FileLock, RootError> {
         let p = self.lock_path(name);
-        FileLock::shared(&p).map_err(|e| StoreError::io(p, e))
+        FileLock::shared(&p).map_err(|e| RootError::io(p, e))
     }
 
     /// Takes the named exclusive lock if nobody holds it, without waiting.
-    pub fn try_lock(&self, name: LockName<'_>) -> Result<Option<FileLock>, StoreError> {
+    pub fn try_lock(&self, name: LockName<'_>) -> Result<Option<FileLock>, RootError> {
         let p = self.lock_path(name);
-        FileLock::try_exclusive(&p).map_err(|e| StoreError::io(p, e))
+        FileLock::try_exclusive(&p).map_err(|e| RootError::io(p, e))
     }
 
     /// A fresh, uniquely named staging directory, removed on drop unless
     /// [`Staging::keep`] moved it into place.
-    pub fn staging_dir(&self, purpose: &str) -> Result<Staging, StoreError> {
+    pub fn staging_dir(&self, purpose: &str) -> Result<Staging, RootError> {
         let name = format!("{purpose}-{}", unique_suffix());
         let lease = self.lease(LeaseName::Staging(&name))?;
         let path = self.staging().join(&name);
-        std::fs::create_dir(&path).map_err(|e| StoreError::io(&path, e))?;
+        std::fs::create_dir(&path).map_err(|e| RootError::io(&path, e))?;
         Ok(Staging { path: Some(path), _lease: lease })
     }
 }

@@ -17,7 +17,7 @@ use crate::content::{ContentError, ContentStore};
 use crate::digest::{ChainId, Digest, ImageId};
 use crate::image::oci::{ImageConfig, Manifest};
 use crate::image::reference::Reference;
-use crate::store::{atomic_write, atomic_write_json, read_json, LockName, Root, StoreError};
+use crate::root::{atomic_write, atomic_write_json, read_json, LockName, Root, RootError};
 use crate::sys::lock::FileLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ pub enum ImageError {
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
 }
 
 /// Per-image metadata beside the config.
@@ -102,7 +102,7 @@ impl ImageStore {
     }
 
     /// Takes the store's write lock.
-    pub fn lock(&self) -> Result<FileLock, StoreError> {
+    pub fn lock(&self) -> Result<FileLock, RootError> {
         self.root.lock(LockName::Images { driver: &self.driver })
     }
 
@@ -148,7 +148,7 @@ impl ImageStore {
         let config_bytes = std::fs::read(&p).map_err(|_| ImageError::NotFound(id.to_string()))?;
         let config = Self::parse_config(&config_bytes)?;
         let meta = read_json(&self.meta_path(id))?
-            .ok_or_else(|| StoreError::Corrupt { path: self.meta_path(id), detail: "image metadata missing".into() })?;
+            .ok_or_else(|| RootError::Corrupt { path: self.meta_path(id), detail: "image metadata missing".into() })?;
         Ok(Image { id: id.clone(), config_bytes, config, meta })
     }
 
@@ -168,7 +168,7 @@ impl ImageStore {
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io(&dir, e).into()),
+            Err(e) => return Err(RootError::io(&dir, e).into()),
         };
         Ok(rd.filter_map(|e| Digest::from_hex(e.ok()?.file_name().to_str()?).ok()).map(ImageId).collect())
     }
@@ -250,7 +250,7 @@ impl ImageStore {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(p, e).into()),
+                Err(e) => return Err(RootError::io(p, e).into()),
             }
         }
         Ok(())

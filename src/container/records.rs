@@ -2,7 +2,7 @@
 //! prefix), list, update state, remove.
 
 use super::{Config, ContainerId, State, Status};
-use crate::store::{atomic_write_json_volatile, read_json, Root, StoreError};
+use crate::root::{atomic_write_json_volatile, read_json, Root, RootError};
 use crate::sys::lock::FileLock;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ pub enum ContainerError {
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed")]
     BadName(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Root(#[from] RootError),
 }
 
 /// `<root>/containers`.
@@ -75,7 +75,7 @@ impl ContainerStore {
         if !Self::valid_name(&config.name) {
             return Err(ContainerError::BadName(config.name.clone()));
         }
-        let _lock = self.root.lock(crate::store::LockName::Containers)?;
+        let _lock = self.root.lock(crate::root::LockName::Containers)?;
         if self.list()?.iter().any(|(c, _)| c.name == config.name) {
             return Err(ContainerError::NameInUse(config.name.clone()));
         }
@@ -85,15 +85,15 @@ impl ContainerStore {
         // reconciled after a crash (see `reconcile`); the directory still
         // appears whole or not at all.
         let write =
-            |name: &str, bytes: &[u8]| std::fs::write(p.join(name), bytes).map_err(|e| StoreError::io(p.join(name), e));
+            |name: &str, bytes: &[u8]| std::fs::write(p.join(name), bytes).map_err(|e| RootError::io(p.join(name), e));
         write("config.json", &serde_json::to_vec(config).expect("plain struct"))?;
         write("state.json", &serde_json::to_vec(&State::created()).expect("plain struct"))?;
         write("hostname", format!("{}\n", etc.hostname).as_bytes())?;
         write("hosts", etc.hosts.as_bytes())?;
         write("resolv.conf", etc.resolv_conf.as_bytes())?;
-        std::fs::create_dir(p.join("rootfs")).map_err(|e| StoreError::io(p.join("rootfs"), e))?;
+        std::fs::create_dir(p.join("rootfs")).map_err(|e| RootError::io(p.join("rootfs"), e))?;
         let dest = self.dir(&config.id);
-        staging.persist_volatile(&dest).map_err(|e| StoreError::io(&dest, e))?;
+        staging.persist_volatile(&dest).map_err(|e| RootError::io(&dest, e))?;
         Ok(())
     }
 
@@ -135,7 +135,7 @@ impl ContainerStore {
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io(&self.dir, e).into()),
+            Err(e) => return Err(RootError::io(&self.dir, e).into()),
         };
         let mut out = Vec::new();
         for e in rd.flatten() {
@@ -179,7 +179,7 @@ impl ContainerStore {
         match std::fs::rename(&dir, trash.path().join("c")) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io(&dir, e).into()),
+            Err(e) => Err(RootError::io(&dir, e).into()),
         }
     }
 
