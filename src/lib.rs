@@ -1,20 +1,30 @@
 //! strata: a container storage engine and minimal container runtime.
 //!
-//! Layers, from the kernel up (dependencies point downward only):
+//! Modules from the kernel up; a module imports only modules below it
+//! (ARCHITECTURE.md's layer table, enforced by `tests/layering.rs`):
 //!
-//! * [`sys`] — syscall and ioctl wrappers; the only home of `unsafe`.
-//! * [`digest`], [`store`], [`mount`] — content addresses, the data root's
-//!   atomic-write and locking rules, mounts as data.
-//! * [`units`] — byte sizes as people write them (`64m`, `1.5G`).
-//! * [`scratch`] — throwaway filesystems on loop devices for tests and
-//!   benchmarks.
-//! * [`uring`] — batched file I/O: io_uring and its plain-syscall twin.
-//! * [`snapshot`] — the driver contract and the shared snapshot metadata.
-//! * [`drivers`] — overlay and copy (btrfs, dm-thin later).
-//! * [`image`] — OCI model, layer apply/diff, layer and image stores,
-//!   import/load/save.
-//! * [`build`] — the Dockerfile parser (the builder that runs it comes later).
-//! * [`bench`] — the benchmark suite: strata against its peers, ratios
+//! * [`sys`] — syscall and ioctl wrappers; the only home of `unsafe` and
+//!   of rustix, nix and libc calls.
+//! * [`id`], [`time`], [`digest`], [`rng`], [`units`] — leaves: random IDs,
+//!   timestamps, content addresses, the seeded test generator, byte sizes.
+//! * [`root`] — the data root: layout, atomic writes, typed locks, staging.
+//! * [`mount`] — mounts as data and the one function that performs them.
+//! * [`scratch`], [`content`] — throwaway loop filesystems for tests and
+//!   benchmarks; content-addressed blobs.
+//! * [`uring`] — batched file I/O: io_uring and its plain-syscall twin,
+//!   tree walks and usage.
+//! * [`runtime`] — the run path: namespaces, rootfs, cgroups, exec; it
+//!   consumes mounts and knows nothing of images or drivers.
+//! * [`snapshot`] — the driver contract, shared metadata, conformance suite.
+//! * [`drivers`] — overlay, copy, btrfs and dm-thin.
+//! * [`image`], [`container`], [`volume`] — the OCI model, layer apply and
+//!   diff, layer and image stores; container records and logs; volumes.
+//! * [`engine`] — one data root opened with one driver.
+//! * [`ops`], [`distribution`] — operations over the whole engine (import,
+//!   save, rmi, image mount, the container lifecycle and supervisor, cp,
+//!   commit, volumes, `system df`); registry pull and push.
+//! * [`build`] — the Dockerfile parser and the classic builder.
+//! * [`bench`] — the benchmark suite: strata against its peers, ratios,
 //!   not assertions.
 //! * [`cli`] — the Docker-compatible command line; `main.rs` only calls it.
 

@@ -36,8 +36,10 @@ use std::path::{Path, PathBuf};
 use tree::{copy_tree, CopyError, Strategy};
 
 pub struct Copy {
+    /// `<home>/snapshots`: one directory per snapshot ID.
     snapshots: PathBuf,
-    /// `Ok` when `FICLONE` worked in `home` at open, else why not.
+    /// The driver's home; [`Copy::reflinks`] probes `FICLONE` here when
+    /// asked (nothing is probed at open).
     home: PathBuf,
 }
 
