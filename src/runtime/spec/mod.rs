@@ -25,6 +25,7 @@
 //! no kernel ([`Spec::validate`]) do no I/O; only [`Spec::load`] reads a
 //! file. Nothing here imports from the rest of the crate.
 
+mod defaults;
 mod features;
 mod hooks;
 mod linux;
@@ -33,6 +34,7 @@ mod process;
 mod resources;
 mod seccomp;
 mod state;
+mod validate;
 
 
 pub use features::{
@@ -55,6 +57,7 @@ pub use resources::{
 };
 pub use seccomp::{Arch, Seccomp, SeccompAction, SeccompArg, SeccompFlag, SeccompOp, Syscall};
 pub use state::{State, Status};
+pub use validate::{Invalid, Problem};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
