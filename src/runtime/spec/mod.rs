@@ -36,6 +36,8 @@ mod seccomp;
 mod state;
 mod validate;
 
+#[cfg(test)]
+mod tests;
 
 pub use features::{
     Features, FeaturesApparmor, FeaturesCgroup, FeaturesIdMap, FeaturesIntelRdt, FeaturesLinux,
