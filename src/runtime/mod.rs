@@ -27,6 +27,7 @@ pub mod exec;
 mod init;
 pub mod rootfs;
 pub mod security;
+pub mod spec;
 
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::{exit_immediately, unshare_namespaces, waitpid, UnshareFlags, WaitOptions, WaitStatus};
