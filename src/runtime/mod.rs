@@ -42,7 +42,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Everything needed to start a container process.
 #[derive(Debug)]
-pub struct Spec {
+pub struct RunSpec {
     pub rootfs: rootfs::RootfsSpec,
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -103,7 +103,7 @@ fn io_start(what: &str) -> impl FnOnce(io::Error) -> StartError + '_ {
 /// Starts the container; returns the host PID of its PID 1. The caller
 /// must be single-threaded at this point (the child runs Rust code before
 /// `execve`); it may start threads afterwards.
-pub fn spawn(spec: Spec) -> Result<i32, StartError> {
+pub fn spawn(spec: RunSpec) -> Result<i32, StartError> {
     let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io_start("pipe"))?;
     let mut err_w = Some(err_w);
     let pid = crate::sys::process::spawn_in_new_pid_namespace(&mut || {
@@ -128,7 +128,7 @@ pub fn spawn(spec: Spec) -> Result<i32, StartError> {
 }
 
 /// The child's side: everything up to `execve`. Returns only on failure.
-fn child(spec: &Spec) -> StartError {
+fn child(spec: &RunSpec) -> StartError {
     match setup_and_exec(spec) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -137,7 +137,7 @@ fn child(spec: &Spec) -> StartError {
 
 enum Never {}
 
-fn setup_and_exec(spec: &Spec) -> Result<Never, StartError> {
+fn setup_and_exec(spec: &RunSpec) -> Result<Never, StartError> {
     reset_signals();
     crate::sys::process::setsid().map_err(io_start("setsid"))?;
     crate::sys::stdio::dup2_stdin(&spec.stdin).map_err(io_start("dup2 stdio"))?;

@@ -18,7 +18,7 @@ use crate::container::{Config, ContainerId, MountKind, State, Status};
 use crate::engine::Engine;
 use crate::runtime::cgroups::{Cgroups, Layout};
 use crate::runtime::rootfs::{Bind, RootfsSpec};
-use crate::runtime::{self, Spec, StartError};
+use crate::runtime::{self, RunSpec, StartError};
 use crate::snapshot::SnapshotKey;
 use crate::sys::lock::FileLock;
 use crate::sys::pipe::{pipe_with, PipeFlags};
@@ -218,7 +218,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     }
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded));
     let [stdin, stdout, stderr] = io.child;
-    let spec = Spec {
+    let spec = RunSpec {
         rootfs: RootfsSpec { mounts, dir: store.rootfs_dir(id), binds, readonly: config.read_only },
         args: config.args.clone(),
         env: config.env.clone(),
