@@ -28,7 +28,7 @@ pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
     for ns in NAMESPACES {
         let path = format!("/proc/{}/ns/{ns}", spec.pid);
         let f = std::fs::File::open(&path)
-            .map_err(|e| StartError::new(125, format!("container is not running ({path}: {e})")))?;
+            .map_err(|e| StartError::caused(format!("container is not running ({path}: {e})"), e))?;
         fds.push((ns, f));
     }
     // The child keeps only stdio and the namespaces it joins.
@@ -40,8 +40,8 @@ pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
             e.code
         }
     })
-    .map_err(|e| StartError::new(125, format!("fork: {e}")))?;
-    super::wait(pid).map_err(|e| StartError::new(125, format!("wait: {e}")))
+    .map_err(|e| StartError::caused(format!("fork: {e}"), e))?;
+    super::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e))
 }
 
 fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartError> {

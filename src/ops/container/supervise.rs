@@ -63,7 +63,7 @@ pub fn binds(engine: &Engine, config: &Config) -> Result<Vec<Bind>, StartError> 
     for m in &config.mounts {
         let source = match m.kind {
             MountKind::Volume => {
-                volumes.create(Some(&m.source)).map_err(|e| fail(125, e.to_string()))?;
+                volumes.create(Some(&m.source)).map_err(StartError::from_error)?;
                 volumes.data(&m.source)
             }
             MountKind::Bind => std::path::PathBuf::from(&m.source),
@@ -149,7 +149,7 @@ impl Drop for RawTerminal {
 /// Starts `id` detached: forks a supervisor daemon and returns once the
 /// container runs (or failed to start).
 pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartError> {
-    let (r, w) = pipe().map_err(|e| fail(125, format!("pipe: {e}")))?;
+    let (r, w) = pipe().map_err(|e| StartError::caused(format!("pipe: {e}"), e))?;
     // The daemon keeps stdio, the report pipe and what the engine keeps
     // open; no lock or pipe end of ours lives on in it.
     let keep = engine.snapshots.descriptors();
@@ -165,10 +165,12 @@ pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartErro
         });
         0
     })
-    .map_err(|e| fail(125, format!("fork: {e}")))?;
+    .map_err(|e| StartError::caused(format!("fork: {e}"), e))?;
     let _ = runtime::wait(pid);
     let mut msg = String::new();
-    std::fs::File::from(r).read_to_string(&mut msg).map_err(|e| fail(125, format!("read supervisor: {e}")))?;
+    std::fs::File::from(r)
+        .read_to_string(&mut msg)
+        .map_err(|e| StartError::caused(format!("read supervisor: {e}"), e))?;
     match msg.split_once('\t') {
         None if msg == "ok" => Ok(()),
         Some((code, m)) => Err(fail(code.parse().unwrap_or(125), m)),
@@ -199,16 +201,16 @@ pub fn supervise(engine: &Engine, id: &ContainerId, mode: Mode, mut report: Opti
 
 fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String)) -> Result<i32, StartError> {
     let store = ContainerStore::new(&engine.root);
-    let (config, _) = store.get(id).map_err(|e| fail(125, e.to_string()))?;
+    let (config, _) = store.get(id).map_err(StartError::from_error)?;
     let _lock = FileLock::try_exclusive(&store.supervisor_lock(id))
-        .map_err(|e| fail(125, format!("supervisor lock: {e}")))?
+        .map_err(|e| StartError::caused(format!("supervisor lock: {e}"), e))?
         .ok_or_else(|| fail(125, format!("container {} is already running", id.short())))?;
     let key = SnapshotKey::new(id.as_str()).expect("container IDs are valid keys");
-    let mounts = engine.snapshots.mounts(&key).map_err(|e| fail(125, e.to_string()))?;
+    let mounts = engine.snapshots.mounts(&key).map_err(StartError::from_error)?;
     let binds = binds(engine, &config)?;
-    let cgroups = Cgroups::create(&Layout::detect(), id.as_str(), &config.resources.limits())
-        .map_err(|e| fail(125, e.to_string()))?;
-    let io = stdio(&config).map_err(|e| fail(125, format!("stdio: {e}")))?;
+    let cgroups =
+        Cgroups::create(&Layout::detect(), id.as_str(), &config.resources.limits()).map_err(StartError::from_error)?;
+    let io = stdio(&config).map_err(|e| StartError::caused(format!("stdio: {e}"), e))?;
     // Block the forwarded signals before any thread exists, so the
     // forwarding thread receives them (the child unblocks its copy).
     let mut forwarded = SigSet::empty();
@@ -257,11 +259,11 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
         started_at: Some(started.clone()),
         ..State::created()
     };
-    store.set_state(id, &running).map_err(|e| fail(125, e.to_string()))?;
+    store.set_state(id, &running).map_err(StartError::from_error)?;
     say("ok".into());
 
     let log = JsonLog::open(&store.log_path(id), config.log.max_size, config.log.max_file)
-        .map_err(|e| fail(125, format!("log: {e}")))?;
+        .map_err(|e| StartError::caused(format!("log: {e}"), e))?;
     let log = Arc::new(Mutex::new(log));
     let raw = (mode == Mode::Attached && io.tty).then(RawTerminal::enter);
     // A dup of the pty master, to pass on terminal size changes.
@@ -286,7 +288,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     };
     let winch_target = if io.tty { resize_target } else { None };
     std::thread::spawn(move || forward_signals(forwarded, pid, winch_target));
-    let code = runtime::wait(pid).map_err(|e| fail(125, format!("wait: {e}")))?;
+    let code = runtime::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e))?;
     for r in relays {
         let _ = r.join();
     }
