@@ -4,7 +4,12 @@
 
 /// The current time, RFC 3339 with nanoseconds (`2026-12-07T02:41:39.123456789Z`).
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    rfc3339(chrono::Utc::now())
+}
+
+/// `t` as strata writes times: RFC 3339 in UTC with nanoseconds.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]

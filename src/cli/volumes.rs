@@ -61,8 +61,8 @@ pub fn volume(engine: &Engine, c: VolumeCommand) -> Result<()> {
         }
         VolumeCommand::Rm { names } => {
             let mut failed = false;
-            for n in names {
-                match volume_ops::remove(engine, &n) {
+            for (n, removed) in names.iter().zip(volume_ops::remove(engine, &names)?) {
+                match removed {
                     Ok(()) => println!("{n}"),
                     Err(e) => {
                         eprintln!("Error response from daemon: {e}");

@@ -132,11 +132,7 @@ impl ImageStore {
         Self::parse_config(config_bytes)?;
         let id = ImageId(Digest::of(config_bytes));
         self.content.put(config_bytes)?;
-        let meta = ImageMeta {
-            manifest: manifest.clone(),
-            parent,
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        };
+        let meta = ImageMeta { manifest: manifest.clone(), parent, created_at: crate::time::now() };
         atomic_write_json(&self.meta_path(&id), &meta)?;
         atomic_write(&self.config_path(&id), config_bytes)?;
         Ok(id)

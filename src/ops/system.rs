@@ -8,7 +8,7 @@ use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::{Config, MountKind, State, Status};
 use crate::digest::{ChainId, ImageId};
 use crate::engine::Engine;
-use crate::image::images::ImageError;
+use crate::image::images::{Image, ImageError};
 use crate::image::layers::LayerError;
 use crate::image::reference::Reference;
 use crate::volume::{VolumeError, VolumeStore};
@@ -126,10 +126,10 @@ pub fn df(engine: &Engine) -> Result<DiskUsage, DfError> {
         }
     }
     let images_size: u64 = layer_users.keys().map(size_of).sum();
-    let active_layers: HashSet<ChainId> =
-        images.iter().filter(|i| used_images.contains(&i.id.to_string())).flat_map(|i| i.chain_ids()).collect();
+    let active: Vec<&Image> = images.iter().filter(|i| used_images.contains(&i.id.to_string())).collect();
+    let active_layers: HashSet<ChainId> = active.iter().flat_map(|i| i.chain_ids()).collect();
     let images_reclaimable: u64 = layer_users.keys().filter(|c| !active_layers.contains(*c)).map(size_of).sum();
-    let images_active = images.iter().filter(|i| used_images.contains(&i.id.to_string())).count();
+    let images_active = active.len();
     let tags = engine.images.tags()?;
     let image_usage = images
         .iter()

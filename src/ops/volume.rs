@@ -31,9 +31,12 @@ pub fn users(engine: &Engine) -> Result<Vec<VolumeUser>, ContainerError> {
         .collect())
 }
 
-/// Removes a volume no container uses.
-pub fn remove(engine: &Engine, name: &str) -> Result<(), VolumeOpError> {
-    Ok(VolumeStore::new(&engine.root).remove(name, &users(engine)?)?)
+/// Removes each named volume that no container uses; one result per
+/// name, in order (a volume in use is refused, the others still go).
+pub fn remove(engine: &Engine, names: &[String]) -> Result<Vec<Result<(), VolumeError>>, ContainerError> {
+    let store = VolumeStore::new(&engine.root);
+    let users = users(engine)?;
+    Ok(names.iter().map(|n| store.remove(n, &users)).collect())
 }
 
 /// What `volume prune` removed.

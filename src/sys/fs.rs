@@ -112,11 +112,18 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 /// never leaves `root`. An empty `path` opens `root` itself.
 pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
     let path: &[u8] = if path.is_empty() { b"." } else { path };
+    openat2_in_root(root, path, OFlags::RDONLY | OFlags::DIRECTORY)
+}
+
+/// `openat2(root, path, flags | O_CLOEXEC, RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS)`, with `EINTR`/`EAGAIN` retried: the one
+/// in-root open the wrappers below specialise.
+fn openat2_in_root(root: BorrowedFd<'_>, path: impl rustix::path::Arg + Copy, flags: OFlags) -> io::Result<OwnedFd> {
     retry(|| {
         rustix::fs::openat2(
             root,
             path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            flags | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         )
@@ -127,15 +134,7 @@ pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd
 /// | RESOLVE_NO_MAGICLINKS)`: like [`open_dir_in_root`] but fails with
 /// `ELOOP`/`ENOTDIR` when the last component is a symlink.
 pub fn open_dir_in_root_nofollow(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<OwnedFd> {
-    retry(|| {
-        rustix::fs::openat2(
-            root,
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
-    })
+    openat2_in_root(root, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)
 }
 
 /// `openat2(root, path, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH |
@@ -560,13 +559,7 @@ pub use rustix::fs::{Access, Gid, Stat, Uid};
 ///
 /// See openat2(2).
 pub fn open_path_in_root(root: BorrowedFd<'_>, path: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat2(
-        root,
-        path,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?)
+    openat2_in_root(root, path, OFlags::PATH)
 }
 
 /// `openat2(root, path, O_RDONLY | O_CLOEXEC, RESOLVE_IN_ROOT |
@@ -574,13 +567,7 @@ pub fn open_path_in_root(root: BorrowedFd<'_>, path: &str) -> io::Result<OwnedFd
 ///
 /// See openat2(2).
 pub fn open_file_in_root(root: BorrowedFd<'_>, path: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat2(
-        root,
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?)
+    openat2_in_root(root, path, OFlags::RDONLY)
 }
 
 /// `access(path, mode)`.

@@ -103,7 +103,7 @@ pub fn parse_volume(spec: &str) -> Result<MountRequest, OpsError> {
     Ok(match source {
         "" => MountRequest {
             kind: MountKind::Volume,
-            source: ContainerId::generate().to_string(),
+            source: crate::id::random_hex(),
             destination: dest.into(),
             rw,
             anonymous: true,

@@ -46,10 +46,6 @@ pub enum Mode {
     Detached,
 }
 
-fn fail(code: i32, message: impl Into<String>) -> StartError {
-    StartError::new(code, message)
-}
-
 /// The mounts a container needs besides its root: its /etc files and
 /// volumes (creating named and anonymous volumes on first use).
 pub fn binds(engine: &Engine, config: &Config) -> Result<Vec<Bind>, StartError> {
@@ -69,7 +65,7 @@ pub fn binds(engine: &Engine, config: &Config) -> Result<Vec<Bind>, StartError> 
             MountKind::Bind => std::path::PathBuf::from(&m.source),
         };
         if !source.exists() {
-            return Err(fail(
+            return Err(StartError::new(
                 125,
                 format!("invalid mount config: bind source path does not exist: {}", source.display()),
             ));
@@ -173,8 +169,8 @@ pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartErro
         .map_err(|e| StartError::caused(format!("read supervisor: {e}"), e))?;
     match msg.split_once('\t') {
         None if msg == "ok" => Ok(()),
-        Some((code, m)) => Err(fail(code.parse().unwrap_or(125), m)),
-        None => Err(fail(125, "the supervisor exited before starting the container")),
+        Some((code, m)) => Err(StartError::new(code.parse().unwrap_or(125), m)),
+        None => Err(StartError::new(125, "the supervisor exited before starting the container")),
     }
 }
 
@@ -204,7 +200,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     let (config, _) = store.get(id).map_err(StartError::from_error)?;
     let _lock = FileLock::try_exclusive(&store.supervisor_lock(id))
         .map_err(|e| StartError::caused(format!("supervisor lock: {e}"), e))?
-        .ok_or_else(|| fail(125, format!("container {} is already running", id.short())))?;
+        .ok_or_else(|| StartError::new(125, format!("container {} is already running", id.short())))?;
     let key = SnapshotKey::new(id.as_str()).expect("container IDs are valid keys");
     let mounts = engine.snapshots.mounts(&key).map_err(StartError::from_error)?;
     let binds = binds(engine, &config)?;

@@ -6,13 +6,9 @@ use crate::digest::ImageId;
 use crate::engine::Engine;
 use crate::image::images::{Image, ImageError};
 use crate::image::reference::Reference;
+use crate::time::rfc3339;
 use serde::Serialize;
 use std::collections::HashSet;
-
-/// RFC 3339 with nanoseconds, as Docker prints image times.
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
 
 /// Docker's image size: the sum of the layers' content sizes.
 pub fn size(engine: &Engine, img: &Image) -> u64 {
