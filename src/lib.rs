@@ -43,6 +43,7 @@ pub mod mount;
 pub mod ops;
 pub mod rng;
 pub mod root;
+pub mod runc;
 pub mod runtime;
 pub mod scratch;
 pub mod snapshot;

@@ -24,7 +24,7 @@
 
 pub mod cgroups;
 pub mod exec;
-mod init;
+mod tini;
 pub mod rootfs;
 pub mod security;
 pub mod spec;
@@ -181,7 +181,7 @@ fn setup_and_exec(spec: &RunSpec) -> Result<Never, StartError> {
     let argv = cstrings(&spec.args)?;
     let envp = cstrings(&env)?;
     if spec.init {
-        init::run_as_init(&exe, &argv, &envp)
+        tini::run_as_init(&exe, &argv, &envp)
     } else {
         Err(exec_error(&spec.args[0], crate::sys::process::execve(&exe, &argv, &envp)))
     }
