@@ -1,0 +1,5 @@
+//! The cases, by what they exercise.
+
+mod filesystem;
+mod namespaces;
+mod process;
