@@ -1,5 +1,6 @@
 //! The cases, by what they exercise.
 
+mod bad;
 mod filesystem;
 mod lifecycle;
 mod namespaces;
