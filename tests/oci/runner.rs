@@ -93,10 +93,6 @@ impl StateRoot {
         StateRoot { rt: rt.clone(), state, io }
     }
 
-    pub fn path(&self) -> &Path {
-        self.state.path()
-    }
-
     /// A container ID unique to this test process: case, runtime, pid,
     /// sequence number.
     pub fn new_id(&self, case: &str) -> String {

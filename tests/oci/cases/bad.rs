@@ -63,8 +63,12 @@ fn unknown_namespace_type() {
     });
 }
 
+/// Commands run on a created container (state root, ID, bundle), adding
+/// what they did to the transcript.
+type Steps<'a> = &'a dyn Fn(&StateRoot, &str, &Path, &mut Vec<String>);
+
 /// A transcript of misuse on one container whose process sleeps.
-fn misuse(rt: &Runtime, name: &str, steps: &dyn Fn(&StateRoot, &str, &Path, &mut Vec<String>)) -> Vec<String> {
+fn misuse(rt: &Runtime, name: &str, steps: Steps) -> Vec<String> {
     let root = StateRoot::new(rt);
     let bundle = Bundle::new(&probe::script(""), &|_| {});
     let mut spec: Spec = base_spec();
@@ -82,7 +86,7 @@ fn misuse(rt: &Runtime, name: &str, steps: &dyn Fn(&StateRoot, &str, &Path, &mut
     t
 }
 
-fn compare_misuse(name: &str, steps: &dyn Fn(&StateRoot, &str, &Path, &mut Vec<String>)) -> Option<Vec<String>> {
+fn compare_misuse(name: &str, steps: Steps) -> Option<Vec<String>> {
     let (reference, tested) = runtimes(name)?;
     let want = misuse(&reference, name, steps);
     let got = misuse(&tested, name, steps);

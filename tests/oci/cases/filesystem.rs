@@ -82,6 +82,8 @@ fn mount_propagation() {
     let unbindable = want.observed.mount("/mnt/unbindable").unwrap();
     assert!(private.contains(" private "), "{private}");
     assert!(unbindable.contains("unbindable"), "{unbindable}");
+    let shared = want.observed.mount("/mnt/shared").unwrap();
+    assert!(shared.contains(" shared "), "{shared}");
 }
 
 #[test]
