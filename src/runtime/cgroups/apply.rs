@@ -94,7 +94,8 @@ pub(super) fn apply(m: &Manager, r: &Resources) -> Result<(), CgroupError> {
             });
         }
         let (dir, v2) = m.need("hugetlb", &field)?;
-        let file = if v2 { format!("hugetlb.{}.max", h.page_size) } else { format!("hugetlb.{}.limit_in_bytes", h.page_size) };
+        let file =
+            if v2 { format!("hugetlb.{}.max", h.page_size) } else { format!("hugetlb.{}.limit_in_bytes", h.page_size) };
         write(dir, &file, &h.limit.to_string())?;
     }
     if let Some(n) = &r.network {
@@ -172,7 +173,11 @@ pub fn attach_device_program(dir: &Path, insns: &[bpf::Insn]) -> Result<(), Cgro
 fn apply_unified(m: &Manager, r: &Resources) -> Result<(), CgroupError> {
     for (key, value) in &r.unified {
         let field = format!("unified[{key:?}]");
-        let bad = |reason: &str| CgroupError::Invalid { field: format!("{R}.{field}"), value: key.clone(), reason: reason.into() };
+        let bad = |reason: &str| CgroupError::Invalid {
+            field: format!("{R}.{field}"),
+            value: key.clone(),
+            reason: reason.into(),
+        };
         if key.contains('/') || key.contains('\0') {
             return Err(bad("must be a file name, without '/'"));
         }
@@ -236,7 +241,11 @@ fn memory_v1(dir: &Path, m: &Memory) -> Result<(), CgroupError> {
         }
         match write(dir, "memory.limit_in_bytes", &limit.to_string()) {
             Err(CgroupError::Io { source, .. }) if Errno::from_io_error(&source) == Some(Errno::BUSY) => {
-                Err(CgroupError::BelowUsage { path: dir.to_owned(), limit, usage: read_u64(dir, "memory.usage_in_bytes")? })
+                Err(CgroupError::BelowUsage {
+                    path: dir.to_owned(),
+                    limit,
+                    usage: read_u64(dir, "memory.usage_in_bytes")?,
+                })
             }
             r => r,
         }
@@ -282,7 +291,11 @@ fn memory_v1(dir: &Path, m: &Memory) -> Result<(), CgroupError> {
 /// The v2 `memory.swap.max` for the spec's memory+swap `swap` (runc's
 /// `ConvertMemorySwapToCgroupV2Value`).
 pub fn swap_v2(swap: i64, limit: i64) -> Result<i64, CgroupError> {
-    let bad = |reason: &str| CgroupError::Invalid { field: format!("{R}.memory.swap"), value: swap.to_string(), reason: reason.into() };
+    let bad = |reason: &str| CgroupError::Invalid {
+        field: format!("{R}.memory.swap"),
+        value: swap.to_string(),
+        reason: reason.into(),
+    };
     if limit == -1 && swap == 0 {
         return Ok(-1);
     }
@@ -407,7 +420,8 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
 fn blkio_v1(dir: &Path, b: &BlockIo) -> Result<(), CgroupError> {
     // CFQ's files, or BFQ's where only BFQ is there.
     let weight_file = if dir.join("blkio.weight").exists() { "blkio.weight" } else { "blkio.bfq.weight" };
-    let device_file = if dir.join("blkio.weight_device").exists() { "blkio.weight_device" } else { "blkio.bfq.weight_device" };
+    let device_file =
+        if dir.join("blkio.weight_device").exists() { "blkio.weight_device" } else { "blkio.bfq.weight_device" };
     let need = |file: &str, field: &str| -> Result<(), CgroupError> {
         if dir.join(file).exists() {
             Ok(())

@@ -121,7 +121,7 @@ pub fn v1_lines(rules: &[DeviceRule]) -> Result<Vec<(bool, String)>, CgroupError
 }
 
 fn matches(r: &Rule, kind: DevType, major: u32, minor: u32) -> bool {
-    r.kind.is_none_or(|k| k == kind) && r.major.is_none_or(|m| m == major) && r.minor.is_none_or(|m| m == minor)
+    r.kind.map_or(true, |k| k == kind) && r.major.map_or(true, |m| m == major) && r.minor.map_or(true, |m| m == minor)
 }
 
 /// Whether `rules` allow `access` (`BPF_DEVCG_ACC_*` bits) to a device:
@@ -155,7 +155,7 @@ pub fn program(rules: &[DeviceRule]) -> Result<Vec<Insn>, CgroupError> {
         Insn::load_u32(Reg::R2, Reg::R1, 0),
         Insn::and32(Reg::R2, 0xffff), // r2 = device type
         Insn::load_u32(Reg::R3, Reg::R1, 0),
-        Insn::rsh32(Reg::R3, 16), // r3 = access bits not yet decided
+        Insn::rsh32(Reg::R3, 16),            // r3 = access bits not yet decided
         Insn::load_u32(Reg::R4, Reg::R1, 4), // r4 = major
         Insn::load_u32(Reg::R5, Reg::R1, 8), // r5 = minor
     ];
@@ -176,7 +176,12 @@ pub fn program(rules: &[DeviceRule]) -> Result<Vec<Insn>, CgroupError> {
         }
         let action = if r.allow {
             // r3 &= ~access; if r3 != 0 continue; return 1
-            vec![Insn::and32(Reg::R3, imm(!r.access)), Insn::jne32(Reg::R3, 0, 2), Insn::mov32(Reg::R0, 1), Insn::exit()]
+            vec![
+                Insn::and32(Reg::R3, imm(!r.access)),
+                Insn::jne32(Reg::R3, 0, 2),
+                Insn::mov32(Reg::R0, 1),
+                Insn::exit(),
+            ]
         } else {
             // if (r3 & access) == 0 continue; return 0
             vec![
@@ -203,7 +208,9 @@ pub fn program(rules: &[DeviceRule]) -> Result<Vec<Insn>, CgroupError> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
-    use crate::sys::bpf::{ALU32_AND_K, ALU32_MOV_K, ALU32_MOV_X, ALU32_RSH_K, EXIT, JMP32_JEQ_K, JMP32_JNE_K, LDX_MEM_W};
+    use crate::sys::bpf::{
+        ALU32_AND_K, ALU32_MOV_K, ALU32_MOV_X, ALU32_RSH_K, EXIT, JMP32_JEQ_K, JMP32_JNE_K, LDX_MEM_W,
+    };
 
     /// Runs the instructions `program` emits on one context, as the
     /// kernel would (32-bit ALU ops zero-extend, jumps are relative).
@@ -241,7 +248,13 @@ mod tests {
         }
     }
 
-    fn rule(allow: bool, kind: Option<DeviceRuleType>, major: Option<i64>, minor: Option<i64>, access: &str) -> DeviceRule {
+    fn rule(
+        allow: bool,
+        kind: Option<DeviceRuleType>,
+        major: Option<i64>,
+        minor: Option<i64>,
+        access: &str,
+    ) -> DeviceRule {
         DeviceRule { allow, kind, major, minor, access: access.into() }
     }
 
@@ -251,18 +264,13 @@ mod tests {
 
     #[test]
     fn deny_all_then_allow_null() {
-        let rules = [
-            rule(false, None, None, None, "rwm"),
-            rule(true, Some(DeviceRuleType::Char), Some(1), Some(3), "rwm"),
-        ];
+        let rules =
+            [rule(false, None, None, None, "rwm"), rule(true, Some(DeviceRuleType::Char), Some(1), Some(3), "rwm")];
         let p = program(&rules).unwrap();
         assert_eq!(run(&p, DevType::Char, 1, 3, R | W), 1);
         assert_eq!(run(&p, DevType::Char, 1, 5, R), 0);
         assert_eq!(run(&p, DevType::Block, 1, 3, R), 0);
-        assert_eq!(
-            v1_lines(&rules).unwrap(),
-            vec![(false, "a *:* rwm".to_owned()), (true, "c 1:3 rwm".to_owned())]
-        );
+        assert_eq!(v1_lines(&rules).unwrap(), vec![(false, "a *:* rwm".to_owned()), (true, "c 1:3 rwm".to_owned())]);
     }
 
     #[test]

@@ -29,7 +29,11 @@ pub(super) fn set(m: &Manager, frozen: bool) -> Result<(), CgroupError> {
 }
 
 /// Calls `step` until it reports done, sleeping a little more each time.
-fn wait(dir: &Path, want: &'static str, mut step: impl FnMut(&Path) -> Result<bool, CgroupError>) -> Result<(), CgroupError> {
+fn wait(
+    dir: &Path,
+    want: &'static str,
+    mut step: impl FnMut(&Path) -> Result<bool, CgroupError>,
+) -> Result<(), CgroupError> {
     let start = Instant::now();
     let mut pause = Duration::from_micros(100);
     loop {

@@ -27,7 +27,9 @@ impl Limits {
     /// The same limits as OCI `linux.resources`.
     pub fn resources(&self) -> Resources {
         Resources {
-            memory: self.memory.map(|m| Memory { limit: Some(i64::try_from(m).unwrap_or(i64::MAX)), ..Memory::default() }),
+            memory: self
+                .memory
+                .map(|m| Memory { limit: Some(i64::try_from(m).unwrap_or(i64::MAX)), ..Memory::default() }),
             pids: self.pids.map(|limit| Pids { limit }),
             cpu: self.nano_cpus.map(|n| Cpu {
                 quota: Some(i64::try_from(n.saturating_mul(CPU_PERIOD_US) / 1_000_000_000).unwrap_or(i64::MAX)),

@@ -261,7 +261,11 @@ impl Manager {
 
     fn main_dir(&self) -> Option<&Path> {
         let v1 = &self.paths.v1;
-        v1.get("freezer").or_else(|| v1.get("devices")).or_else(|| v1.values().next()).or(self.paths.unified.as_ref()).map(PathBuf::as_path)
+        v1.get("freezer")
+            .or_else(|| v1.get("devices"))
+            .or_else(|| v1.values().next())
+            .or(self.paths.unified.as_ref())
+            .map(PathBuf::as_path)
     }
 
     /// Freezes every process in the groups and waits until the kernel
@@ -316,7 +320,9 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
         r => r?,
     };
     for l in procs.lines() {
-        out.push(l.trim().parse().map_err(|_| CgroupError::Parse { path: dir.join("cgroup.procs"), content: l.into() })?);
+        out.push(
+            l.trim().parse().map_err(|_| CgroupError::Parse { path: dir.join("cgroup.procs"), content: l.into() })?,
+        );
     }
     let entries = match std::fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

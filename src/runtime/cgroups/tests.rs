@@ -102,7 +102,13 @@ fn file(dir: &Path, name: &str) -> String {
 fn deny_all_allow(major: i64, minor: i64) -> Vec<DeviceRule> {
     vec![
         DeviceRule { allow: false, kind: None, major: None, minor: None, access: "rwm".into() },
-        DeviceRule { allow: true, kind: Some(DeviceRuleType::Char), major: Some(major), minor: Some(minor), access: "rwm".into() },
+        DeviceRule {
+            allow: true,
+            kind: Some(DeviceRuleType::Char),
+            major: Some(major),
+            minor: Some(minor),
+            access: "rwm".into(),
+        },
     ]
 }
 
@@ -139,9 +145,20 @@ fn v1_memory_swap_pids_cpu_cpuset() {
     let cpus = file(&g.m.paths().v1["cpuset"], "cpuset.cpus");
     let first_cpu = cpus.split([',', '-']).next().unwrap().to_owned();
     let r = Resources {
-        memory: Some(Memory { limit: Some(64 << 20), swap: Some(128 << 20), reservation: Some(32 << 20), ..Memory::default() }),
+        memory: Some(Memory {
+            limit: Some(64 << 20),
+            swap: Some(128 << 20),
+            reservation: Some(32 << 20),
+            ..Memory::default()
+        }),
         pids: Some(Pids { limit: 10 }),
-        cpu: Some(Cpu { shares: Some(512), quota: Some(50_000), period: Some(100_000), cpus: first_cpu.clone(), ..Cpu::default() }),
+        cpu: Some(Cpu {
+            shares: Some(512),
+            quota: Some(50_000),
+            period: Some(100_000),
+            cpus: first_cpu.clone(),
+            ..Cpu::default()
+        }),
         ..Resources::default()
     };
     g.m.apply(&r).unwrap();
@@ -214,11 +231,16 @@ struct Nodes(PathBuf);
 impl Nodes {
     fn new() -> Nodes {
         static N: AtomicU32 = AtomicU32::new(0);
-        let d = std::env::temp_dir().join(format!("strata-cgnodes-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let d = std::env::temp_dir().join(format!(
+            "strata-cgnodes-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir(&d).unwrap();
         let nodes = Nodes(d);
         for (name, minor) in [("null", 3), ("zero", 5)] {
-            let st = Command::new("mknod").arg(nodes.0.join(name)).args(["c", "1", &minor.to_string()]).status().unwrap();
+            let st =
+                Command::new("mknod").arg(nodes.0.join(name)).args(["c", "1", &minor.to_string()]).status().unwrap();
             assert!(st.success(), "mknod {name}");
         }
         nodes
@@ -251,7 +273,10 @@ fn bpf_device_program_allows_and_denies_opens() {
     };
     let nodes = Nodes::new();
     let name = format!("strata-cgtest-bpf-{}", std::process::id());
-    let g = Group { m: Manager::from_paths(Paths { unified: Some(v2.join(&name)), ..Paths::default() }), children: Vec::new() };
+    let g = Group {
+        m: Manager::from_paths(Paths { unified: Some(v2.join(&name)), ..Paths::default() }),
+        children: Vec::new(),
+    };
     g.m.create().unwrap();
     let mut g = g;
     let dir = g.m.paths().unified.clone().unwrap();
@@ -275,7 +300,12 @@ fn v2_limits_freeze_stats_and_devices() {
     let mut g = Group::new("v2");
     let dir = g.m.paths().unified.clone().unwrap();
     let r = Resources {
-        memory: Some(Memory { limit: Some(64 << 20), swap: Some(96 << 20), reservation: Some(16 << 20), ..Memory::default() }),
+        memory: Some(Memory {
+            limit: Some(64 << 20),
+            swap: Some(96 << 20),
+            reservation: Some(16 << 20),
+            ..Memory::default()
+        }),
         pids: Some(Pids { limit: 20 }),
         cpu: Some(Cpu { shares: Some(1024), quota: Some(50_000), period: Some(100_000), ..Cpu::default() }),
         unified: [("memory.high".to_owned(), "50331648".to_owned())].into(),
