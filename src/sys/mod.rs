@@ -18,6 +18,7 @@
 //! images. Where rustix already wraps a call safely we use it; the few
 //! `unsafe` blocks that remain live here, each with a `// SAFETY:` comment.
 
+pub mod bpf;
 pub mod btrfs;
 pub mod capability;
 pub mod clone;
