@@ -151,7 +151,8 @@ impl Checked for Command {
 fn containerd_run_reports_output_exit_code_and_a_pty() {
     let Some(cd) = Containerd::start("containerd-run") else { return };
 
-    let out = run(&mut cd.ctr_run(&["--rm", "--env", "WHO=ctr"], "plain", &["sh", "-c", "echo hello from $WHO; exit 3"]));
+    let out =
+        run(&mut cd.ctr_run(&["--rm", "--env", "WHO=ctr"], "plain", &["sh", "-c", "echo hello from $WHO; exit 3"]));
     assert_eq!(out.code, Some(3), "exit code of the container's command:\n{}", out.both());
     assert_eq!(out.stdout, "hello from ctr\n", "{}", out.both());
 
@@ -163,11 +164,7 @@ fn containerd_run_reports_output_exit_code_and_a_pty() {
     // when the process exits right after writing it.
     let probe = "tty; test -t 0 && echo stdin-is-a-tty; sleep 0.5; exit 5";
     let cmd = cd.ctr_run(&["--rm", "-t"], "tty", &["sh", "-c", probe]);
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(sh_quote)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let line = std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(sh_quote).collect::<Vec<_>>().join(" ");
     let out = run(Command::new("script").args(["--quiet", "--return", "--command", &line, "/dev/null"]));
     assert_eq!(out.code, Some(5), "exit code through the pty:\n{}", out.both());
     let text = out.stdout.replace('\r', "");

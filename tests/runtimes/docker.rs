@@ -42,33 +42,30 @@ impl Docker {
         // told otherwise, and only daemon.json can tell it.
         let key = serde_json::json!({"deprecated-key-path": d.join("key.json")});
         std::fs::write(&daemon_json, key.to_string()).unwrap();
-        let mut args: Vec<OsString> = Vec::new();
-        let arg = |args: &mut Vec<OsString>, a: &str, v: Option<PathBuf>| {
-            args.push(a.into());
-            if let Some(v) = v {
-                args.push(v.into());
-            }
-        };
         // Nothing of the host's: not /etc/docker/daemon.json, not
-        // /var/lib/docker, not /run/docker, not /etc/docker/key.json; no bridge, no iptables rules.
-        arg(&mut args, "--config-file", Some(daemon_json));
-        arg(&mut args, "--data-root", Some(d.join("data")));
-        arg(&mut args, "--exec-root", Some(d.join("exec")));
-        arg(&mut args, "--pidfile", Some(d.join("docker.pid")));
-        args.push(format!("--host=unix://{}", socket.display()).into());
-        for flag in ["--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false"] {
-            arg(&mut args, flag, None);
-        }
-        arg(&mut args, "--storage-driver=overlay2", None);
-        arg(&mut args, "--exec-opt=native.cgroupdriver=cgroupfs", None);
-        args.push(format!("--cgroup-parent=/{}", sandbox.name).into());
-        args.push(format!("--add-runtime=strata={}", sandbox.runtime().display()).into());
+        // /var/lib/docker, not /run/docker, not /etc/docker/key.json; no
+        // bridge, no iptables rules, no proxy.
+        let args: Vec<OsString> = vec![
+            format!("--config-file={}", daemon_json.display()).into(),
+            format!("--data-root={}", d.join("data").display()).into(),
+            format!("--exec-root={}", d.join("exec").display()).into(),
+            format!("--pidfile={}", d.join("docker.pid").display()).into(),
+            format!("--host=unix://{}", socket.display()).into(),
+            "--bridge=none".into(),
+            "--iptables=false".into(),
+            "--ip6tables=false".into(),
+            "--ip-masq=false".into(),
+            "--userland-proxy=false".into(),
+            "--storage-driver=overlay2".into(),
+            "--exec-opt=native.cgroupdriver=cgroupfs".into(),
+            format!("--cgroup-parent=/{}", sandbox.name).into(),
+            format!("--add-runtime=strata={}", sandbox.runtime().display()).into(),
+        ];
         let program = crate::daemon::which("dockerd").unwrap();
         let argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         let daemon = Daemon::spawn("dockerd", &program, &argv, &[], d.join("dockerd.log"));
         let mut docker = Docker { daemon, client_config: sandbox.mkdir("docker/client"), sandbox, socket, client };
-        let probe = docker.docker(&["version", "--format", "{{.Server.Version}}"]);
-        let mut probe = probe;
+        let mut probe = docker.docker(&["version", "--format", "{{.Server.Version}}"]);
         docker.daemon.wait_ready(Duration::from_secs(60), || run(&mut probe).code == Some(0));
         let started = Instant::now();
         let archive = docker.sandbox.image_archive();
@@ -80,7 +77,10 @@ impl Docker {
 
     fn docker(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.client);
-        c.env("DOCKER_CONFIG", &self.client_config).arg("--host").arg(format!("unix://{}", self.socket.display())).args(args);
+        c.env("DOCKER_CONFIG", &self.client_config)
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args);
         c
     }
 }
@@ -110,7 +110,18 @@ fn docker_run_exec_stop_through_the_added_runtime() {
 
     let script = "trap 'exit 7' TERM; while :; do sleep 0.1; done";
     let id = run(&mut dk.docker(&[
-        "run", "-d", "--runtime", "strata", "--network", "none", "--name", "life", IMAGE_TAG, "sh", "-c", script,
+        "run",
+        "-d",
+        "--runtime",
+        "strata",
+        "--network",
+        "none",
+        "--name",
+        "life",
+        IMAGE_TAG,
+        "sh",
+        "-c",
+        script,
     ]))
     .ok()
     .trim()

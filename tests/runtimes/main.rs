@@ -4,7 +4,10 @@
 //!
 //! The runtime under test is `strata-runc` unless `STRATA_TEST_RUNTIME`
 //! names another binary (`/usr/sbin/runc`, `/usr/bin/crun`): the same tests
-//! run against the reference, which is how they were checked. Each test
+//! run against the reference, which is how they were checked (crun needs
+//! `STRATA_TEST_UNMOUNT_CGROUP2=1` on a hybrid cgroup host: it refuses a
+//! cgroup2 mount with controllers beside v1, so the daemons' namespaces
+//! then unmount `/sys/fs/cgroup/unified`). Each test
 //! starts its own daemon on its own sockets and directories under a
 //! tempdir, in a private mount namespace with its own `/run` where the
 //! daemon allows (see `daemon`), and tears everything down in `Drop`, even

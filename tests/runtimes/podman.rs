@@ -4,7 +4,7 @@
 //! podman has no daemon, but it and the processes it leaves (conmon, the
 //! `podman container cleanup` conmon runs at exit) still write to host
 //! paths no flag moves: the runtime's state under `/run/<runtime>` (the
-//! cleanup's `delete` gets no `--root`, so none can be given), and
+//! cleanup's `delete` gets no `--root`, so none can be given),
 //! containers/image's blob-info cache under `/var/lib/containers/cache`,
 //! and its temporary files under `/var/tmp`. So every podman command
 //! enters one mount namespace kept by a holder process, with tmpfs on
@@ -76,11 +76,7 @@ image_copy_tmp_dir = {tmpdir}
         let storage_conf = sandbox.dir().join("podman/storage.conf");
         std::fs::write(
             &storage_conf,
-            format!(
-                "[storage]\ndriver = \"vfs\"\nrunroot = {}\ngraphroot = {}\n",
-                toml_str(&runroot),
-                toml_str(&root)
-            ),
+            format!("[storage]\ndriver = \"vfs\"\nrunroot = {}\ngraphroot = {}\n", toml_str(&runroot), toml_str(&root)),
         )
         .unwrap();
         let registries_conf = sandbox.dir().join("podman/registries.conf");
@@ -158,7 +154,15 @@ fn hard_limit(name: &str) -> u64 {
 fn podman_run_exec_logs_stop_rm() {
     let Some(p) = Podman::start("podman-life") else { return };
 
-    let out = run(&mut p.podman_run(&["--rm", "--hostname", "box", IMAGE, "sh", "-c", "echo hello from $(hostname); exit 3"]));
+    let out = run(&mut p.podman_run(&[
+        "--rm",
+        "--hostname",
+        "box",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hello from $(hostname); exit 3",
+    ]));
     assert_eq!(out.code, Some(3), "exit code of the container's command:\n{}", out.both());
     assert_eq!(out.stdout, "hello from box\n", "{}", out.both());
 
