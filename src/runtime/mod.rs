@@ -24,10 +24,11 @@
 
 pub mod cgroups;
 pub mod exec;
-mod tini;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
+mod tini;
 
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::{exit_immediately, unshare_namespaces, waitpid, UnshareFlags, WaitOptions, WaitStatus};

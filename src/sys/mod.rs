@@ -31,6 +31,7 @@ pub mod mount;
 pub mod pipe;
 pub mod process;
 pub mod random;
+pub mod seccomp;
 pub mod signal;
 pub mod statfs;
 pub mod stdio;
