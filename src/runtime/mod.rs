@@ -23,6 +23,7 @@
 //! never knows which storage driver produced them.
 
 pub mod cgroups;
+pub mod console;
 pub mod exec;
 pub mod rootfs;
 pub mod seccomp;
