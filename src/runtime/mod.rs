@@ -25,6 +25,7 @@
 pub mod cgroups;
 pub mod console;
 pub mod exec;
+pub mod hooks;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
