@@ -187,3 +187,81 @@ mod tests {
         assert!(ConsoleListener::bind(&dir.path().join("c.sock")).is_err(), "a second bind on the same path");
     }
 }
+
+/// The receiving side against runc's sending side: the reference runtime
+/// hands its pty master to a [`ConsoleListener`].
+#[cfg(test)]
+mod runc_interop {
+    use super::*;
+    use std::io::Read;
+    use std::process::Command;
+
+    /// `runc delete --force` of the container, whatever happened.
+    struct Container<'a> {
+        root: &'a Path,
+        id: &'a str,
+    }
+
+    impl Drop for Container<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("runc").arg("--root").arg(self.root).args(["delete", "--force", self.id]).output();
+        }
+    }
+
+    fn runc(root: &Path, args: &[&str]) -> std::process::Output {
+        Command::new("runc").arg("--root").arg(root).args(args).output().unwrap()
+    }
+
+    #[test]
+    fn runc_sends_its_master_to_a_console_listener() {
+        let (Ok(_), Ok(busybox)) = (which("runc"), which("busybox")) else {
+            eprintln!("SKIPPED: runc or a static busybox is not installed, so the reference runtime cannot be run");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
+        std::fs::copy(&busybox, bundle.join("rootfs/bin/busybox")).unwrap();
+        let spec = Command::new("runc").args(["spec", "--bundle"]).arg(&bundle).output().unwrap();
+        assert!(spec.status.success(), "runc spec: {}", String::from_utf8_lossy(&spec.stderr));
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        config["process"]["args"] = serde_json::json!(["/bin/busybox", "sh", "-c", "stty size; echo hello-from-runc"]);
+        config["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 77});
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+
+        let listener = ConsoleListener::bind(&dir.path().join("console.sock")).unwrap();
+        let root = dir.path().join("state");
+        let id = "strata-console-interop";
+        let _container = Container { root: &root, id };
+        let bundle_arg = bundle.to_str().unwrap();
+        let socket_arg = listener.path().to_str().unwrap().to_owned();
+        let create = runc(&root, &["create", "--bundle", bundle_arg, "--console-socket", &socket_arg, id]);
+        assert!(create.status.success(), "runc create: {}", String::from_utf8_lossy(&create.stderr));
+        let master = listener.accept_master_timeout(Duration::from_secs(10)).unwrap();
+        assert!(crate::sys::term::isatty(&master));
+        let start = runc(&root, &["start", id]);
+        assert!(start.status.success(), "runc start: {}", String::from_utf8_lossy(&start.stderr));
+        let mut master = std::fs::File::from(master);
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        while !seen.contains("hello-from-runc") {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        assert!(seen.contains("33 77") && seen.contains("hello-from-runc"), "{seen:?}");
+    }
+
+    fn which(name: &str) -> io::Result<PathBuf> {
+        std::env::var_os("PATH")
+            .unwrap_or_default()
+            .to_str()
+            .unwrap_or("")
+            .split(':')
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.is_file())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+}
