@@ -23,11 +23,14 @@
 //! never knows which storage driver produced them.
 
 pub mod cgroups;
+pub mod console;
 pub mod exec;
-mod tini;
+pub mod hooks;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
+mod tini;
 
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::{exit_immediately, unshare_namespaces, waitpid, UnshareFlags, WaitOptions, WaitStatus};

@@ -22,6 +22,23 @@ pub fn openpty() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((master, slave))
 }
 
+/// `open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)`, `unlockpt`, then
+/// `ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)`: a new
+/// pseudoterminal pair from the devpts instance behind `/dev/ptmx` in
+/// this mount namespace, the slave opened through the master rather than
+/// by a path under `/dev/pts` (which, inside a container, the container
+/// controls).
+///
+/// See pts(4), ioctl_tty(2) (`TIOCGPTPEER`, Linux 4.13).
+pub fn openpty_peer() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::{ioctl_tiocgptpeer, openpt, unlockpt, OpenptFlags};
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = openpt(flags)?;
+    unlockpt(&master)?;
+    let slave = ioctl_tiocgptpeer(&master, flags)?;
+    Ok((master, slave))
+}
+
 /// `ioctl(fd, TIOCSCTTY, 0)`: makes the terminal `fd` the controlling
 /// terminal of this session.
 ///
