@@ -8,12 +8,12 @@
 //! one-page limit on `mount(2)`'s data string no longer caps the layer count
 //! (the kernel's own limit is 500 lower layers, `OVL_MAX_STACK`).
 
-use rustix::fd::AsFd;
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::CWD;
 use rustix::io::Errno;
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, move_mount, unmount, FsMountFlags,
-    FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, unmount, FsMountFlags,
+    FsOpenFlags, MoveMountFlags, UnmountFlags,
 };
 use std::io;
 use std::path::Path;
@@ -121,7 +121,7 @@ pub fn mount_classic(fstype: &str, source: &str, options: &[String], target: &Pa
     let joined = data.join(",");
     if joined.len() <= MOUNT_DATA_MAX {
         let data = std::ffi::CString::new(joined).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        mount(source, target, fstype, flags, Some(data.as_c_str()))?;
+        rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))?;
         return Ok(());
     }
     let target_abs = std::path::absolute(target)?;
@@ -141,7 +141,7 @@ pub fn mount_classic(fstype: &str, source: &str, options: &[String], target: &Pa
     let old = std::env::current_dir()?;
     std::env::set_current_dir(&base)?;
     let data = std::ffi::CString::new(relative).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let r = mount(source, &target_abs, fstype, flags, Some(data.as_c_str()));
+    let r = rustix::mount::mount(source, &target_abs, fstype, flags, Some(data.as_c_str()));
     std::env::set_current_dir(old)?;
     r.map_err(Into::into)
 }
@@ -185,7 +185,7 @@ pub fn bind(source: &str, options: &[String], target: &Path) -> io::Result<()> {
     if recursive {
         flags |= MountFlags::REC;
     }
-    mount(source, target, "", flags, None)?;
+    rustix::mount::mount(source, target, "", flags, None)?;
     let mut re = MountFlags::empty();
     for opt in options {
         if let Some((f, _)) = flag_option(opt) {
@@ -221,7 +221,7 @@ pub fn is_mount_point(path: &Path) -> io::Result<bool> {
         && st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT))
 }
 
-pub use rustix::mount::{MountFlags, MountPropagationFlags};
+pub use rustix::mount::{MountAttrFlags, MountFlags, MountPropagationFlags};
 
 /// `mount(NULL, target, NULL, flags, NULL)`: changes the propagation type
 /// of the mount at `target` (`MS_PRIVATE | MS_REC`, …).
@@ -246,6 +246,153 @@ pub fn mount_remount(target: impl AsRef<Path>, flags: MountFlags, data: &str) ->
 /// See pivot_root(2).
 pub fn pivot_root(new_root: impl AsRef<Path>, put_old: impl AsRef<Path>) -> io::Result<()> {
     Ok(rustix::process::pivot_root(new_root.as_ref(), put_old.as_ref())?)
+}
+
+/// `mount(2)` flags rustix keeps out of [`MountFlags`] because it gives
+/// them calls of their own, for callers that pass a flag word through as
+/// runc does (an OCI `remount` option, `MS_POSIXACL`, `MS_I_VERSION`).
+pub mod ms {
+    use super::MountFlags;
+
+    /// `MS_REMOUNT` (`<linux/mount.h>`: 32).
+    pub const REMOUNT: MountFlags = MountFlags::from_bits_retain(32);
+    /// `MS_POSIXACL` (`1 << 16`).
+    pub const POSIXACL: MountFlags = MountFlags::from_bits_retain(1 << 16);
+    /// `MS_I_VERSION` (`1 << 23`).
+    pub const I_VERSION: MountFlags = MountFlags::from_bits_retain(1 << 23);
+
+    #[test]
+    fn match_libc() {
+        assert_eq!(u64::from(REMOUNT.bits()), libc::MS_REMOUNT);
+        assert_eq!(u64::from(POSIXACL.bits()), libc::MS_POSIXACL);
+        assert_eq!(u64::from(I_VERSION.bits()), libc::MS_I_VERSION);
+    }
+}
+
+/// `mount(source, target, fstype, flags, data)`: the raw call, every flag
+/// passed through (`MS_REMOUNT` and `MS_BIND` included); an empty `data`
+/// passes `NULL`.
+///
+/// See mount(2).
+pub fn mount(source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> io::Result<()> {
+    let data = if data.is_empty() {
+        None
+    } else {
+        Some(std::ffi::CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?)
+    };
+    loop {
+        match rustix::mount::mount(source, target, fstype, flags, data.as_deref()) {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(Into::into),
+        }
+    }
+}
+
+/// `mount(source, target, NULL, MS_MOVE, NULL)`: moves the mount at
+/// `source` to `target`.
+///
+/// See mount(2), "Moving a mount".
+pub fn mount_move(source: impl AsRef<Path>, target: impl AsRef<Path>) -> io::Result<()> {
+    Ok(rustix::mount::mount_move(source.as_ref(), target.as_ref())?)
+}
+
+/// `chroot(path)`.
+///
+/// See chroot(2).
+pub fn chroot(path: impl AsRef<Path>) -> io::Result<()> {
+    Ok(rustix::process::chroot(path.as_ref())?)
+}
+
+/// `struct mount_attr` of `<linux/mount.h>`: what [`mount_setattr`] sets
+/// and clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountAttr {
+    pub attr_set: MountAttrFlags,
+    pub attr_clr: MountAttrFlags,
+    /// `MS_PRIVATE`, `MS_SHARED`, `MS_SLAVE` or `MS_UNBINDABLE`; empty
+    /// leaves propagation alone.
+    pub propagation: MountPropagationFlags,
+}
+
+/// The kernel's layout of `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`).
+#[repr(C)]
+struct RawMountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0),
+/// &attr, sizeof attr)`: changes the attributes of the mount `fd` is the
+/// root of (an `O_PATH` descriptor of a mount point), and with `recursive`
+/// of every mount below it too (runc's `rro`, `rnosuid`, …). Linux 5.12+.
+///
+/// See mount_setattr(2).
+#[allow(unsafe_code)]
+pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let raw = RawMountAttr {
+        attr_set: u64::from(attr.attr_set.bits()),
+        attr_clr: u64::from(attr.attr_clr.bits()),
+        propagation: u64::from(attr.propagation.bits()),
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
+    loop {
+        // SAFETY: `fd` is a live descriptor for the duration of the call
+        // (borrowed), the path is a NUL-terminated empty C string literal,
+        // and `raw` is a properly initialised `struct mount_attr` whose
+        // size we pass, so the kernel reads exactly that many bytes from a
+        // valid pointer and writes nothing.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                flags,
+                std::ptr::from_ref(&raw),
+                std::mem::size_of::<RawMountAttr>(),
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// The mount flags (`MS_RDONLY`, `MS_NOSUID`, …, the atime mode) of the
+/// mount `fd` lives on, from `fstatvfs(fd)`'s `f_flag` (`ST_*` bits
+/// translated to their `MS_*` twins). Works on `O_PATH` descriptors.
+///
+/// See statvfs(3), fstatfs(2).
+pub fn mount_flags_of(fd: BorrowedFd<'_>) -> io::Result<MountFlags> {
+    use rustix::fs::StatVfsMountFlags as St;
+    let st = rustix::fs::fstatvfs(fd)?;
+    let table = [
+        (St::RDONLY, MountFlags::RDONLY),
+        (St::NOSUID, MountFlags::NOSUID),
+        (St::NODEV, MountFlags::NODEV),
+        (St::NOEXEC, MountFlags::NOEXEC),
+        (St::SYNCHRONOUS, MountFlags::SYNCHRONOUS),
+        (St::MANDLOCK, MountFlags::PERMIT_MANDATORY_FILE_LOCKING),
+        (St::NOATIME, MountFlags::NOATIME),
+        (St::NODIRATIME, MountFlags::NODIRATIME),
+        (St::RELATIME, MountFlags::RELATIME),
+        // ST_NOSYMFOLLOW (glibc's <sys/statvfs.h>; libc lacks it).
+        (St::from_bits_retain(0x2000), MountFlags::NOSYMFOLLOW),
+    ];
+    Ok(table
+        .iter()
+        .filter(|(st_flag, _)| st.f_flag.contains(*st_flag))
+        .fold(MountFlags::empty(), |acc, (_, ms)| acc | *ms))
 }
 
 #[cfg(test)]
