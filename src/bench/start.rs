@@ -31,6 +31,12 @@ pub(super) fn strata_binary() -> Option<PathBuf> {
     sibling.is_file().then_some(sibling)
 }
 
+/// The `strata-runc` executable beside the `strata` one.
+fn strata_runc_binary() -> Option<PathBuf> {
+    let p = strata_binary()?.with_file_name("strata-runc");
+    p.is_file().then_some(p)
+}
+
 /// A busybox-static root filesystem at `dir/rootfs` and as `dir/rootfs.tar`.
 pub(super) fn rootfs(dir: &Path) -> Result<PathBuf, BenchError> {
     fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
@@ -131,6 +137,26 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
     } else {
         case.skipped
             .push(Skip { what: "crun".into(), reason: "crun or runc (for the bundle's spec) is not installed".into() });
+    }
+    match (bundle_ok, strata_runc_binary()) {
+        (true, Some(sr)) => {
+            let b = work.display().to_string();
+            tools.push(Tool {
+                name: "strata-runc",
+                command: "strata-runc run --bundle B".into(),
+                argv: Box::new(move |i| {
+                    let mut v = vec![sr.clone().into_os_string()];
+                    v.extend(os(&["run", "--bundle", &b, &format!("strata-bench-sr-{}-{i}", std::process::id())]));
+                    v
+                }),
+            });
+        }
+        (false, _) => case
+            .skipped
+            .push(Skip { what: "strata-runc".into(), reason: "runc (for the bundle's spec) is not installed".into() }),
+        (true, None) => {
+            case.skipped.push(Skip { what: "strata-runc".into(), reason: "no strata-runc binary beside strata".into() })
+        }
     }
     if bundle_ok {
         let b = work.display().to_string();

@@ -75,13 +75,6 @@ pub struct Resources {
     pub nano_cpus: Option<u64>,
 }
 
-impl Resources {
-    /// The limits the runtime's cgroups enforce.
-    pub fn limits(&self) -> crate::runtime::cgroups::Limits {
-        crate::runtime::cgroups::Limits { memory: self.memory, pids: self.pids_limit, nano_cpus: self.nano_cpus }
-    }
-}
-
 /// json-file log options (`--log-opt max-size=…,max-file=…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

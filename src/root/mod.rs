@@ -178,6 +178,11 @@ impl Root {
     pub fn volumes(&self) -> PathBuf {
         self.path.join("volumes")
     }
+    /// The OCI executor's state root for strata's own containers (what
+    /// `strata-runc --root` is for a caller of the runtime).
+    pub fn runtime_state(&self) -> PathBuf {
+        self.path.join("runtime")
+    }
     pub fn staging(&self) -> PathBuf {
         self.path.join("staging")
     }

@@ -265,3 +265,16 @@ mod runc_interop {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 }
+
+/// A connected pair of sockets for a console inside one process tree:
+/// the container's init gets one end (as it would a `--console-socket`
+/// connection), strata keeps the other and receives the master on it.
+pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    crate::sys::socket::socketpair_stream()
+}
+
+/// Receives the pty master the init sends on `sock`.
+pub fn recv_master(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    let (fd, _name) = crate::sys::socket::recv_fd(sock.as_fd())?;
+    Ok(fd)
+}

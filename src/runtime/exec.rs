@@ -1,81 +1,223 @@
-//! `strata exec`: a new process inside a running container's namespaces
-//! and cgroups, with the container's capability restrictions.
+//! `exec`: a new process inside a created or running container — its
+//! cgroups, its namespaces, and the container's seccomp filter — with an
+//! OCI `process` of its own (runc's `exec --process` or flags).
+//!
+//! The caller joins the container's PID namespace for its children only
+//! (`setns` of a PID namespace), then forks the process, which joins the
+//! cgroups and the other namespaces (user first, mount last), applies the
+//! process and `execve`s. Failures before `execve` come back through a
+//! close-on-exec pipe; end of file means it ran.
 
-use super::{cgroups::Cgroups, security, StartError};
-use crate::sys::process::{fork_child, fork_child_checked, setns, single_threaded};
-use std::ffi::CString;
-use std::os::fd::AsFd;
+use super::container::Container;
+use super::spec::{NamespaceType, Process, Status};
+use super::{process, seccomp, ExecError, StartError};
+use crate::sys::pipe::{pipe_with, PipeFlags};
+use crate::sys::process::{fork_child_keeping_below, setns, single_threaded};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// What to run in the container.
-#[derive(Debug, Clone)]
-pub struct ExecSpec {
-    /// Host PID of the container's PID 1.
-    pub pid: i32,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub user: String,
-    pub cgroups: Cgroups,
+/// How to run the process.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    pub process: Process,
+    /// Return once it runs (its pid in `pid_file`) instead of waiting.
+    pub detach: bool,
+    pub pid_file: Option<std::path::PathBuf>,
+    pub console: super::create::Console,
+    pub preserve_fds: u32,
+    /// strata's own: a user name resolved in the container, Docker's way.
+    pub user_name: Option<String>,
 }
 
-/// Namespaces joined, in order; the mount namespace last, since joining it
-/// changes the root that `/proc` paths resolve against.
-const NAMESPACES: &[&str] = &["cgroup", "ipc", "uts", "net", "pid", "mnt"];
+/// What `exec` ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executed {
+    /// Detached: the process's host pid.
+    Running(i32),
+    /// Waited for: its exit code.
+    Exited(i32),
+}
 
-/// Runs the command and returns its exit code.
-pub fn exec(spec: &ExecSpec) -> Result<i32, StartError> {
-    let mut fds = Vec::new();
-    for ns in NAMESPACES {
-        let path = format!("/proc/{}/ns/{ns}", spec.pid);
-        let f = std::fs::File::open(&path)
-            .map_err(|e| StartError::caused(format!("container is not running ({path}: {e})"), e))?;
-        fds.push((ns, f));
-    }
-    // The child keeps only stdio and the namespaces it joins.
-    let keep: Vec<_> = fds.iter().map(|(_, f)| f.as_fd()).collect();
-    let pid = fork_child(&keep, None, |_| match enter(spec, &fds) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("strata exec: {}", e.message);
-            e.code
+/// Namespace types joined, in order: user first (it decides what the rest
+/// may do), mount last (it changes what `/proc` paths mean).
+const ORDER: &[(NamespaceType, &str)] = &[
+    (NamespaceType::User, "user"),
+    (NamespaceType::Ipc, "ipc"),
+    (NamespaceType::Uts, "uts"),
+    (NamespaceType::Network, "net"),
+    (NamespaceType::Cgroup, "cgroup"),
+    (NamespaceType::Mount, "mnt"),
+];
+
+/// Runs `opts.process` in `c`. The caller must be single-threaded.
+pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError> {
+    match c.status() {
+        Status::Created | Status::Running => {}
+        Status::Paused => {
+            return Err(ExecError::State { id: c.id().into(), message: "cannot exec in a paused container".into() })
         }
-    })
-    .map_err(|e| StartError::caused(format!("fork: {e}"), e))?;
-    super::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e))
-}
-
-fn enter(spec: &ExecSpec, fds: &[(&&str, std::fs::File)]) -> Result<i32, StartError> {
-    // Checked before joining the mount namespace: /proc/self there is not us.
-    let proof = single_threaded().map_err(StartError::from_error)?;
-    spec.cgroups.join().map_err(StartError::from_error)?;
-    for (ns, f) in fds {
-        setns(f).map_err(|e| StartError::caused(format!("join {ns} namespace: {e}"), e))?;
+        _ => return Err(ExecError::NotRunning(c.id().to_owned())),
     }
-    // A PID namespace applies to children only: fork once more.
-    let pid = fork_child_checked(&proof, &[], None, |_| {
-        let e = match run(spec) {
+    let spec = &c.record.config;
+    let linux = spec.linux.clone().unwrap_or_default();
+    let pid = c.record.pid;
+    // Only the namespaces the container has of its own (a shared host
+    // namespace is ours already).
+    let mut fds = Vec::new();
+    for (kind, name) in ORDER {
+        if linux.namespace(*kind).is_none() {
+            continue;
+        }
+        let path = std::path::PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let f = crate::sys::fs::open(
+            &path,
+            crate::sys::fs::OFlags::RDONLY | crate::sys::fs::OFlags::CLOEXEC,
+            crate::sys::fs::Mode::empty(),
+        )
+        .map_err(|_| ExecError::NotRunning(c.id().to_owned()))?;
+        fds.push((*name, f));
+    }
+    if linux.namespace(NamespaceType::Pid).is_some() {
+        let path = std::path::PathBuf::from(format!("/proc/{pid}/ns/pid"));
+        let f = crate::sys::fs::open(
+            &path,
+            crate::sys::fs::OFlags::RDONLY | crate::sys::fs::OFlags::CLOEXEC,
+            crate::sys::fs::Mode::empty(),
+        )
+        .map_err(|_| ExecError::NotRunning(c.id().to_owned()))?;
+        setns(&f).map_err(|e| ExecError::io("join the pid namespace", &path, e))?;
+    }
+    let filter = match &linux.seccomp {
+        Some(s) => Some(seccomp::compile(s).map_err(StartError::from_error)?),
+        None => None,
+    };
+    let console = match std::mem::take(&mut opts.console) {
+        super::create::Console::None => None,
+        super::create::Console::Path(p) => {
+            Some(super::console::connect(&p).map_err(|e| ExecError::io("connect to the console socket", &p, e))?)
+        }
+        super::create::Console::Socket(fd) => Some(fd),
+    };
+    if opts.process.terminal && console.is_none() {
+        return Err(ExecError::Usage("process.terminal needs --console-socket".into()));
+    }
+    let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &c.dir, e))?;
+    let cgroups = c.cgroups();
+    let mut keep: Vec<BorrowedFd<'_>> = fds.iter().map(|(_, f)| f.as_fd()).collect();
+    keep.extend(console.iter().map(|f| f.as_fd()));
+    // Keep 3 .. 3+N: fork_child's keep list takes descriptors; the
+    // preserved numbers are kept by closing only above them.
+    let preserve = opts.preserve_fds;
+    let proof = single_threaded().map_err(|e| ExecError::io("exec", &c.dir, e))?;
+    let child = fork_child_keeping_below(&proof, 3 + preserve, &keep, Some(err_w), |w| {
+        let _ = crate::sys::prctl::set_dumpable(false);
+        let e = match enter(&cgroups, &fds, console.as_ref(), filter.as_ref(), &opts, preserve) {
             Ok(never) => match never {},
             Err(e) => e,
         };
-        eprintln!("strata exec: {}", e.message);
+        if let Some(w) = w {
+            let mut w = std::fs::File::from(w);
+            let _ = write!(w, "{}\t{}", e.code, e.message);
+        }
         e.code
-    })
-    .map_err(|e| StartError::caused(format!("fork: {e}"), e))?;
-    super::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e))
+    });
+    let child = child.map_err(|e| ExecError::io("fork", &c.dir, e))?;
+    drop(console);
+    let mut msg = String::new();
+    std::fs::File::from(err_r).read_to_string(&mut msg).map_err(|e| ExecError::io("read exec status", &c.dir, e))?;
+    if !msg.is_empty() {
+        let _ = super::wait(child);
+        let (code, message) = msg.split_once('\t').unwrap_or(("125", &msg));
+        return Err(StartError::new(code.parse().unwrap_or(125), message.to_owned()).into());
+    }
+    if let Some(p) = &opts.pid_file {
+        super::create::write_pid_file(p, child)?;
+    }
+    if opts.detach {
+        return Ok(Executed::Running(child));
+    }
+    let code = super::wait(child).map_err(|e| ExecError::io("wait", &c.dir, e))?;
+    Ok(Executed::Exited(code))
 }
 
-fn run(spec: &ExecSpec) -> Result<super::Never, StartError> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
-    security::restrict_capabilities().map_err(|e| StartError::caused(format!("capabilities: {e}"), e))?;
-    crate::sys::process::set_no_new_privs().map_err(|e| StartError::caused(format!("no_new_privs: {e}"), e))?;
-    security::become_user(&user).map_err(|e| StartError::caused(format!("set user: {e}"), e))?;
-    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> StartError {
+    move |e| StartError::caused(format!("{what}: {e}"), e)
+}
+
+fn enter(
+    cgroups: &super::cgroups::Manager,
+    fds: &[(&str, OwnedFd)],
+    console: Option<&OwnedFd>,
+    filter: Option<&seccomp::Filter>,
+    opts: &ExecOptions,
+    preserve: u32,
+) -> Result<super::Never, StartError> {
+    let p = &opts.process;
+    super::reset_signals();
+    // The cgroups by their host paths, before the mount namespace changes.
+    cgroups.join_self().map_err(StartError::from_error)?;
+    for (name, f) in fds {
+        setns(f).map_err(|e| StartError::caused(format!("join {name} namespace: {e}"), e))?;
+        if *name == "user" {
+            crate::sys::prctl::setresgid(0).map_err(io("setresgid(0) in the user namespace"))?;
+            crate::sys::prctl::setresuid(0).map_err(io("setresuid(0) in the user namespace"))?;
+        }
+    }
+    crate::sys::process::setsid().map_err(io("setsid"))?;
+    if let Some(sock) = console {
+        let (master, slave) =
+            super::console::new_pty_in_container(p.console_size.as_ref()).map_err(io("open a pty in the container"))?;
+        crate::sys::stdio::dup2_stdin(&slave).map_err(io("dup2 the pty"))?;
+        crate::sys::stdio::dup2_stdout(&slave).map_err(io("dup2 the pty"))?;
+        crate::sys::stdio::dup2_stderr(&slave).map_err(io("dup2 the pty"))?;
+        crate::sys::term::ioctl_tiocsctty(&slave).map_err(io("set the controlling terminal"))?;
+        super::console::send_master(sock.as_fd(), master).map_err(io("send the pty to the console socket"))?;
+    }
+    let (user, env) = match &opts.user_name {
+        None => (p.user.clone(), p.env.clone()),
+        Some(name) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let u = super::security::resolve_user(name, &passwd, &group).map_err(|m| StartError::new(125, m))?;
+            let mut env = p.env.clone();
+            if !env.iter().any(|e| e.starts_with("HOME=")) {
+                env.push(format!("HOME={}", u.home));
+            }
+            let user = super::spec::User {
+                uid: u.uid,
+                gid: u.gid,
+                umask: p.user.umask,
+                additional_gids: u.groups,
+                username: String::new(),
+            };
+            (user, env)
+        }
+    };
+    let caps = process::CapSets::from_spec(p.capabilities.as_ref())?;
+    process::apply_rlimits(&p.rlimits)?;
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(io("process.oomScoreAdj"))?;
+    }
+    if !p.no_new_privileges {
+        if let Some(f) = filter {
+            f.load().map_err(StartError::from_error)?;
+        }
+    }
+    caps.apply_bounding()?;
+    process::become_user(&user)?;
+    caps.apply_rest()?;
+    let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
     std::env::set_current_dir(cwd).map_err(|e| StartError::new(126, format!("chdir {cwd}: {e}")))?;
-    let path = spec.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH).to_owned();
-    let exe = super::find_executable(spec.args.first().map(String::as_str).unwrap_or(""), &path)?;
-    let argv: Vec<CString> = super::cstrings(&spec.args)?;
-    let envp: Vec<CString> = super::cstrings(&spec.env)?;
-    Err(super::exec_error(&spec.args[0], crate::sys::process::execve(&exe, &argv, &envp)))
+    if p.no_new_privileges {
+        crate::sys::process::set_no_new_privs().map_err(io("no_new_privs"))?;
+        if let Some(f) = filter {
+            f.load().map_err(StartError::from_error)?;
+        }
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH).to_owned();
+    let exe = super::find_executable(p.args.first().map(String::as_str).unwrap_or(""), &path)?;
+    let argv = process::cstrings("process.args", &p.args)?;
+    let envp = process::cstrings("process.env", &env)?;
+    crate::sys::process::close_range_cloexec(3 + preserve).map_err(io("close descriptors"))?;
+    Err(super::exec_error(&p.args[0], crate::sys::process::execve(&exe, &argv, &envp)))
 }

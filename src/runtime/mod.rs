@@ -1,70 +1,113 @@
-//! The run path: from a root filesystem (as mounts) and a command to a
-//! process running in its own namespaces.
+//! The executor: the OCI runtime spec carried out on the kernel, for
+//! `strata-runc` (runc's command line, for containerd, Docker and
+//! podman) and for strata's own `run`, `create`, `start`, `exec` and
+//! build `RUN` steps alike — one run path.
 //!
 //! ```text
-//! supervisor ── clone(NEWPID) ──► child = PID 1 of the new PID ns
-//!                                            setsid, stdio (pty or pipes)
-//!                                            join cgroups
-//!                                            unshare(NEWNS|NEWUTS|NEWIPC|NEWCGROUP[|NEWNET])
-//!                                            loopback up (own network ns)
-//!                                            rootfs::enter: driver mounts, /proc, /sys,
-//!                                              /dev, /etc files, volumes, masks, pivot_root
-//!                                            hostname, user lookup, workdir, rlimits
-//!                                            capabilities, no_new_privs, setuid
-//!                                            execve(command)   (or strata's init, --init)
+//! spec::Spec ──► create ──► clone(NEWPID[|NEWUSER]) = the container's init (init.rs)
+//!                  │          cgroups (cgroups/), id maps, hooks ◄─► sync pipes
+//!                  │          rootfs/: mounts, devices, pivot_root, masks
+//!                  │          console, hostname, sysctl, keyring, rlimits,
+//!                  │          capabilities, user, seccomp, then waits on exec.fifo
+//!                  ▼
+//!   <state root>/<id>/state.json  (container.rs: the status is read off the kernel)
+//! start ── reads exec.fifo ──► the init runs startContainer hooks, execve
+//! kill / pause / resume / delete (lifecycle.rs), exec (exec.rs)
 //! ```
 //!
-//! The child reports a failure before `execve` through a close-on-exec
-//! pipe as `<exit code>\t<message>` (125 for strata's own failures, 126
-//! for a command that cannot be executed, 127 for one that does not
-//! exist); end-of-file on the pipe means `execve` succeeded.
+//! A failure before `execve` carries the exit code Docker uses: 125 for
+//! the runtime's own failures, 126 for a command that cannot be executed,
+//! 127 for one that does not exist ([`StartError`]); everything else is an
+//! [`ExecError`] naming what and where, in runc's words where callers
+//! match them.
+//!
+//! Beside the spec, strata's own containers hand the executor what the
+//! spec cannot say ([`CreateOptions`]): the storage driver's mounts,
+//! mounted inside the container's mount namespace only; a user name
+//! resolved inside the image; `--init`.
 //!
 //! **Architecture invariant:** the runtime consumes mounts as data and
-//! never knows which storage driver produced them.
+//! never knows which storage driver produced them. No descriptor of the
+//! caller's crosses into the container but stdio and `--preserve-fds`,
+//! and the runtime's own binary is never writable from inside one.
 
 pub mod cgroups;
 pub mod console;
+pub mod container;
+pub mod create;
 pub mod exec;
+mod features;
 pub mod hooks;
+mod init;
+pub mod lifecycle;
+pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
 mod tini;
 
-use crate::sys::pipe::{pipe_with, PipeFlags};
-use crate::sys::process::{exit_immediately, unshare_namespaces, waitpid, UnshareFlags, WaitOptions, WaitStatus};
+pub use container::{Container, DEFAULT_STATE_ROOT};
+pub use create::{create, Console, CreateOptions};
+pub use exec::{exec, ExecOptions, Executed};
+pub use features::{features, MOUNT_OPTIONS};
+pub use lifecycle::{delete, kill, pause, resume, start};
+
+/// A failure of the executor, in words runc uses where its callers match
+/// them: containerd treats "does not exist" and "container not running"
+/// (and "no such process") as not-found.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.'")]
+    InvalidId(String),
+    #[error("container \"{0}\" does not exist")]
+    NotFound(String),
+    #[error("container with id exists: {0}")]
+    Exists(String),
+    #[error("container \"{0}\": container not running")]
+    NotRunning(String),
+    #[error("container \"{id}\": {message}")]
+    State { id: String, message: String },
+    #[error("{}: {message}", path.display())]
+    Corrupt { path: std::path::PathBuf, message: String },
+    #[error("{what} {}: {source}", path.display())]
+    Io { what: String, path: std::path::PathBuf, source: io::Error },
+    #[error(transparent)]
+    Load(#[from] spec::LoadError),
+    #[error("config.json: {0}")]
+    Invalid(#[from] spec::Invalid),
+    #[error("{0}: not supported by strata-runc")]
+    Unsupported(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+impl ExecError {
+    pub fn io(what: &str, path: &std::path::Path, source: io::Error) -> ExecError {
+        ExecError::Io { what: what.to_owned(), path: path.to_owned(), source }
+    }
+
+    /// The exit status a command line gives this error: the process's
+    /// own code for a start failure (125/126/127), else 1 (runc's).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ExecError::Start(e) => e.code,
+            _ => 1,
+        }
+    }
+}
+
+use crate::sys::process::{waitpid, WaitOptions, WaitStatus};
 use crate::sys::signal::{sigaction_default, sigprocmask, SigSet, SigmaskHow, Signal};
 use crate::sys::Errno;
 use std::ffi::CString;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 
 /// Default PATH when the image sets none (Docker's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Everything needed to start a container process.
-#[derive(Debug)]
-pub struct RunSpec {
-    pub rootfs: rootfs::RootfsSpec,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub user: String,
-    pub hostname: String,
-    /// Own network namespace with only loopback (`--network none`); else
-    /// the host's.
-    pub own_network: bool,
-    /// strata's init as PID 1 (reaps zombies, forwards signals).
-    pub init: bool,
-    pub cgroups: cgroups::Cgroups,
-    pub stdin: OwnedFd,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    /// stdin/stdout/stderr are a pty slave that becomes the controlling
-    /// terminal.
-    pub tty: bool,
-}
 
 /// A failure to start, with the exit code Docker would use. `message` is
 /// what the user reads, and all that crosses the start pipe from the
@@ -99,101 +142,12 @@ impl StartError {
     }
 }
 
-fn io_start(what: &str) -> impl FnOnce(io::Error) -> StartError + '_ {
-    move |e| StartError::caused(format!("{what}: {e}"), e)
-}
-
-/// Starts the container; returns the host PID of its PID 1. The caller
-/// must be single-threaded at this point (the child runs Rust code before
-/// `execve`); it may start threads afterwards.
-pub fn spawn(spec: RunSpec) -> Result<i32, StartError> {
-    let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io_start("pipe"))?;
-    let mut err_w = Some(err_w);
-    let pid = crate::sys::process::spawn_in_new_pid_namespace(&mut || {
-        let e = child(&spec);
-        if let Some(w) = err_w.take() {
-            let mut w = std::fs::File::from(w);
-            let _ = write!(w, "{}\t{}", e.code, e.message);
-        }
-        exit_immediately(e.code);
-    })
-    .map_err(io_start("clone into a new pid namespace"))?;
-    drop(err_w);
-    drop(spec);
-    let mut msg = String::new();
-    std::fs::File::from(err_r).read_to_string(&mut msg).map_err(io_start("read start status"))?;
-    if msg.is_empty() {
-        return Ok(pid);
-    }
-    let _ = waitpid(Some(pid), WaitOptions::empty());
-    let (code, message) = msg.split_once('\t').unwrap_or(("125", &msg));
-    Err(StartError::new(code.parse().unwrap_or(125), message.to_owned()))
-}
-
-/// The child's side: everything up to `execve`. Returns only on failure.
-fn child(spec: &RunSpec) -> StartError {
-    match setup_and_exec(spec) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
-}
-
-enum Never {}
-
-fn setup_and_exec(spec: &RunSpec) -> Result<Never, StartError> {
-    reset_signals();
-    crate::sys::process::setsid().map_err(io_start("setsid"))?;
-    crate::sys::stdio::dup2_stdin(&spec.stdin).map_err(io_start("dup2 stdio"))?;
-    crate::sys::stdio::dup2_stdout(&spec.stdout).map_err(io_start("dup2 stdio"))?;
-    crate::sys::stdio::dup2_stderr(&spec.stderr).map_err(io_start("dup2 stdio"))?;
-    if spec.tty {
-        crate::sys::term::ioctl_tiocsctty(std::io::stdin()).map_err(io_start("set controlling terminal"))?;
-    }
-    spec.cgroups.join().map_err(StartError::from_error)?;
-    let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWCGROUP;
-    if spec.own_network {
-        flags |= UnshareFlags::NEWNET;
-    }
-    unshare_namespaces(flags).map_err(io_start("unshare namespaces"))?;
-    if spec.own_network {
-        crate::sys::process::interface_up("lo").map_err(io_start("bring up loopback"))?;
-    }
-    rootfs::enter(&spec.rootfs).map_err(StartError::from_error)?;
-    crate::sys::uts::sethostname(spec.hostname.as_bytes()).map_err(io_start("sethostname"))?;
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let user = security::resolve_user(&spec.user, &passwd, &group).map_err(|m| StartError::new(125, m))?;
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
-    if spec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-        env.push("TERM=xterm".into());
-    }
-    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
-    std::fs::create_dir_all(cwd).map_err(io_start("create working directory"))?;
-    security::restrict_capabilities().map_err(io_start("capabilities"))?;
-    crate::sys::process::set_no_new_privs().map_err(io_start("no_new_privs"))?;
-    security::become_user(&user).map_err(io_start("set user"))?;
-    std::env::set_current_dir(cwd).map_err(io_start("chdir to working directory"))?;
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_owned();
-    let exe = find_executable(spec.args.first().map(String::as_str).unwrap_or(""), &path)?;
-    let argv = cstrings(&spec.args)?;
-    let envp = cstrings(&env)?;
-    if spec.init {
-        tini::run_as_init(&exe, &argv, &envp)
-    } else {
-        Err(exec_error(&spec.args[0], crate::sys::process::execve(&exe, &argv, &envp)))
-    }
-}
+pub(crate) enum Never {}
 
 /// Gives the container clean signal state: the supervisor blocks the
 /// signals it forwards, and Rust ignores SIGPIPE; both would otherwise be
 /// inherited across `execve`.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     for sig in Signal::iterator() {
         if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
             let _ = sigaction_default(sig);
@@ -202,14 +156,8 @@ fn reset_signals() {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()));
 }
 
-fn cstrings(v: &[String]) -> Result<Vec<CString>, StartError> {
-    v.iter()
-        .map(|s| CString::new(s.as_str()).map_err(|_| StartError::new(125, format!("argument {s:?} contains NUL"))))
-        .collect()
-}
-
 /// Maps an `execve` failure to Docker's exit codes.
-fn exec_error(cmd: &str, e: Errno) -> StartError {
+pub(crate) fn exec_error(cmd: &str, e: Errno) -> StartError {
     match e {
         Errno::NOENT => StartError::new(127, format!("exec: {cmd:?}: no such file or directory")),
         Errno::ACCESS | Errno::NOEXEC | Errno::PERM => {
@@ -220,7 +168,7 @@ fn exec_error(cmd: &str, e: Errno) -> StartError {
 }
 
 /// `PATH` lookup as the shell does it, inside the container's root.
-fn find_executable(cmd: &str, path: &str) -> Result<CString, StartError> {
+pub(crate) fn find_executable(cmd: &str, path: &str) -> Result<CString, StartError> {
     if cmd.is_empty() {
         return Err(StartError::new(125, "no command specified"));
     }
@@ -270,4 +218,32 @@ pub fn wait(pid: i32) -> io::Result<i32> {
 /// A file descriptor of `/dev/null` (for stdin when not interactive).
 pub fn dev_null() -> io::Result<OwnedFd> {
     Ok(std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into())
+}
+
+/// Waits for our child `pid` while forwarding the signals a foreground
+/// runtime passes on (runc `run`'s signal proxy); returns its exit code.
+/// Starts one thread: call it last.
+pub fn wait_forwarding_signals(pid: i32) -> io::Result<i32> {
+    let mut set = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(sig);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set))?;
+    std::thread::spawn(move || loop {
+        match crate::sys::signal::sigwait(&set) {
+            Ok(sig) => {
+                let _ = crate::sys::signal::kill(pid, sig);
+            }
+            Err(_) => return,
+        }
+    });
+    wait(pid)
 }

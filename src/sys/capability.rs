@@ -48,3 +48,39 @@ pub fn clear_ambient_capability_set() -> io::Result<()> {
 pub fn capset(set: CapSet, caps: &CapsHashSet) -> io::Result<()> {
     caps::set(None, set, caps).map_err(io_error)
 }
+
+/// The highest capability number the running kernel knows
+/// (`/proc/sys/kernel/cap_last_cap`), which may exceed what this build's
+/// [`Capability`] enum names.
+pub fn last_cap() -> io::Result<u32> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")?;
+    text.trim().parse().map_err(|_| io::Error::other(format!("cap_last_cap: {text:?} is not a number")))
+}
+
+/// `prctl(PR_CAPBSET_DROP, index)` by number, for capabilities this build
+/// may not name.
+///
+/// See PR_CAPBSET_DROP(2const).
+pub fn drop_bounding_index(index: u32) -> io::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: prctl with PR_CAPBSET_DROP takes integers only and touches no
+    // memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(index), 0, 0, 0) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        // EINVAL: a number the kernel does not know; nothing to drop.
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)`: adds `cap` to the
+/// ambient set (it must be permitted and inheritable).
+///
+/// See PR_CAP_AMBIENT(2const).
+pub fn raise_ambient(cap: Capability) -> io::Result<()> {
+    caps::raise(None, CapSet::Ambient, cap).map_err(io_error)
+}

@@ -626,6 +626,20 @@ pub fn stat(path: &Path) -> io::Result<Stat> {
     Ok(rustix::fs::stat(path)?)
 }
 
+/// `mkfifoat(AT_FDCWD, path, mode)`: a named pipe at `path`.
+///
+/// See mkfifo(3).
+pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(mode))?)
+}
+
+/// `read(fd, buf, len)`: reads what is there, up to `buf.len()` bytes.
+///
+/// See read(2).
+pub fn read(fd: impl AsFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    rustix::io::read(fd.as_fd(), buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,12 +108,24 @@ pub fn fork_child_checked(
     pass: Option<OwnedFd>,
     child: impl FnOnce(Option<OwnedFd>) -> i32,
 ) -> io::Result<i32> {
+    fork_child_keeping_below(proof, 3, keep, pass, child)
+}
+
+/// [`fork_child_checked`] whose child also keeps every descriptor below
+/// `first` (stdio and runc's `--preserve-fds`).
+pub fn fork_child_keeping_below(
+    proof: &SingleThreaded,
+    first: u32,
+    keep: &[BorrowedFd<'_>],
+    pass: Option<OwnedFd>,
+    child: impl FnOnce(Option<OwnedFd>) -> i32,
+) -> io::Result<i32> {
     match fork_checked(proof)? {
         Forked::Parent(pid) => Ok(pid),
         Forked::Child => {
             let mut kept = keep.to_vec();
             kept.extend(pass.as_ref().map(|fd| fd.as_fd()));
-            if close_inherited(&kept).is_err() {
+            if close_inherited_from(first, &kept).is_err() {
                 exit_immediately(125);
             }
             drop(kept);
@@ -130,11 +142,17 @@ pub fn fork_child_checked(
 /// memory are closed under them, so the caller must not use or drop those
 /// values afterwards ([`fork_child`] ensures that).
 pub fn close_inherited(keep: &[BorrowedFd<'_>]) -> io::Result<()> {
+    close_inherited_from(3, keep)
+}
+
+/// [`close_inherited`] that also keeps every descriptor below `first`
+/// (stdio and runc's `--preserve-fds`).
+pub fn close_inherited_from(first: u32, keep: &[BorrowedFd<'_>]) -> io::Result<()> {
     let mut kept: Vec<u32> =
-        keep.iter().filter_map(|fd| u32::try_from(fd.as_raw_fd()).ok()).filter(|fd| *fd > 2).collect();
+        keep.iter().filter_map(|fd| u32::try_from(fd.as_raw_fd()).ok()).filter(|fd| *fd >= first).collect();
     kept.sort_unstable();
     kept.dedup();
-    let mut first = 3;
+    let mut first = first;
     for fd in kept {
         if fd > first {
             close_range(first, fd - 1)?;
@@ -327,4 +345,50 @@ pub fn setgid(gid: u32) -> io::Result<()> {
 /// See setuid(2).
 pub fn setuid(uid: u32) -> io::Result<()> {
     Ok(nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?)
+}
+
+/// `close_range(first, ~0U, CLOSE_RANGE_CLOEXEC)`: marks every descriptor
+/// from `first` up close-on-exec, so none of them crosses the next
+/// `execve` (the CVE-2024-21626 class), while this process keeps using
+/// them until then.
+///
+/// See close_range(2) (Linux 5.11 for the flag).
+pub fn close_range_cloexec(first: u32) -> io::Result<()> {
+    // SAFETY: with CLOSE_RANGE_CLOEXEC the call closes nothing; it only
+    // sets a flag on descriptors, which touches no memory of ours.
+    if unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Namespace flags for [`clone_into`].
+pub use nix::sched::CloneFlags;
+
+/// `clone(flags | SIGCHLD)` without `CLONE_VM`: runs `child` in a new
+/// process created in the namespaces `flags` asks for (`CLONE_NEWPID`,
+/// `CLONE_NEWUSER`, …), and returns its pid. The child's return value is
+/// its exit status. Refused unless this process is single-threaded.
+pub fn clone_into(flags: CloneFlags, child: &mut dyn FnMut() -> i32) -> io::Result<i32> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!("refusing to clone a process with {threads} threads")));
+    }
+    let mut stack = vec![0u8; 8 << 20];
+    let cb: nix::sched::CloneCb<'_> = Box::new(|| isize::try_from(child()).unwrap_or(125));
+    // SAFETY: as in `spawn_in_new_pid_namespace`: no CLONE_VM, so the child
+    // has its own copy-on-write address space; single-threaded (checked);
+    // `stack` outlives the call in the parent.
+    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }.map_err(io::Error::from)?;
+    Ok(pid.as_raw())
+}
+
+/// `kill(pid, 0)`: whether a process `pid` exists (a zombie counts).
+///
+/// See kill(2).
+pub fn process_exists(pid: i32) -> bool {
+    match Pid::from_raw(pid) {
+        Some(p) => rustix::process::test_kill_process(p).is_ok(),
+        None => false,
+    }
 }

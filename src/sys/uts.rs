@@ -17,3 +17,10 @@ pub fn uname() -> Uname {
 pub fn sethostname(name: &[u8]) -> io::Result<()> {
     Ok(rustix::system::sethostname(name)?)
 }
+
+/// `setdomainname(name, len)`: the NIS domain name of this UTS namespace.
+///
+/// See setdomainname(2).
+pub fn setdomainname(name: &[u8]) -> io::Result<()> {
+    Ok(rustix::system::setdomainname(name)?)
+}

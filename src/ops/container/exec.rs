@@ -5,9 +5,7 @@
 use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::{ContainerId, Status};
 use crate::engine::Engine;
-use crate::runtime::cgroups::{Cgroups, Layout};
-use crate::runtime::exec::ExecSpec;
-use crate::runtime::StartError;
+use crate::runtime::{Container, Executed, StartError};
 
 /// What `exec` runs and how.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +26,8 @@ pub enum ExecError {
     Container(#[from] ContainerError),
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::ExecError),
 }
 
 /// The container's environment with `overrides` applied: an override's
@@ -46,19 +46,30 @@ pub fn merged_env(container: &[String], overrides: &[String]) -> Vec<String> {
 /// Runs `options.args` in the running container `id` and returns its exit code.
 pub fn exec(engine: &Engine, id: &ContainerId, options: &ExecOptions) -> Result<i32, ExecError> {
     let (config, state) = ContainerStore::new(&engine.root).get(id)?;
-    let pid = match (state.status, state.pid) {
-        (Status::Running, Some(pid)) => pid,
-        _ => return Err(ExecError::NotRunning(id.short().to_owned())),
+    if state.status != Status::Running {
+        return Err(ExecError::NotRunning(id.short().to_owned()));
+    }
+    let ctr = match Container::load(&engine.root.runtime_state(), id.as_str()) {
+        Ok(c) => c,
+        Err(crate::runtime::ExecError::NotFound(_)) => return Err(ExecError::NotRunning(id.short().to_owned())),
+        Err(e) => return Err(e.into()),
     };
-    let spec = ExecSpec {
-        pid,
-        args: options.args.clone(),
-        env: merged_env(&config.env, &options.env),
-        cwd: options.workdir.clone().unwrap_or(config.working_dir),
-        user: options.user.clone().unwrap_or(config.user),
-        cgroups: Cgroups::existing(&Layout::detect(), id.as_str()),
+    let process = super::spec::process(
+        options.args.clone(),
+        merged_env(&config.env, &options.env),
+        options.workdir.clone().unwrap_or(config.working_dir),
+        false,
+    );
+    let opts = crate::runtime::ExecOptions {
+        process,
+        user_name: Some(options.user.clone().unwrap_or(config.user)),
+        ..crate::runtime::ExecOptions::default()
     };
-    Ok(crate::runtime::exec::exec(&spec)?)
+    match crate::runtime::exec(&ctr, opts) {
+        Ok(Executed::Exited(code)) | Ok(Executed::Running(code)) => Ok(code),
+        Err(crate::runtime::ExecError::Start(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

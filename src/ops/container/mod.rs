@@ -9,4 +9,5 @@ pub mod fs;
 pub mod lifecycle;
 pub mod logs;
 pub mod query;
+pub mod spec;
 pub mod supervise;

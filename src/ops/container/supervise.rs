@@ -12,20 +12,19 @@
 //! tell a running container from one whose supervisor died, and `wait`
 //! simply waits for the lock.
 
+use super::spec::Bind;
 use crate::container::log::JsonLog;
 use crate::container::records::ContainerStore;
 use crate::container::{Config, ContainerId, MountKind, State, Status};
 use crate::engine::Engine;
-use crate::runtime::cgroups::{Cgroups, Layout};
-use crate::runtime::rootfs::{Bind, RootfsSpec};
-use crate::runtime::{self, RunSpec, StartError};
+use crate::runtime::{self, Console, CreateOptions, ExecError, StartError};
 use crate::snapshot::SnapshotKey;
 use crate::sys::lock::FileLock;
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::{fork_child, setsid};
 use crate::sys::signal::{kill, sigprocmask, sigwait, SigSet, SigmaskHow, Signal};
 use crate::sys::stdio::{dup2_stderr, dup2_stdin, dup2_stdout};
-use crate::sys::term::{openpty, tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
+use crate::sys::term::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 use crate::time::now;
 use crate::volume::VolumeStore;
 use std::io::{Read, Write};
@@ -75,23 +74,18 @@ pub fn binds(engine: &Engine, config: &Config) -> Result<Vec<Bind>, StartError> 
     Ok(out)
 }
 
-/// The pty pair or pipes the container's stdio uses, and our ends.
+/// The container's stdio: pipes, or a console socket on which the
+/// container's init sends its pty master (as runc does).
 struct Stdio {
-    child: [OwnedFd; 3],
-    /// Read ends of stdout and stderr (one master for a tty).
+    /// stdin, stdout, stderr for the init (pipes only).
+    child: Option<[OwnedFd; 3]>,
+    /// Read ends of stdout and stderr (pipes only; the master for a tty
+    /// arrives after create).
     outputs: Vec<(&'static str, OwnedFd)>,
-    /// Where to write the container's input, if interactive.
+    /// Where to write the container's input, if interactive (pipes only).
     input: Option<OwnedFd>,
-    tty: bool,
-}
-
-/// A pseudoterminal pair whose window size is our terminal's.
-fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (master, slave) = openpty()?;
-    if let Ok(ws) = tcgetwinsize(std::io::stdin()) {
-        let _ = tcsetwinsize(&slave, ws);
-    }
-    Ok((master, slave))
+    /// Our end of the console socket (tty only), and the init's.
+    console: Option<(OwnedFd, OwnedFd)>,
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -100,10 +94,8 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 fn stdio(config: &Config) -> std::io::Result<Stdio> {
     if config.tty {
-        let (master, slave) = open_pty()?;
-        let input = config.open_stdin.then(|| master.try_clone()).transpose()?;
-        let child = [slave.try_clone()?, slave.try_clone()?, slave];
-        return Ok(Stdio { child, outputs: vec![("stdout", master)], input, tty: true });
+        let pair = runtime::console::pair()?;
+        return Ok(Stdio { child: None, outputs: Vec::new(), input: None, console: Some(pair) });
     }
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -113,7 +105,21 @@ fn stdio(config: &Config) -> std::io::Result<Stdio> {
     } else {
         (runtime::dev_null()?, None)
     };
-    Ok(Stdio { child: [stdin, out_w, err_w], outputs: vec![("stdout", out_r), ("stderr", err_r)], input, tty: false })
+    Ok(Stdio {
+        child: Some([stdin, out_w, err_w]),
+        outputs: vec![("stdout", out_r), ("stderr", err_r)],
+        input,
+        console: None,
+    })
+}
+
+/// An executor failure as `run` reports it: a start failure keeps its
+/// code (125/126/127), anything else is strata's own (125).
+fn start_error(e: ExecError) -> StartError {
+    match e {
+        ExecError::Start(s) => s,
+        other => StartError::from_error(other),
+    }
 }
 
 /// Puts the user's terminal in raw mode for a tty session; restores it on drop.
@@ -204,38 +210,45 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     let key = SnapshotKey::new(id.as_str()).expect("container IDs are valid keys");
     let mounts = engine.snapshots.mounts(&key).map_err(StartError::from_error)?;
     let binds = binds(engine, &config)?;
-    let cgroups =
-        Cgroups::create(&Layout::detect(), id.as_str(), &config.resources.limits()).map_err(StartError::from_error)?;
-    let io = stdio(&config).map_err(|e| StartError::caused(format!("stdio: {e}"), e))?;
+    let mut io = stdio(&config).map_err(|e| StartError::caused(format!("stdio: {e}"), e))?;
     // Block the forwarded signals before any thread exists, so the
-    // forwarding thread receives them (the child unblocks its copy).
+    // forwarding thread receives them (the init unblocks its copy).
     let mut forwarded = SigSet::empty();
     FORWARDED.iter().for_each(|s| forwarded.add(*s));
     if mode == Mode::Attached {
         forwarded.add(Signal::SIGWINCH);
     }
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded));
-    let [stdin, stdout, stderr] = io.child;
-    let spec = RunSpec {
-        rootfs: RootfsSpec { mounts, dir: store.rootfs_dir(id), binds, readonly: config.read_only },
-        args: config.args.clone(),
-        env: config.env.clone(),
-        cwd: config.working_dir.clone(),
-        user: config.user.clone(),
-        hostname: config.hostname.clone(),
-        own_network: config.network != "host",
-        init: config.init,
-        cgroups: cgroups.clone(),
-        stdin,
-        stdout,
-        stderr,
-        tty: io.tty,
+    let rootfs = store.rootfs_dir(id);
+    let spec = super::spec::oci_spec(&config, &rootfs, &binds);
+    let (our_console, init_console) = match io.console.take() {
+        Some((ours, theirs)) => (Some(ours), Console::Socket(theirs)),
+        None => (None, Console::None),
+    };
+    let opts = CreateOptions {
+        id: id.as_str().to_owned(),
+        bundle: store.dir(id),
+        state_root: engine.root.runtime_state(),
+        spec: Some(spec),
+        console: init_console,
+        driver_mounts: mounts,
+        stdio: io.child.take(),
+        user_name: Some(config.user.clone()),
+        tini: config.init,
+        ..CreateOptions::default()
     };
     let started = now();
-    let pid = match runtime::spawn(spec) {
-        Ok(pid) => pid,
+    let created = runtime::create(opts).and_then(|c| match runtime::start(&c) {
+        Ok(()) => Ok(c),
         Err(e) => {
-            cgroups.remove();
+            let _ = runtime::delete(&c, true);
+            Err(e)
+        }
+    });
+    let ctr = match created {
+        Ok(c) => c,
+        Err(e) => {
+            let e = start_error(e);
             let state = State {
                 status: Status::Exited,
                 exit_code: Some(e.code),
@@ -248,6 +261,18 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
             return Err(e);
         }
     };
+    let pid = ctr.record.pid;
+    if let Some(sock) = &our_console {
+        let master = runtime::console::recv_master(sock).map_err(|e| StartError::caused(format!("console: {e}"), e))?;
+        if let Ok(ws) = tcgetwinsize(std::io::stdin()) {
+            let _ = tcsetwinsize(&master, ws);
+        }
+        if config.open_stdin {
+            io.input = Some(master.try_clone().map_err(|e| StartError::caused(format!("console: {e}"), e))?);
+        }
+        io.outputs.push(("stdout", master));
+    }
+    drop(our_console);
     let running = State {
         status: Status::Running,
         pid: Some(pid),
@@ -261,7 +286,8 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     let log = JsonLog::open(&store.log_path(id), config.log.max_size, config.log.max_file)
         .map_err(|e| StartError::caused(format!("log: {e}"), e))?;
     let log = Arc::new(Mutex::new(log));
-    let raw = (mode == Mode::Attached && io.tty).then(RawTerminal::enter);
+    let tty = config.tty;
+    let raw = (mode == Mode::Attached && tty).then(RawTerminal::enter);
     // A dup of the pty master, to pass on terminal size changes.
     let resize_target = io.outputs.first().and_then(|(_, fd)| fd.try_clone().ok());
     let relays: Vec<_> = io
@@ -276,13 +302,12 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     // for input rather than seeing end-of-file); relay ours when attached.
     let _held_input = match (mode, io.input) {
         (Mode::Attached, Some(fd)) => {
-            let tty = io.tty;
             std::thread::spawn(move || relay_input(fd, tty));
             None
         }
         (_, input) => input,
     };
-    let winch_target = if io.tty { resize_target } else { None };
+    let winch_target = if tty { resize_target } else { None };
     std::thread::spawn(move || forward_signals(forwarded, pid, winch_target));
     let code = runtime::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e))?;
     for r in relays {
@@ -292,7 +317,9 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     if let Ok(mut l) = log.lock() {
         let _ = l.flush_partial();
     }
-    cgroups.remove();
+    if let Err(e) = runtime::delete(&ctr, true) {
+        eprintln!("strata: removing the container's runtime state: {e}");
+    }
     let exited = State {
         status: Status::Exited,
         exit_code: Some(code),

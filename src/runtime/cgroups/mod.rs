@@ -38,13 +38,11 @@ mod apply;
 pub mod devices;
 mod freezer;
 pub mod layout;
-mod legacy;
 mod stats;
 #[cfg(test)]
 mod tests;
 
 pub use layout::{Hierarchy, Layout, Membership};
-pub use legacy::{Cgroups, Limits};
 pub use stats::Stats;
 
 use crate::sys::Errno;

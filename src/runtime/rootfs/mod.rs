@@ -24,12 +24,10 @@
 //! CVE-2019-19921 and CVE-2021-30465. The order and the rules (which
 //! options mean what, what may cover `/proc`, when `/dev` is populated)
 //! are runc 1.1's, so a bundle behaves as it does under runc.
-//!
-//! `enter` is strata's own run path (`RootfsSpec`), kept until it is
-//! ported onto the OCI spec.
+//! strata's own containers come here too, as a spec plus the storage
+//! driver's mounts ([`RootfsPlan::driver_mounts`]).
 
 mod devices;
-mod enter;
 pub mod mountinfo;
 mod mounts;
 pub mod options;
@@ -39,7 +37,6 @@ mod pivot;
 mod tests;
 
 pub use devices::{bind_console, device_nodes, DeviceNode};
-pub use enter::{enter, Bind, RootfsSpec, MASKED, READONLY};
 pub use paths::apply_sysctl;
 
 use crate::runtime::spec::{NamespaceType, Spec};

@@ -1,0 +1,168 @@
+//! A strata container as an OCI runtime spec: what `run`, `create`,
+//! `start` and `build`'s `RUN` hand to the executor — the same executor
+//! `strata-runc` drives for containerd, Docker and podman.
+//!
+//! The spec carries everything the OCI spec can say (process, mounts,
+//! namespaces, resources, capabilities, masked paths). What it cannot,
+//! the executor takes as options beside it: the storage driver's mounts
+//! (mounted inside the container's mount namespace, nothing on the host),
+//! the user as a name resolved inside the image, and `--init`.
+
+use crate::container::Config;
+use crate::runtime::spec::{
+    Capabilities, Cpu, Linux, Memory, Mount, Namespace, NamespaceType, Pids, Process, Resources, Root, Spec,
+};
+
+/// A bind mount into the container (volume, host path, /etc file).
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub source: std::path::PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub readonly: bool,
+}
+
+/// Docker's default capabilities (moby `oci/caps/defaults.go`).
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Docker's default `MaskedPaths`.
+pub const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's default `ReadonlyPaths`.
+pub const READONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// CFS period used for `--cpus` (Docker's default, 100 ms).
+const CPU_PERIOD_US: u64 = 100_000;
+
+fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
+    Mount {
+        destination: destination.into(),
+        kind: kind.into(),
+        source: source.into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+        ..Mount::default()
+    }
+}
+
+/// The caps list in the bounding, effective and permitted sets; none
+/// inheritable or ambient (so `execve` of a file with inheritable file
+/// capabilities gains nothing: the CVE-2022-24769 pattern).
+fn capabilities() -> Capabilities {
+    let caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    Capabilities {
+        bounding: caps.clone(),
+        effective: caps.clone(),
+        permitted: caps,
+        inheritable: Vec::new(),
+        ambient: Vec::new(),
+    }
+}
+
+/// The container's process as the spec describes it (the user is
+/// resolved by name inside the image: see the module doc).
+pub fn process(args: Vec<String>, env: Vec<String>, cwd: String, terminal: bool) -> Process {
+    Process {
+        terminal,
+        args,
+        env,
+        cwd: if cwd.is_empty() { "/".into() } else { cwd },
+        capabilities: Some(capabilities()),
+        no_new_privileges: true,
+        ..Process::default()
+    }
+}
+
+/// `linux.resources` for the container's limits.
+fn resources(config: &Config) -> Option<Resources> {
+    let r = &config.resources;
+    if r.memory.is_none() && r.pids_limit.is_none() && r.nano_cpus.is_none() {
+        return None;
+    }
+    Some(Resources {
+        memory: r.memory.map(|m| Memory { limit: Some(i64::try_from(m).unwrap_or(i64::MAX)), ..Memory::default() }),
+        pids: r.pids_limit.map(|p| Pids { limit: if p <= 0 { -1 } else { p } }),
+        cpu: r.nano_cpus.map(|n| Cpu {
+            quota: Some(i64::try_from(n.saturating_mul(CPU_PERIOD_US) / 1_000_000_000).unwrap_or(i64::MAX)),
+            period: Some(CPU_PERIOD_US),
+            ..Cpu::default()
+        }),
+        ..Resources::default()
+    })
+}
+
+/// The whole spec: `binds` are the `/etc` files and volumes, `rootfs` the
+/// empty directory the driver's mounts go on.
+pub fn oci_spec(config: &Config, rootfs: &std::path::Path, binds: &[Bind]) -> Spec {
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+    ];
+    for b in binds {
+        let mut options = vec!["rbind", "rprivate"];
+        if b.readonly {
+            options.push("ro");
+        }
+        mounts.push(mount(&b.destination, "bind", &b.source.display().to_string(), &options));
+    }
+    let mut namespaces: Vec<Namespace> =
+        [NamespaceType::Pid, NamespaceType::Ipc, NamespaceType::Uts, NamespaceType::Mount, NamespaceType::Cgroup]
+            .into_iter()
+            .map(|kind| Namespace { kind, path: String::new() })
+            .collect();
+    if config.network != "host" {
+        namespaces.push(Namespace { kind: NamespaceType::Network, path: String::new() });
+    }
+    Spec {
+        oci_version: crate::runtime::spec::VERSION.into(),
+        process: Some(process(config.args.clone(), config.env.clone(), config.working_dir.clone(), config.tty)),
+        root: Some(Root { path: rootfs.display().to_string(), readonly: config.read_only }),
+        hostname: config.hostname.clone(),
+        mounts,
+        linux: Some(Linux {
+            namespaces,
+            resources: resources(config),
+            cgroups_path: format!("/strata/{}", config.id.as_str()),
+            masked_paths: MASKED.iter().map(|p| p.to_string()).collect(),
+            readonly_paths: READONLY.iter().map(|p| p.to_string()).collect(),
+            ..Linux::default()
+        }),
+        ..Spec::default()
+    }
+}
