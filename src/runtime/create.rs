@@ -176,7 +176,12 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         Err(e) => return Err(ExecError::io("create", &dir, e)),
     }
     let mut undo = Undo { dir: Some(dir.clone()), pid: None, cgroups: None };
-    crate::sys::fs::mkfifo(&dir.join("exec.fifo"), 0o622).map_err(|e| ExecError::io("mkfifo", &dir, e))?;
+    // 0622 whatever the umask: the init opens it for writing after it
+    // became the spec's user.
+    let fifo = dir.join("exec.fifo");
+    crate::sys::fs::mkfifo(&fifo, 0o622).map_err(|e| ExecError::io("mkfifo", &fifo, e))?;
+    crate::sys::fs::chmod(&fifo, crate::sys::fs::Mode::from_raw_mode(0o622))
+        .map_err(|e| ExecError::io("chmod", &fifo, e.into()))?;
     let state_dir = crate::sys::fs::open_dir(&dir).map_err(|e| ExecError::io("open", &dir, e))?;
 
     // Namespaces: pid and user come from clone; the rest the init
@@ -349,7 +354,8 @@ const ALLOWED_DEVICES: &[(DeviceRuleType, Option<i64>, Option<i64>, &str)] = &[
 ];
 
 /// `linux.resources` with runc's device rules: the spec's own, then the
-/// default devices, then every `linux.devices` node, allowed.
+/// default devices. A `linux.devices` node is created, but the cgroup
+/// allows it only if a rule says so (runc 1.1).
 pub fn cgroup_resources(linux: &spec::Linux) -> spec::Resources {
     let mut r = linux.resources.clone().unwrap_or_default();
     for (kind, major, minor, access) in ALLOWED_DEVICES {
@@ -359,20 +365,6 @@ pub fn cgroup_resources(linux: &spec::Linux) -> spec::Resources {
             major: *major,
             minor: *minor,
             access: access.to_string(),
-        });
-    }
-    for d in &linux.devices {
-        let kind = match d.kind {
-            spec::DeviceType::Block => DeviceRuleType::Block,
-            spec::DeviceType::Fifo => continue,
-            _ => DeviceRuleType::Char,
-        };
-        r.devices.push(DeviceRule {
-            allow: true,
-            kind: Some(kind),
-            major: d.major,
-            minor: d.minor,
-            access: "rwm".into(),
         });
     }
     r

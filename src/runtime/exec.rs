@@ -159,8 +159,8 @@ fn enter(
     for (name, f) in fds {
         setns(f).map_err(|e| StartError::caused(format!("join {name} namespace: {e}"), e))?;
         if *name == "user" {
-            crate::sys::prctl::setresgid(0).map_err(io("setresgid(0) in the user namespace"))?;
             crate::sys::prctl::setresuid(0).map_err(io("setresuid(0) in the user namespace"))?;
+            crate::sys::prctl::setresgid(0).map_err(io("setresgid(0) in the user namespace"))?;
         }
     }
     crate::sys::process::setsid().map_err(io("setsid"))?;
@@ -174,7 +174,14 @@ fn enter(
         super::console::send_master(sock.as_fd(), master).map_err(io("send the pty to the console socket"))?;
     }
     let (user, env) = match &opts.user_name {
-        None => (p.user.clone(), p.env.clone()),
+        None => {
+            let mut env = p.env.clone();
+            if !env.iter().any(|e| e.starts_with("HOME=")) {
+                let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+                env.push(format!("HOME={}", super::init::home_of(&passwd, p.user.uid)));
+            }
+            (p.user.clone(), env)
+        }
         Some(name) => {
             let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
             let group = std::fs::read_to_string("/etc/group").unwrap_or_default();

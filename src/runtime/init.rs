@@ -97,8 +97,9 @@ fn setup(args: &InitArgs<'_>, sync: &mut Sync) -> Result<super::Never, StartErro
     super::reset_signals();
     sync.expect("go")?;
     if args.new_user {
-        // Become the namespace's root (the parent wrote the maps).
-        crate::sys::prctl::setresgid(0).map_err(io("setresgid(0) in the user namespace"))?;
+        // Become the namespace's root (the parent wrote the maps): the
+        // uid now, the gid after the other namespaces exist (runc's
+        // order, so the IPC namespace's mqueue root has the same owner).
         crate::sys::prctl::setresuid(0).map_err(io("setresuid(0) in the user namespace"))?;
     }
     // Join first (a joined user namespace changes what may be unshared),
@@ -113,6 +114,9 @@ fn setup(args: &InitArgs<'_>, sync: &mut Sync) -> Result<super::Never, StartErro
         setns(fd).map_err(|e| StartError::caused(format!("join {kind} namespace: {e}"), e))?;
     }
     unshare_namespaces(args.unshare).map_err(io("unshare namespaces"))?;
+    if args.new_user {
+        crate::sys::prctl::setresgid(0).map_err(io("setresgid(0) in the user namespace"))?;
+    }
     crate::sys::process::setsid().map_err(io("setsid"))?;
     if args.new_net {
         crate::sys::process::interface_up("lo").map_err(io("bring up loopback"))?;
@@ -236,10 +240,14 @@ struct Resolved {
 /// plus strata's default `PATH`/`HOME`/`TERM` for its own containers.
 fn resolve_user(args: &InitArgs<'_>, proc_: &super::spec::Process) -> Result<Resolved, StartError> {
     let mut env = proc_.env.clone();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let Some(name) = &args.opts.user_name else {
+        // runc's rule: HOME from the user's passwd entry, else "/".
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", home_of(&passwd, proc_.user.uid)));
+        }
         return Ok(Resolved { user: proc_.user.clone(), env });
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let u = super::security::resolve_user(name, &passwd, &group).map_err(|m| StartError::new(125, m))?;
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -261,4 +269,15 @@ fn resolve_user(args: &InitArgs<'_>, proc_: &super::spec::Process) -> Result<Res
         username: String::new(),
     };
     Ok(Resolved { user, env })
+}
+
+/// The home directory of `uid` in a passwd file, or "/".
+pub(super) fn home_of(passwd: &str, uid: u32) -> String {
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_owned())
 }

@@ -174,7 +174,16 @@ pub(crate) fn find_executable(cmd: &str, path: &str) -> Result<CString, StartErr
     }
     let to_c = |s: &str| CString::new(s).map_err(|_| StartError::new(125, "command contains NUL"));
     if cmd.contains('/') {
-        return to_c(cmd);
+        // Checked now, so that `create` fails (runc's behaviour) rather
+        // than the process after `start`.
+        let c = to_c(cmd)?;
+        return match crate::sys::fs::access(c.as_c_str(), crate::sys::fs::Access::EXEC_OK) {
+            Ok(()) => Ok(c),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+                Err(StartError::new(127, format!("exec: {cmd:?}: no such file or directory")))
+            }
+            Err(_) => Err(StartError::new(126, format!("exec: {cmd:?}: permission denied"))),
+        };
     }
     let mut denied = false;
     for dir in path.split(':').filter(|d| !d.is_empty()) {

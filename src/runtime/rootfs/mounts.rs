@@ -17,12 +17,12 @@
 //! bind of the container's own cgroup directory (or, with a cgroup
 //! namespace, a fresh mount of the hierarchy), read-only when the entry
 //! is, with symlinks for co-mounted controllers (`cpu -> cpu,cpuacct`).
-//! Unlike runc 1.1 the tmpfs itself is made read-only too when the entry
-//! asks for `ro`.
+//! As with runc 1.1 the tmpfs itself stays writable (it is private to the
+//! container; the hierarchies in it are what `ro` protects).
 
 use super::mountinfo;
 use super::options::{parse, MountOptions};
-use super::paths::{check_proc_mount, clean, container_path, open_target, remount_readonly, Target};
+use super::paths::{check_proc_mount, clean, container_path, open_target, Target};
 use crate::runtime::spec::Mount as SpecMount;
 use crate::sys::fs::{chmod, fd_path, fstat, lstat_at, open_path_in_root, symlink_at, Kind, Mode};
 use crate::sys::mount::{mount, mount_change, mount_flags_of, mount_setattr, ms, MountFlags};
@@ -283,9 +283,6 @@ fn cgroup_v1(ctx: &Ctx<'_>, dest: &str, opts: &MountOptions) -> Result<(), Failu
                 _ => {}
             }
         }
-    }
-    if opts.readonly() {
-        remount_readonly(ctx.root, dest).map_err(at("remount read-only"))?;
     }
     Ok(())
 }
