@@ -111,7 +111,7 @@ impl Root {
     /// leftovers of interrupted writes from `staging/`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Root, RootError> {
         let path = std::path::absolute(path.into()).map_err(|e| RootError::io(".", e))?;
-        for sub in ["locks", "content/blobs/sha256", "containers", "volumes", "staging"] {
+        for sub in ["locks", "content/blobs/sha256", "containers", "volumes", "staging", "runtime"] {
             let p = path.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| RootError::io(&p, e))?;
         }
