@@ -640,6 +640,14 @@ pub fn read(fd: impl AsFd, buf: &mut [u8]) -> Result<usize, Errno> {
     rustix::io::read(fd.as_fd(), buf)
 }
 
+/// `fchdir(fd)`: makes the directory `fd` refers to the working
+/// directory.
+///
+/// See fchdir(2).
+pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::process::fchdir(fd)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,3 +128,24 @@ fn instructions_config_and_context_rules() {
     assert!(hist.lines().any(|l| l.contains("#(nop) WORKDIR /opt/app")), "{hist}");
     assert!(hist.lines().any(|l| l.contains("/bin/sh -ec test \"$(pwd)\"")), "RUN shown through SHELL: {hist}");
 }
+
+/// Docker's user resolution for `USER name`: the primary group is a
+/// supplementary group too (buildah prints the same `groups=`).
+const USER_GROUPS: &str = r#"FROM busybox:latest
+RUN echo 'app:x:1234:1234::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1234:' >> /etc/group && echo 'staff:x:50:app' >> /etc/group
+USER app
+RUN id
+"#;
+
+#[test]
+fn user_name_gets_its_primary_and_member_groups() {
+    let Some(h) = Host::new(FsKind::Xfs, "overlay") else { return };
+    let df = h.dockerfile("Dockerfile.user", USER_GROUPS);
+    let out = h.built(&["-t", "user:groups", "-f", &df]);
+    // The kernel keeps the group list sorted.
+    assert!(out.contains("uid=1234(app) gid=1234(app) groups=50(staff),1234(app)"), "{out}");
+    let id = h.env.ok(&["run", "--rm", "user:groups", "id", "-G"]);
+    let mut groups: Vec<&str> = id.split_whitespace().collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["1234", "50"], "{id}");
+}

@@ -6,10 +6,12 @@
 use super::mountinfo;
 use super::RootfsError;
 use crate::runtime::spec::RootfsPropagation;
+use crate::sys::fs::{fchdir, open_dir};
 use crate::sys::mount::{
     chroot, mount, mount_change, mount_move, pivot_root, unmount_path, MountFlags, MountPropagationFlags as P,
 };
 use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 fn err(step: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError {
@@ -53,10 +55,15 @@ pub fn bind_root(rootfs: &Path) -> Result<(), RootfsError> {
 
 /// `pivot_root(".", ".")` in `rootfs`, then the old root (stacked on top)
 /// made a recursive slave, so the detach cannot propagate to the host,
-/// and detached.
+/// and detached. As runc does, the working directory is moved onto the
+/// old root by descriptor first: the kernel promises nothing about where
+/// `.` points after `pivot_root`, and a slave change through the new root
+/// would take the spec's shared mounts private.
 pub fn pivot(rootfs: &Path) -> Result<(), RootfsError> {
+    let old_root = open_dir(Path::new("/")).map_err(err("open", Path::new("/")))?;
     std::env::set_current_dir(rootfs).map_err(err("chdir", rootfs))?;
     pivot_root(".", ".").map_err(err("pivot_root", rootfs))?;
+    fchdir(old_root.as_fd()).map_err(err("fchdir to the old root", Path::new("/")))?;
     let here = Path::new(".");
     mount_change(here, P::DOWNSTREAM | P::REC).map_err(err("make old root a slave", Path::new("/")))?;
     unmount_path(here, true).map_err(err("detach old root", Path::new("/")))?;
