@@ -35,9 +35,6 @@ pub struct Cli {
     /// cgroupfs directly).
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Accepted for runc compatibility; rootless mode is not supported.
-    #[arg(long, global = true, default_value = "auto")]
-    rootless: String,
     /// Accepted for runc compatibility (checkpointing is not supported).
     #[arg(long, global = true)]
     criu: Option<String>,

@@ -36,6 +36,13 @@ impl Runtime {
     }
 
     /// The runtime under test: `STRATA_TEST_RUNTIME`, else `strata-runc`.
+    /// The runtime as a shell command line (program and prefix, quoted).
+    pub fn command_line(&self) -> String {
+        let mut words = vec![format!("'{}'", self.program.display())];
+        words.extend(self.prefix.iter().map(|w| format!("'{}'", w.replace('\'', "'\\''"))));
+        words.join(" ")
+    }
+
     pub fn under_test() -> Runtime {
         match std::env::var("STRATA_TEST_RUNTIME").ok().as_deref() {
             None | Some("") => {
@@ -132,6 +139,11 @@ impl StateRoot {
         let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
         Out { code, stdout: read(&out_path), stderr: read(&err_path) }
+    }
+
+    /// The state directory (`--root`).
+    pub fn path(&self) -> &Path {
+        self.state.path()
     }
 
     pub fn cmd(&self, args: &[&str]) -> Out {

@@ -2,6 +2,7 @@
 
 mod bad;
 mod filesystem;
+mod hostside;
 mod lifecycle;
 mod namespaces;
 mod process;
