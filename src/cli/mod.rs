@@ -156,6 +156,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(c) => return bench::bench(c),
         c => c,
     };
+    // Commands whose processes enter containers run from a read-only
+    // mount of this binary (see `sys::selfexe`): no container can write
+    // strata through `/proc/<pid>/exe` (CVE-2019-5736), `--init`'s PID 1
+    // included.
+    if matches!(
+        command,
+        Command::Run(_) | Command::Start(_) | Command::Restart(_) | Command::Exec(_) | Command::Build(_)
+    ) {
+        crate::sys::selfexe::reexec_protected().context("re-executing from a read-only mount of strata")?;
+    }
     let engine = crate::engine::Engine::open(&cli.root, &cli.storage_driver)
         .with_context(|| format!("opening data root {}", cli.root.display()))?;
     match command {

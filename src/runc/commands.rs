@@ -77,12 +77,12 @@ pub(super) fn dispatch(cli: &Cli, log: &Logger) -> Result<i32, ExecError> {
     }
 }
 
-/// Runs the rest of this command from a sealed in-memory copy of our
-/// binary, so that no process in a container can reach (and overwrite)
+/// Runs the rest of this command from a read-only mount of our binary
+/// (or a sealed in-memory copy), so that no process in a container can reach (and overwrite)
 /// the file on the host through `/proc/<pid>/exe` (runc's CVE-2019-5736).
 fn seal_self() -> Result<(), ExecError> {
     crate::sys::selfexe::reexec_protected()
-        .map_err(|e| ExecError::io("re-execute from a sealed copy", Path::new("/proc/self/exe"), e))
+        .map_err(|e| ExecError::io("re-execute from a read-only mount of", Path::new("/proc/self/exe"), e))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, ExecError> {

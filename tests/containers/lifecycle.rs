@@ -147,6 +147,19 @@ fn resource_limits_and_init() {
         host.sh(&["--init"], "sh -c 'sleep 0.1 &' ; sleep 0.5; ps -o stat,comm | grep -c '^Z' ; exit 5");
     assert_eq!(code, 5);
     assert_eq!(out.trim(), "0", "no zombies under --init");
+    // PID 1 is strata's init, never execve'd: the container can neither
+    // read nor write the binary behind it (CVE-2019-5736).
+    let (_, out, _) =
+        host.sh(&["--init"], "cat /proc/1/exe >/dev/null 2>&1; echo r=$?; (: >> /proc/1/exe) 2>/dev/null; echo w=$?");
+    assert_eq!(out, "r=1\nw=1\n", "strata's binary reachable through /proc/1/exe");
+    // And from the host, a running container's strata process is on a
+    // read-only mount.
+    let id = env.ok(&["run", "-d", "--init", "busybox", "sleep", "30"]).trim().to_owned();
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
+    let pid = inspect[0]["State"]["Pid"].as_i64().expect("a running container has a pid");
+    let st = nix::sys::statvfs::statvfs(format!("/proc/{pid}/exe").as_str()).unwrap();
+    assert!(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY), "PID 1's exe is on a writable mount");
+    env.ok(&["rm", "-f", &id]);
 }
 
 /// Reads a file of the container's cgroup, wherever the host keeps it.
