@@ -110,8 +110,33 @@ fn create_options(root: &Path, a: &super::CreateArgs) -> Result<CreateOptions, E
 /// status, then delete (runc's `run`).
 fn run(root: &Path, a: &super::RunArgs, log: &Logger) -> Result<i32, ExecError> {
     seal_self()?;
-    let opts = create_options(root, &a.create)?;
+    let mut opts = create_options(root, &a.create)?;
+    let spec = Spec::load(&opts.bundle)?;
+    // A terminal with nobody to hand it to: relay it ourselves (runc's
+    // behaviour for a foreground `run`).
+    let own_tty = !a.detach && a.create.console_socket.is_none() && spec.process.as_ref().is_some_and(|p| p.terminal);
+    let mut ours = None;
+    if own_tty {
+        let (mine, theirs) = runtime::console::pair().map_err(|e| ExecError::io("socketpair", &opts.bundle, e))?;
+        opts.console = runtime::Console::Socket(theirs);
+        ours = Some(mine);
+    }
+    opts.spec = Some(spec);
     let c = runtime::create(opts)?;
+    let relay = match &ours {
+        Some(sock) => {
+            let master = runtime::console::recv_master(sock).map_err(|e| ExecError::io("receive the pty", &c.dir, e));
+            match master {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = runtime::delete(&c, true);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    drop(ours);
     if let Err(e) = runtime::start(&c) {
         let _ = runtime::delete(&c, true);
         return Err(e);
@@ -119,7 +144,16 @@ fn run(root: &Path, a: &super::RunArgs, log: &Logger) -> Result<i32, ExecError> 
     if a.detach {
         return Ok(0);
     }
+    let raw = relay.as_ref().map(|_| super::tty::Raw::enter());
+    let output = match relay {
+        Some(m) => Some(super::tty::relay(m).map_err(|e| ExecError::io("relay the pty", &c.dir, e))?),
+        None => None,
+    };
     let code = runtime::wait_forwarding_signals(c.record.pid).map_err(|e| ExecError::io("wait", &c.dir, e))?;
+    if let Some(t) = output {
+        let _ = t.join();
+    }
+    drop(raw);
     if !a.keep {
         if let Err(e) = runtime::delete(&c, true) {
             log.warn(&e.to_string());

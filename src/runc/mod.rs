@@ -11,6 +11,7 @@
 mod commands;
 mod log;
 mod signal;
+mod tty;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
