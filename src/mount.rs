@@ -43,6 +43,60 @@ impl Mount {
     }
 }
 
+/// A mount made but attached nowhere (the new mount API's detached
+/// mount): made by one process, attached by another in its own mount
+/// namespace. Dropping it unmounts it, so a caller that dies before
+/// attaching leaves nothing mounted.
+#[derive(Debug)]
+pub struct Detached {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Detached {
+    /// Attaches the mount at `target` in the caller's mount namespace.
+    pub fn attach(&self, target: &Path) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        sys::mount::attach(self.fd.as_fd(), target).map_err(|e| {
+            io::Error::new(io::Error::from(e).kind(), format!("attach a detached mount at {}: {e}", target.display()))
+        })
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+}
+
+impl Mount {
+    /// Makes this mount detached: the filesystem is opened now, with the
+    /// caller's privileges and cgroup (a block device a container's device
+    /// cgroup denies still mounts), and attached later with
+    /// [`Detached::attach`]. `Unsupported` when the kernel lacks the new
+    /// mount API or a key it needs (`lowerdir+` before 6.8): the caller
+    /// then mounts in place with [`mount_all`].
+    pub fn detached(&self) -> io::Result<Detached> {
+        let describe = |e: io::Error| {
+            let kind = match Errno::from_io_error(&e) {
+                Some(Errno::NOSYS) | Some(Errno::INVAL) | Some(Errno::OPNOTSUPP) => io::ErrorKind::Unsupported,
+                _ => e.kind(),
+            };
+            io::Error::new(kind, format!("mount {} ({}) detached: {e}", self.kind, self.source))
+        };
+        let fd = if self.kind == "bind" || self.options.iter().any(|o| o == "bind" || o == "rbind") {
+            sys::mount::bind_detached(&self.source, &self.options)
+        } else {
+            sys::mount::fsmount_detached(&self.kind, &self.source, &self.options).map_err(io::Error::from)
+        }
+        .map_err(describe)?;
+        Ok(Detached { fd })
+    }
+}
+
+/// [`Mount::detached`] for every entry, in order.
+pub fn detach_all(mounts: &[Mount]) -> io::Result<Vec<Detached>> {
+    mounts.iter().map(Mount::detached).collect()
+}
+
 /// Mounts every entry of `mounts` at `target`, in order (later mounts stack
 /// on earlier ones, as containerd's `mount.All`).
 pub fn mount_all(mounts: &[Mount], target: &Path) -> io::Result<()> {
@@ -103,5 +157,57 @@ impl Drop for TempMount {
         if self.active && unmount_all(&self.target).is_err() {
             let _ = sys::mount::unmount_path(&self.target, true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unmounts whatever is on `0` when the test ends, passed or not.
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = unmount_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_detached_mount_is_nowhere_until_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::create_dir(&target).unwrap();
+        let _cleanup = Cleanup(target.clone());
+        let tmpfs = Mount { kind: "tmpfs".into(), source: "none".into(), options: vec!["size=1m".into()] };
+        let m = tmpfs.detached().unwrap();
+        assert!(!sys::mount::is_mount_point(&target).unwrap(), "detached, yet mounted at the target");
+        m.attach(&target).unwrap();
+        drop(m);
+        assert!(sys::mount::is_mount_point(&target).unwrap(), "attached, yet not a mount point");
+        std::fs::write(target.join("f"), b"x").unwrap();
+        unmount_all(&target).unwrap();
+        assert!(!target.join("f").exists(), "the file was written below the mount, not on it");
+    }
+
+    #[test]
+    fn a_detached_read_only_bind_is_read_only_once_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, target) = (dir.path().join("src"), dir.path().join("t"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(src.join("f"), b"data").unwrap();
+        let _cleanup = Cleanup(target.clone());
+        let m = Mount::bind(&src, true).detached().unwrap();
+        m.attach(&target).unwrap();
+        assert_eq!(std::fs::read(target.join("f")).unwrap(), b"data");
+        let err = std::fs::write(target.join("g"), b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    }
+
+    #[test]
+    fn a_bad_detached_mount_names_the_source() {
+        let m = Mount { kind: "ext4".into(), source: "/nonexistent/dev".into(), options: vec![] };
+        let err = m.detached().unwrap_err().to_string();
+        assert!(err.contains("ext4 (/nonexistent/dev)"), "{err}");
     }
 }

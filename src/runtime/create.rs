@@ -234,6 +234,17 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         }
         Console::Socket(fd) => Some(fd),
     };
+    // The driver's mounts are made here, detached, with our privileges
+    // and outside the container's cgroup (its device rules would refuse
+    // a dm-thin block device), and attached by the init in its own mount
+    // namespace: nothing is ever mounted on the host, and a failed create
+    // leaves nothing behind. Kernels without the new mount API mount in
+    // the init instead.
+    let detached = match crate::mount::detach_all(&opts.driver_mounts) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Vec::new(),
+        Err(e) => return Err(ExecError::io("mount the container's rootfs", &rootfs, e)),
+    };
     let stdio = opts.stdio.take();
     let (to_init_r, to_init_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &dir, e))?;
     let (from_init_r, from_init_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &dir, e))?;
@@ -247,6 +258,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         new_user,
         state_dir,
         console,
+        detached,
     };
     let mut child_ends = Some((to_init_r, from_init_w));
     let pid = crate::sys::process::clone_into(clone_flags, &mut || {
@@ -265,6 +277,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         let mut keep: Vec<BorrowedFd<'_>> = vec![r.as_fd(), w.as_fd(), args.state_dir.as_fd()];
         keep.extend(args.join.iter().map(|(_, fd)| fd.as_fd()));
         keep.extend(args.console.iter().map(|fd| fd.as_fd()));
+        keep.extend(args.detached.iter().map(crate::mount::Detached::as_fd));
         if close_except(&keep, args.opts.preserve_fds).is_err() {
             return 125;
         }

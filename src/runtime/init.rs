@@ -44,6 +44,9 @@ pub(super) struct InitArgs<'a> {
     pub state_dir: OwnedFd,
     /// The console socket, connected, when `process.terminal`.
     pub console: Option<OwnedFd>,
+    /// The driver's mounts, made by the parent (empty: mount
+    /// `opts.driver_mounts` here).
+    pub detached: Vec<crate::mount::Detached>,
 }
 
 /// The init's ends of the sync pipes.
@@ -130,6 +133,7 @@ fn setup(args: &InitArgs<'_>, sync: &mut Sync) -> Result<super::Never, StartErro
         rootfs: args.rootfs.clone(),
         bundle: args.opts.bundle.clone(),
         driver_mounts: &args.opts.driver_mounts,
+        detached: &args.detached,
         no_pivot: args.opts.no_pivot,
         console: None,
     };

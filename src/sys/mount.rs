@@ -8,7 +8,7 @@
 //! one-page limit on `mount(2)`'s data string no longer caps the layer count
 //! (the kernel's own limit is 500 lower layers, `OVL_MAX_STACK`).
 
-use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::CWD;
 use rustix::io::Errno;
 use rustix::mount::{
@@ -70,6 +70,15 @@ pub fn mount_fs(fstype: &str, source: &str, options: &[String], target: &Path) -
 
 /// `fsopen(2)` + `fsconfig(2)` + `fsmount(2)` + `move_mount(2)`.
 pub fn mount_new_api(fstype: &str, source: &str, options: &[String], target: &Path) -> Result<(), Errno> {
+    let mnt = fsmount_detached(fstype, source, options)?;
+    attach(mnt.as_fd(), target)
+}
+
+/// `fsopen(2)` + `fsconfig(2)` + `fsmount(2)`: a new filesystem as a
+/// detached mount, attached nowhere until [`attach`]; dropping the
+/// descriptor unmounts it. The filesystem is opened with the caller's
+/// credentials, cgroup and namespaces, whoever attaches it later.
+pub fn fsmount_detached(fstype: &str, source: &str, options: &[String]) -> Result<OwnedFd, Errno> {
     let fs = fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
     if !source.is_empty() && source != "none" {
         fsconfig_set_string(fs.as_fd(), "source", source)?;
@@ -97,9 +106,34 @@ pub fn mount_new_api(fstype: &str, source: &str, options: &[String], target: &Pa
         }
     }
     fsconfig_create(fs.as_fd())?;
-    let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
-    move_mount(mnt.as_fd(), "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
-    Ok(())
+    fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+}
+
+/// `open_tree(source, OPEN_TREE_CLONE [| AT_RECURSIVE])` and, for `ro`,
+/// `nosuid`, … in `options`, `mount_setattr` on the copy: a bind mount
+/// of `source`, detached until [`attach`].
+pub fn bind_detached(source: &str, options: &[String]) -> io::Result<OwnedFd> {
+    use rustix::mount::{open_tree, OpenTreeFlags};
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    let recursive = options.iter().any(|o| o == "rbind");
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let tree = open_tree(CWD, source, flags)?;
+    let set = options.iter().filter_map(|o| flag_option(o)).fold(MountAttrFlags::empty(), |a, (_, f)| a | f);
+    if !set.is_empty() {
+        let attr =
+            MountAttr { attr_set: set, attr_clr: MountAttrFlags::empty(), propagation: MountPropagationFlags::empty() };
+        mount_setattr(tree.as_fd(), recursive, &attr)?;
+    }
+    Ok(tree)
+}
+
+/// `move_mount(mnt, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`:
+/// attaches a detached mount (from [`fsmount_detached`] or
+/// [`bind_detached`]) at `target`, in the caller's mount namespace.
+pub fn attach(mnt: BorrowedFd<'_>, target: &Path) -> Result<(), Errno> {
+    move_mount(mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
 }
 
 /// `mount(2)` with the non-flag options joined into the data string.

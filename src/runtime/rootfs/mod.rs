@@ -81,6 +81,9 @@ pub struct RootfsPlan<'a> {
     /// `rootfs` first, inside the new mount namespace; empty for OCI
     /// bundles (already mounted by the caller).
     pub driver_mounts: &'a [crate::mount::Mount],
+    /// The same mounts made by the caller, detached: attached at `rootfs`
+    /// instead of mounting `driver_mounts` when not empty.
+    pub detached: &'a [crate::mount::Detached],
     /// `MS_MOVE` + `chroot` instead of `pivot_root` (runc's `--no-pivot`).
     pub no_pivot: bool,
     /// The container's pty slave to bind at `/dev/console` before the
@@ -104,7 +107,11 @@ pub fn prepare(
     let spec = plan.spec;
     let linux = spec.linux.as_ref();
     pivot::propagate_root(linux.and_then(|l| l.rootfs_propagation))?;
-    if !plan.driver_mounts.is_empty() {
+    if !plan.detached.is_empty() {
+        for m in plan.detached {
+            m.attach(&plan.rootfs).map_err(path_err("mount rootfs", &plan.rootfs))?;
+        }
+    } else if !plan.driver_mounts.is_empty() {
         crate::mount::mount_all(plan.driver_mounts, &plan.rootfs).map_err(path_err("mount rootfs", &plan.rootfs))?;
     }
     let rootfs = std::fs::canonicalize(&plan.rootfs).map_err(path_err("resolve", &plan.rootfs))?;

@@ -118,6 +118,7 @@ fn plan<'a>(spec: &'a Spec, dir: &Path, no_pivot: bool) -> RootfsPlan<'a> {
         rootfs: dir.join("rootfs"),
         bundle: dir.to_path_buf(),
         driver_mounts: &[],
+        detached: &[],
         no_pivot,
         console: None,
     }
