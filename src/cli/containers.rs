@@ -7,6 +7,7 @@ use crate::container::{ContainerId, LogConfig, Resources, State, Status};
 use crate::engine::Engine;
 use crate::ops::container::lifecycle::{self, CreateOptions};
 use crate::ops::container::query;
+use crate::ops::container::security::SecurityRequest;
 use crate::ops::container::supervise::{self, Mode};
 use crate::units::parse_bytes;
 use anyhow::{bail, Context, Result};
@@ -67,9 +68,30 @@ pub struct CreateArgs {
     /// Tune container pids limit (-1 for unlimited).
     #[arg(long, allow_hyphen_values = true)]
     pids_limit: Option<i64>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap.
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
     /// Number of CPUs.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cpus: Option<f64>,
+    /// Give extended privileges to this container.
+    #[arg(long)]
+    privileged: bool,
+    /// Add Linux capabilities.
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:rwm]]).
+    #[arg(long = "device")]
+    device: Vec<String>,
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges[=BOOL].
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    /// Ulimit options (name=soft[:hard], e.g. nofile=1024:2048).
+    #[arg(long = "ulimit")]
+    ulimit: Vec<String>,
     /// Log driver options: max-size=10m, max-file=3.
     #[arg(long = "log-opt")]
     log_opt: Vec<String>,
@@ -104,12 +126,25 @@ fn options(a: &CreateArgs) -> Result<CreateOptions> {
             _ => bail!("unknown log opt {o:?} (json-file supports max-size, max-file)"),
         }
     }
-    if a.cpus.is_some_and(|c| !(0.0..=1024.0).contains(&c)) {
-        bail!("invalid --cpus: must be between 0 and 1024");
+    let nano_cpus = a.cpus.map(cpus_to_nano).transpose()?;
+    let memory = a.memory.as_deref().map(parse_bytes).transpose()?;
+    if let Some(m) = memory.filter(|&m| m != 0 && m < MIN_MEMORY) {
+        bail!("invalid --memory {m}: minimum memory limit allowed is 6MB");
     }
-    // In range (checked above), so the conversion is exact enough and cannot wrap.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let nano_cpus = a.cpus.map(|c| (c * 1e9).round() as u64);
+    let memory_swap = match a.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(v) => {
+            let swap = parse_bytes(v)?;
+            match memory {
+                None | Some(0) => {
+                    bail!("you should always set the memory limit when using the memoryswap limit, see usage")
+                }
+                Some(m) if swap < m => bail!("minimum memoryswap limit should be larger than memory limit, see usage"),
+                Some(_) => Some(i64::try_from(swap).context("invalid --memory-swap: too large")?),
+            }
+        }
+    };
     Ok(CreateOptions {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -124,16 +159,37 @@ fn options(a: &CreateArgs) -> Result<CreateOptions> {
         read_only: a.read_only,
         network: a.network.clone(),
         volumes: a.volume.clone(),
-        resources: Resources {
-            memory: a.memory.as_deref().map(parse_bytes).transpose()?,
-            pids_limit: a.pids_limit,
-            nano_cpus,
+        resources: Resources { memory, memory_swap, pids_limit: a.pids_limit, nano_cpus },
+        security: SecurityRequest {
+            privileged: a.privileged,
+            cap_add: a.cap_add.clone(),
+            cap_drop: a.cap_drop.clone(),
+            devices: a.device.clone(),
+            security_opt: a.security_opt.clone(),
+            ulimits: a.ulimit.clone(),
         },
         log,
         auto_remove: a.rm,
         init: a.init,
         skip_image_volumes: false,
     })
+}
+
+/// Docker's floor for `--memory` (6 MiB).
+const MIN_MEMORY: u64 = 6 << 20;
+
+/// `--cpus`: a positive finite number of CPUs, at most the host's
+/// (Docker: "range of CPUs is from 0.01 to N.00").
+fn cpus_to_nano(cpus: f64) -> Result<u64> {
+    let host = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    #[allow(clippy::cast_precision_loss)]
+    let max = host as f64;
+    if !cpus.is_finite() || cpus < 0.01 || cpus > max {
+        bail!("invalid --cpus {cpus}: range of CPUs is from 0.01 to {max:.2}, as there are only {host} CPUs available");
+    }
+    // In range (checked above), so the conversion is exact enough and cannot wrap.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((cpus * 1e9).round() as u64)
 }
 
 fn created(engine: &Engine, a: &CreateArgs) -> Result<ContainerId> {

@@ -66,13 +66,86 @@ pub struct MountRequest {
     pub anonymous: bool,
 }
 
-/// Resource limits (`--memory`, `--pids-limit`, `--cpus`).
+/// Resource limits (`--memory`, `--memory-swap`, `--pids-limit`,
+/// `--cpus`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Resources {
     pub memory: Option<u64>,
+    /// Memory plus swap, Docker's `--memory-swap`; -1 is unlimited swap.
+    /// Unset with `memory` set means twice `memory`, as Docker.
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
     pub pids_limit: Option<i64>,
     pub nano_cpus: Option<u64>,
+}
+
+/// A host device given to the container (`--device`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// Some of `r`, `w`, `m`.
+    pub cgroup_permissions: String,
+}
+
+/// One resource limit (`--ulimit nofile=1024:2048`), Docker's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    /// Docker's name: `nofile`, `nproc`, `core`, …
+    pub name: String,
+    /// `u64::MAX` is unlimited.
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Which seccomp profile a container runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompChoice {
+    /// strata's default: Docker's default profile.
+    #[default]
+    Default,
+    /// `--security-opt seccomp=unconfined`.
+    Unconfined,
+    /// `--security-opt seccomp=FILE`: the profile's JSON, read at create
+    /// time (as Docker stores it), in Docker's format.
+    Profile(String),
+}
+
+/// Docker's security flags, fixed at create time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Security {
+    /// `--privileged`: every capability, every device, no seccomp, no
+    /// masked or read-only paths.
+    pub privileged: bool,
+    /// `--cap-add`, `--cap-drop`: `CAP_` names (or `ALL`), upper case.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub devices: Vec<DeviceMapping>,
+    pub seccomp: SeccompChoice,
+    /// `--security-opt no-new-privileges[=true|false]`; on by default.
+    pub no_new_privileges: bool,
+    /// Every limit in force for the container's process: the caller's
+    /// at create time with `--ulimit` applied over them (Docker's
+    /// containers inherit dockerd's).
+    pub ulimits: Vec<Ulimit>,
+}
+
+impl Default for Security {
+    fn default() -> Security {
+        Security {
+            privileged: false,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            devices: Vec::new(),
+            seccomp: SeccompChoice::Default,
+            no_new_privileges: true,
+            ulimits: Vec::new(),
+        }
+    }
 }
 
 /// json-file log options (`--log-opt max-size=…,max-file=…`).
@@ -113,6 +186,9 @@ pub struct Config {
     pub network: String,
     pub mounts: Vec<MountRequest>,
     pub resources: Resources,
+    /// Absent in containers made before these flags existed: defaults.
+    #[serde(default)]
+    pub security: Security,
     pub log: LogConfig,
     pub auto_remove: bool,
     /// Run strata's init as PID 1 (reaps zombies, forwards signals).

@@ -55,9 +55,10 @@ pub fn exec(engine: &Engine, id: &ContainerId, options: &ExecOptions) -> Result<
         Err(e) => return Err(e.into()),
     };
     let process = super::spec::process(
+        &config,
         options.args.clone(),
         merged_env(&config.env, &options.env),
-        options.workdir.clone().unwrap_or(config.working_dir),
+        options.workdir.clone().unwrap_or_else(|| config.working_dir.clone()),
         false,
     );
     let opts = crate::runtime::ExecOptions {

@@ -49,6 +49,8 @@ pub struct CreateOptions {
     /// `-v` specs: `name:/dst[:ro]`, `/host:/dst[:ro]`, `/dst`.
     pub volumes: Vec<String>,
     pub resources: Resources,
+    /// `--privileged`, `--cap-add`, `--device`, `--security-opt`, `--ulimit`.
+    pub security: super::security::SecurityRequest,
     pub log: LogConfig,
     pub auto_remove: bool,
     pub init: bool,
@@ -168,6 +170,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
     if network != "none" && network != "host" {
         return Err(OpsError::Invalid(format!("network {network} not found (strata offers none and host)")));
     }
+    let security = super::security::resolve(&o.security)?;
     let id = ContainerId::generate();
     let mut mounts: Vec<MountRequest> = o.volumes.iter().map(|v| parse_volume(v)).collect::<Result<_, _>>()?;
     for dest in ic.volumes.iter().flat_map(|v| v.keys()).filter(|_| !o.skip_image_volumes) {
@@ -195,6 +198,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
         network,
         mounts,
         resources: o.resources.clone(),
+        security,
         log: o.log.clone(),
         auto_remove: o.auto_remove,
         init: o.init,

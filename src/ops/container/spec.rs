@@ -8,9 +8,11 @@
 //! (mounted inside the container's mount namespace, nothing on the host),
 //! the user as a name resolved inside the image, and `--init`.
 
+use super::lifecycle::OpsError;
+use super::security;
 use crate::container::Config;
 use crate::runtime::spec::{
-    Capabilities, Cpu, Linux, Memory, Mount, Namespace, NamespaceType, Pids, Process, Resources, Root, Spec,
+    Capabilities, Cpu, DeviceRule, Linux, Memory, Mount, Namespace, NamespaceType, Pids, Process, Resources, Root, Spec,
 };
 
 /// A bind mount into the container (volume, host path, /etc file).
@@ -72,11 +74,10 @@ fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount
     }
 }
 
-/// The caps list in the bounding, effective and permitted sets; none
+/// `caps` in the bounding, effective and permitted sets; none
 /// inheritable or ambient (so `execve` of a file with inheritable file
 /// capabilities gains nothing: the CVE-2022-24769 pattern).
-fn capabilities() -> Capabilities {
-    let caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+fn capabilities(caps: Vec<String>) -> Capabilities {
     Capabilities {
         bounding: caps.clone(),
         effective: caps.clone(),
@@ -87,27 +88,33 @@ fn capabilities() -> Capabilities {
 }
 
 /// The container's process as the spec describes it (the user is
-/// resolved by name inside the image: see the module doc).
-pub fn process(args: Vec<String>, env: Vec<String>, cwd: String, terminal: bool) -> Process {
+/// resolved by name inside the image: see the module doc), with the
+/// container's capabilities, no_new_privs and rlimits; `exec` runs its
+/// processes with the same.
+pub fn process(config: &Config, args: Vec<String>, env: Vec<String>, cwd: String, terminal: bool) -> Process {
     Process {
         terminal,
         args,
         env,
         cwd: if cwd.is_empty() { "/".into() } else { cwd },
-        capabilities: Some(capabilities()),
-        no_new_privileges: true,
+        capabilities: Some(capabilities(security::capabilities(&config.security))),
+        no_new_privileges: config.security.no_new_privileges,
+        rlimits: security::rlimits(&config.security),
         ..Process::default()
     }
 }
 
-/// `linux.resources` for the container's limits.
-fn resources(config: &Config) -> Option<Resources> {
+/// `linux.resources` for the container's limits and device rules.
+fn resources(config: &Config, devices: Vec<DeviceRule>) -> Resources {
     let r = &config.resources;
-    if r.memory.is_none() && r.pids_limit.is_none() && r.nano_cpus.is_none() {
-        return None;
-    }
-    Some(Resources {
-        memory: r.memory.map(|m| Memory { limit: Some(i64::try_from(m).unwrap_or(i64::MAX)), ..Memory::default() }),
+    Resources {
+        devices,
+        memory: r.memory.filter(|&m| m != 0).map(|m| {
+            let limit = i64::try_from(m).unwrap_or(i64::MAX);
+            // Docker: no --memory-swap means as much swap as memory.
+            let swap = r.memory_swap.unwrap_or_else(|| limit.saturating_mul(2));
+            Memory { limit: Some(limit), swap: Some(swap), ..Memory::default() }
+        }),
         pids: r.pids_limit.map(|p| Pids { limit: if p <= 0 { -1 } else { p } }),
         cpu: r.nano_cpus.map(|n| Cpu {
             quota: Some(i64::try_from(n.saturating_mul(CPU_PERIOD_US) / 1_000_000_000).unwrap_or(i64::MAX)),
@@ -115,12 +122,13 @@ fn resources(config: &Config) -> Option<Resources> {
             ..Cpu::default()
         }),
         ..Resources::default()
-    })
+    }
 }
 
 /// The whole spec: `binds` are the `/etc` files and volumes, `rootfs` the
 /// empty directory the driver's mounts go on.
-pub fn oci_spec(config: &Config, rootfs: &std::path::Path, binds: &[Bind]) -> Spec {
+pub fn oci_spec(config: &Config, rootfs: &std::path::Path, binds: &[Bind]) -> Result<Spec, OpsError> {
+    let privileged = config.security.privileged;
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
@@ -130,7 +138,12 @@ pub fn oci_spec(config: &Config, rootfs: &std::path::Path, binds: &[Bind]) -> Sp
             "devpts",
             &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         ),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            if privileged { &["nosuid", "noexec", "nodev", "rw"] } else { &["nosuid", "noexec", "nodev", "ro"] },
+        ),
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
     ];
@@ -149,20 +162,23 @@ pub fn oci_spec(config: &Config, rootfs: &std::path::Path, binds: &[Bind]) -> Sp
     if config.network != "host" {
         namespaces.push(Namespace { kind: NamespaceType::Network, path: String::new() });
     }
-    Spec {
+    let (devices, rules) = security::devices(&config.security)?;
+    let (masked, readonly) = if privileged { (&[][..], &[][..]) } else { (MASKED, READONLY) };
+    Ok(Spec {
         oci_version: crate::runtime::spec::VERSION.into(),
-        process: Some(process(config.args.clone(), config.env.clone(), config.working_dir.clone(), config.tty)),
+        process: Some(process(config, config.args.clone(), config.env.clone(), config.working_dir.clone(), config.tty)),
         root: Some(Root { path: rootfs.display().to_string(), readonly: config.read_only }),
         hostname: config.hostname.clone(),
         mounts,
         linux: Some(Linux {
             namespaces,
-            resources: resources(config),
+            resources: Some(resources(config, rules)),
+            devices,
             cgroups_path: format!("/strata/{}", config.id.as_str()),
-            masked_paths: MASKED.iter().map(|p| p.to_string()).collect(),
-            readonly_paths: READONLY.iter().map(|p| p.to_string()).collect(),
+            masked_paths: masked.iter().map(|p| p.to_string()).collect(),
+            readonly_paths: readonly.iter().map(|p| p.to_string()).collect(),
             ..Linux::default()
         }),
         ..Spec::default()
-    }
+    })
 }

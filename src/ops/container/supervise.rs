@@ -220,7 +220,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     }
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded));
     let rootfs = store.rootfs_dir(id);
-    let spec = super::spec::oci_spec(&config, &rootfs, &binds);
+    let spec = super::spec::oci_spec(&config, &rootfs, &binds).map_err(StartError::from_error)?;
     let (our_console, init_console) = match io.console.take() {
         Some((ours, theirs)) => (Some(ours), Console::Socket(theirs)),
         None => (None, Console::None),
