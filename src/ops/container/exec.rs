@@ -142,29 +142,26 @@ pub fn exec(engine: &Engine, id: &ContainerId, options: &ExecOptions) -> Result<
         Executed::Running(pid) => pid,
         Executed::Exited(code) => return Ok(code),
     };
-    if !options.detach {
-        leave_pid_namespace().map_err(relay_err("rejoin our pid namespace"))?;
-    }
-    let relayed = match attach {
-        Attach::Detached => return Ok(0),
-        Attach::Tty(sock) => relay_tty(&sock, options.interactive).map_err(relay_err("relay the pty")),
-        Attach::Pipes(input, out, err) => Ok(relay_pipes(input, out, err)),
-    };
-    let waited = crate::runtime::wait(pid).map_err(relay_err("wait for the process"));
-    match relayed {
-        Ok(Relaying { output, raw }) => {
-            for t in output {
-                let _ = t.join();
-            }
-            drop(raw);
-        }
-        // It runs with nobody on its pty: end it rather than leave it.
+    let relayed = leave_pid_namespace().map_err(relay_err("rejoin our pid namespace")).and_then(|()| match attach {
+        Attach::Detached => Ok(None),
+        Attach::Tty(sock) => relay_tty(&sock, options.interactive).map(Some).map_err(relay_err("relay the pty")),
+        Attach::Pipes(input, out, err) => Ok(Some(relay_pipes(input, out, err))),
+    });
+    let Relaying { output, raw } = match relayed {
+        Ok(Some(relaying)) => relaying,
+        Ok(None) => return Ok(0),
+        // It runs with nobody on its stdio: end it rather than leave it.
         Err(e) => {
             let _ = crate::sys::signal::kill(pid, crate::sys::signal::Signal::SIGKILL);
             let _ = crate::runtime::wait(pid);
             return Err(e);
         }
+    };
+    let waited = crate::runtime::wait(pid).map_err(relay_err("wait for the process"));
+    for t in output {
+        let _ = t.join();
     }
+    drop(raw);
     waited
 }
 
