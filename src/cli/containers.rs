@@ -416,12 +416,15 @@ pub fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Keep STDIN open (strata passes its own stdin through).
+    /// Keep STDIN open: copy ours to the process (else it reads /dev/null).
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Allocate a pseudo-TTY (strata passes its own terminal through).
+    /// Allocate a pseudo-TTY in the container and relay it.
     #[arg(short = 't', long)]
     tty: bool,
+    /// Detached mode: run the command in the background.
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Set environment variables.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -439,7 +442,15 @@ pub struct ExecArgs {
 pub fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     use crate::ops::container::exec::{exec, ExecError, ExecOptions};
     let id = resolve(engine, &a.container)?;
-    let o = ExecOptions { args: a.command, env: a.env, workdir: a.workdir, user: a.user };
+    let o = ExecOptions {
+        args: a.command,
+        env: a.env,
+        workdir: a.workdir,
+        user: a.user,
+        tty: a.tty,
+        interactive: a.interactive,
+        detach: a.detach,
+    };
     let code = exec(engine, &id, &o).map_err(|e| match e {
         ExecError::Start(e) => ExitCode { code: e.code, message: e.message },
         e => ExitCode { code: 1, message: e.to_string() },

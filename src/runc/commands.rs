@@ -144,9 +144,9 @@ fn run(root: &Path, a: &super::RunArgs, log: &Logger) -> Result<i32, ExecError> 
     if a.detach {
         return Ok(0);
     }
-    let raw = relay.as_ref().map(|_| super::tty::Raw::enter());
+    let raw = relay.as_ref().map(|_| runtime::tty::Raw::enter());
     let output = match relay {
-        Some(m) => Some(super::tty::relay(m).map_err(|e| ExecError::io("relay the pty", &c.dir, e))?),
+        Some(m) => Some(runtime::tty::relay(m, true).map_err(|e| ExecError::io("relay the pty", &c.dir, e))?),
         None => None,
     };
     let code = runtime::wait_forwarding_signals(c.record.pid).map_err(|e| ExecError::io("wait", &c.dir, e))?;
@@ -188,6 +188,7 @@ fn exec(root: &Path, a: &super::ExecArgs) -> Result<i32, ExecError> {
             None => runtime::Console::None,
         },
         preserve_fds: a.preserve_fds,
+        stdio: None,
         user_name: None,
     };
     match runtime::exec(&c, opts)? {

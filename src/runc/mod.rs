@@ -11,7 +11,6 @@
 mod commands;
 mod log;
 mod signal;
-mod tty;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

@@ -25,6 +25,9 @@ pub struct ExecOptions {
     pub pid_file: Option<std::path::PathBuf>,
     pub console: super::create::Console,
     pub preserve_fds: u32,
+    /// The process's stdin, stdout and stderr; `None` keeps the caller's.
+    /// Ignored with a console (the pty is its stdio).
+    pub stdio: Option<[OwnedFd; 3]>,
     /// strata's own: a user name resolved in the container, Docker's way.
     pub user_name: Option<String>,
 }
@@ -101,17 +104,25 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
     if opts.process.terminal && console.is_none() {
         return Err(ExecError::Usage("process.terminal needs --console-socket".into()));
     }
+    // Above 2 (`F_DUPFD_CLOEXEC` from 3), so the child's `dup2`s onto
+    // 0..=2 never meet a source that is itself a target.
+    let up = |f: OwnedFd| f.try_clone().map_err(|e| ExecError::io("duplicate a stdio descriptor", &c.dir, e));
+    let stdio = match opts.stdio.take() {
+        Some([i, o, e]) => Some([up(i)?, up(o)?, up(e)?]),
+        None => None,
+    };
     let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &c.dir, e))?;
     let cgroups = c.cgroups();
     let mut keep: Vec<BorrowedFd<'_>> = fds.iter().map(|(_, f)| f.as_fd()).collect();
     keep.extend(console.iter().map(|f| f.as_fd()));
+    keep.extend(stdio.iter().flatten().map(|f| f.as_fd()));
     // Keep 3 .. 3+N: fork_child's keep list takes descriptors; the
     // preserved numbers are kept by closing only above them.
     let preserve = opts.preserve_fds;
     let proof = single_threaded().map_err(|e| ExecError::io("exec", &c.dir, e))?;
     let child = fork_child_keeping_below(&proof, 3 + preserve, &keep, Some(err_w), |w| {
         let _ = crate::sys::prctl::set_dumpable(false);
-        let e = match enter(&cgroups, &fds, console.as_ref(), filter.as_ref(), &opts, preserve) {
+        let e = match enter(&cgroups, &fds, stdio.as_ref(), console.as_ref(), filter.as_ref(), &opts, preserve) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -122,7 +133,7 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
         e.code
     });
     let child = child.map_err(|e| ExecError::io("fork", &c.dir, e))?;
-    drop(console);
+    drop((console, stdio));
     let mut msg = String::new();
     std::fs::File::from(err_r).read_to_string(&mut msg).map_err(|e| ExecError::io("read exec status", &c.dir, e))?;
     if !msg.is_empty() {
@@ -147,12 +158,20 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> StartError {
 fn enter(
     cgroups: &super::cgroups::Manager,
     fds: &[(&str, OwnedFd)],
+    stdio: Option<&[OwnedFd; 3]>,
     console: Option<&OwnedFd>,
     filter: Option<&seccomp::Filter>,
     opts: &ExecOptions,
     preserve: u32,
 ) -> Result<super::Never, StartError> {
     let p = &opts.process;
+    // First, so the caller's stdio is gone before anything of the
+    // container is joined.
+    if let Some([i, o, e]) = stdio {
+        crate::sys::stdio::dup2_stdin(i).map_err(io("dup2 stdin"))?;
+        crate::sys::stdio::dup2_stdout(o).map_err(io("dup2 stdout"))?;
+        crate::sys::stdio::dup2_stderr(e).map_err(io("dup2 stderr"))?;
+    }
     super::reset_signals();
     // The cgroups by their host paths, before the mount namespace changes.
     cgroups.join_self().map_err(StartError::from_error)?;

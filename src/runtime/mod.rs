@@ -46,6 +46,7 @@ pub mod seccomp;
 pub mod security;
 pub mod spec;
 mod tini;
+pub mod tty;
 
 pub use container::{Container, DEFAULT_STATE_ROOT};
 pub use create::{create, Console, CreateOptions};

@@ -7,6 +7,7 @@ mod btrfs;
 #[path = "../images/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod exec;
 mod fstools;
 mod inside;
 mod lifecycle;
