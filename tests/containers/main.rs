@@ -10,6 +10,7 @@ mod common;
 mod fstools;
 mod inside;
 mod lifecycle;
+mod liveness;
 mod seed;
 
 use common::{busybox_rootfs, require_root, Env};
