@@ -500,3 +500,32 @@ pub fn process_exists(pid: i32) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::signal::Signal;
+
+    /// A signal through a pidfd reaches its process; the wait through it
+    /// reports how it ended; afterwards the pidfd names nobody (`ESRCH`),
+    /// whatever process gets the pid next.
+    #[test]
+    fn pidfd_signal_and_wait() {
+        let child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let pidfd = crate::sys::event::pidfd_open(i32::try_from(child.id()).unwrap()).unwrap();
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+        assert!(waitid_pidfd(pidfd.as_fd(), options).unwrap().is_none(), "still running");
+        pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL).unwrap();
+        let status = waitid_pidfd(pidfd.as_fd(), WaitIdOptions::EXITED).unwrap().expect("exited");
+        assert_eq!(status.terminating_signal(), Some(9));
+        let gone = pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM).unwrap_err();
+        assert_eq!(gone.raw_os_error(), Some(libc::ESRCH));
+        drop(child);
+    }
+
+    /// Outside a new PID namespace, `PPid:` agrees with getppid(2).
+    #[test]
+    fn parent_pid_agrees_with_getppid() {
+        assert_eq!(parent_pid().unwrap(), i32::try_from(std::os::unix::process::parent_id()).unwrap());
+    }
+}
