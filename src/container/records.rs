@@ -1,10 +1,27 @@
 //! The container directory store: create, look up (ID, name, unique ID
 //! prefix), list, update state, remove.
+//!
+//! Every read of a container's state is reconciled with the kernel
+//! ([`ContainerStore::get`]): a state that says `running` is believed only
+//! while a supervisor holds `supervisor.lock`. Without one, the init is
+//! looked for through the runtime's record (pid + start time, through a
+//! verified pidfd): if it still lives, the container is reported running
+//! (unsupervised: `kill`, `stop` and `rm -f` reach it through that pidfd);
+//! if not, the container is recorded `exited` with code 137 and its
+//! runtime state and cgroups are removed. 137 (128 + SIGKILL) because a
+//! supervisor's init dies with it (`PR_SET_PDEATHSIG`): that is how it
+//! ended unless it exited on its own in the instant before its supervisor
+//! died, whose code is lost. Docker answers 137 for a SIGKILLed container
+//! and 255 when it cannot know; strata knows the cause.
 
 use super::{Config, ContainerId, State, Status};
 use crate::root::{atomic_write_json_volatile, read_json, Root, RootError};
 use crate::sys::lock::FileLock;
 use std::path::{Path, PathBuf};
+
+/// The exit code recorded for a container whose supervisor died: 128 +
+/// SIGKILL, the signal its init gets then (see the module doc).
+pub const KILLED_WITH_SUPERVISOR: i32 = 137;
 
 /// Errors of the container store.
 #[derive(Debug, thiserror::Error)]
@@ -107,15 +124,43 @@ impl ContainerStore {
     }
 
     /// A state that says running while no supervisor holds the lock
-    /// belongs to a supervisor that died (killed, host crash): the
-    /// container is reported exited, as Docker reports it after a crash.
-    fn reconcile(&self, id: &ContainerId, mut state: State) -> State {
-        if state.status == Status::Running && !self.supervised(id) {
-            state.status = Status::Exited;
-            state.exit_code = state.exit_code.or(Some(255));
-            state.pid = None;
-            state.error.get_or_insert_with(|| "supervisor exited without recording the exit".into());
+    /// belongs to a supervisor that died (killed, host crash). Under the
+    /// supervisor lock, so no supervisor starts meanwhile: an init still
+    /// alive keeps the container `running` (unsupervised); else it is
+    /// recorded exited (137, see the module doc), and its runtime state
+    /// and cgroups are removed.
+    fn reconcile(&self, id: &ContainerId, state: State) -> State {
+        if state.status != Status::Running {
+            return state;
         }
+        let lock = self.supervisor_lock(id);
+        // Held (a supervisor lives) or unopenable (being removed): as is.
+        let Ok(Some(_guard)) = FileLock::try_exclusive(&lock) else {
+            return state;
+        };
+        // The supervisor may have recorded the exit just before it let go.
+        let mut state: State = match read_json(&self.dir(id).join("state.json")) {
+            Ok(Some(s)) => s,
+            _ => return state,
+        };
+        if state.status != Status::Running {
+            return state;
+        }
+        let runtime = crate::runtime::Container::load(&self.root.runtime_state(), id.as_str());
+        if let Ok(c) = &runtime {
+            if c.init_alive() {
+                state.error = Some("the supervisor exited; the container runs unsupervised".into());
+                return state;
+            }
+            let _ = crate::runtime::delete(c, true);
+        }
+        state.status = Status::Exited;
+        state.exit_code = Some(KILLED_WITH_SUPERVISOR);
+        state.pid = None;
+        state.supervisor_pid = None;
+        state.finished_at = Some(crate::time::now());
+        state.error = Some("the supervisor exited; the container was killed with it (SIGKILL)".into());
+        let _ = self.set_state(id, &state);
         state
     }
 

@@ -7,12 +7,27 @@
 //! fifo still there → `created`; the freezer says frozen → `paused`;
 //! else `running`. So a container whose init died while nobody watched
 //! reads `stopped`, and a recycled pid is not mistaken for the init.
+//!
+//! Every signal, wait and namespace join goes through a pidfd, never the
+//! bare pid ([`Container::init_pidfd`]): the one `create` got from
+//! `clone(CLONE_PIDFD)` when this process made the container, or else
+//! `pidfd_open(pid)` *verified* after the open — the recorded start time
+//! is read from `/proc/<pid>` and the descriptor is checked to still name
+//! a live process. A live process keeps its pid, so the descriptor names
+//! the process that `/proc` showed, the init; and whatever happens later,
+//! a signal through it reaches the init or nobody. (A `pidfd_open` of a
+//! pid read back from `state.json` alone would name whichever process has
+//! that pid now.)
 
 use super::spec::{self, Spec, Status};
 use super::ExecError;
+use crate::sys::event::{poll, PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Where runc keeps its state when run as root; ours, by the same rule.
 pub const DEFAULT_STATE_ROOT: &str = "/run/strata-runc";
@@ -44,6 +59,10 @@ pub struct Record {
 pub struct Container {
     pub dir: PathBuf,
     pub record: Record,
+    /// The init's pidfd from `clone(CLONE_PIDFD)`, held by the process
+    /// that created the container (its parent: the supervisor, `runc
+    /// run`); `None` when loaded from the state directory.
+    pub pidfd: Option<Arc<OwnedFd>>,
 }
 
 /// runc's rule for container IDs: letters, digits, `_`, `+`, `-`, `.`,
@@ -79,7 +98,7 @@ impl Container {
         };
         let record: Record = serde_json::from_slice(&bytes)
             .map_err(|e| ExecError::Corrupt { path: path.clone(), message: e.to_string() })?;
-        Ok(Container { dir, record })
+        Ok(Container { dir, record, pidfd: None })
     }
 
     /// Every container under `root`, by ID (unreadable entries skipped).
@@ -117,7 +136,41 @@ impl Container {
 
     /// Whether the recorded init still lives (a zombie does not count).
     pub fn init_alive(&self) -> bool {
-        self.record.pid > 0 && process_start_time(self.record.pid) == Some(self.record.start_time)
+        matches!(self.init_pidfd(), Ok(Some(_)))
+    }
+
+    /// A pidfd for the init while it lives (`None` once it has exited or
+    /// its pid names another process): the clone-time one when this
+    /// process created the container, else `pidfd_open` verified against
+    /// the recorded start time (see the module doc).
+    pub fn init_pidfd(&self) -> std::io::Result<Option<Arc<OwnedFd>>> {
+        if let Some(fd) = &self.pidfd {
+            return Ok((!has_exited(fd.as_fd())?).then(|| Arc::clone(fd)));
+        }
+        Ok(open_verified(self.record.pid, self.record.start_time)?.map(Arc::new))
+    }
+
+    /// Waits for the init, our child, to exit and reaps it; returns its
+    /// exit code (128 + signal when killed). Only for the process that
+    /// created the container (it holds the clone-time pidfd).
+    pub fn wait_init(&self) -> Result<i32, ExecError> {
+        let fd = self.pidfd.as_ref().ok_or_else(|| ExecError::State {
+            id: self.id().to_owned(),
+            message: "only the process that created the container can wait for its init".into(),
+        })?;
+        let options = crate::sys::process::WaitIdOptions::EXITED;
+        loop {
+            match crate::sys::process::waitid_pidfd(fd.as_fd(), options) {
+                Ok(Some(status)) => {
+                    let code = status.exit_status().or_else(|| status.terminating_signal().map(|s| 128 + s));
+                    if let Some(code) = code {
+                        return Ok(code);
+                    }
+                }
+                Ok(None) | Err(crate::sys::Errno::INTR) => {}
+                Err(e) => return Err(ExecError::io("wait for the init", &self.dir, e.into())),
+            }
+        }
     }
 
     /// The status as the kernel shows it now.
@@ -163,6 +216,44 @@ impl Container {
     }
 }
 
+/// `pidfd_open(pid)`, kept only if the process it names is the one
+/// started at `start_time`: that start time is read from `/proc/<pid>`
+/// *after* the open, and the descriptor must still name a live process
+/// then — a live process keeps its pid, so `/proc/<pid>` was it.
+pub fn open_verified(pid: i32, start_time: u64) -> std::io::Result<Option<OwnedFd>> {
+    if pid <= 0 {
+        return Ok(None);
+    }
+    let fd = match crate::sys::event::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(crate::sys::Errno::SRCH.raw_os_error()) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if process_start_time(pid) != Some(start_time) || has_exited(fd.as_fd())? {
+        return Ok(None);
+    }
+    Ok(Some(fd))
+}
+
+/// Whether the process `pidfd` names has exited (a zombie has): its pidfd
+/// polls readable then.
+pub fn has_exited(pidfd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    wait_exit(pidfd, Some(Duration::ZERO))
+}
+
+/// Waits up to `timeout` (`None`: no limit) for the process `pidfd` names
+/// to exit; whether it has.
+pub fn wait_exit(pidfd: std::os::fd::BorrowedFd<'_>, timeout: Option<Duration>) -> std::io::Result<bool> {
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Field 22 of `/proc/<pid>/stat` (start time), or `None` when the
 /// process is gone or a zombie.
 pub fn process_start_time(pid: i32) -> Option<u64> {
@@ -189,6 +280,51 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "../x", "é"] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A recycled pid: a record naming a live process with another start
+    /// time yields no pidfd, so nothing is signalled through it.
+    #[test]
+    fn a_pid_with_another_start_time_is_not_the_init() {
+        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = process_start_time(pid).expect("child start time");
+        let real = open_verified(pid, start).unwrap();
+        assert!(real.is_some(), "the recorded process itself is verified");
+        assert!(open_verified(pid, start + 1).unwrap().is_none(), "another start time is refused");
+        assert!(open_verified(i32::MAX, start).unwrap().is_none());
+        let fd = real.unwrap();
+        assert!(!has_exited(fd.as_fd()).unwrap());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(has_exited(fd.as_fd()).unwrap(), "a reaped process's pidfd reads exited");
+        assert!(open_verified(pid, start).unwrap().is_none(), "gone");
+    }
+
+    /// A container loaded from its state directory judges its init by the
+    /// verified pidfd; one holding the clone-time pidfd by that.
+    #[test]
+    fn init_alive_follows_the_pidfd() {
+        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = child.id() as i32;
+        let record = Record {
+            id: "t".into(),
+            pid,
+            start_time: process_start_time(pid).unwrap(),
+            bundle: "/".into(),
+            rootfs: "/".into(),
+            created: String::new(),
+            cgroups: Default::default(),
+            config: serde_json::from_str(r#"{"ociVersion":"1.2.0"}"#).unwrap(),
+        };
+        let loaded = Container { dir: "/nonexistent".into(), record: record.clone(), pidfd: None };
+        assert!(loaded.init_alive());
+        let stale =
+            Container { record: Record { start_time: record.start_time + 7, ..record.clone() }, ..loaded.clone() };
+        assert!(!stale.init_alive(), "a pid whose start time differs is not the init");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!loaded.init_alive());
     }
 
     #[test]

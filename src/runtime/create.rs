@@ -51,6 +51,11 @@ pub struct CreateOptions {
     pub user_name: Option<String>,
     /// strata's `--init`: a reaping PID 1 that runs the process.
     pub tini: bool,
+    /// The init dies (SIGKILL) with the thread that calls `create`
+    /// (`PR_SET_PDEATHSIG`): for a supervisor that stays the container's
+    /// parent, so killing it leaves no unsupervised container behind. Never
+    /// for runc's `create`, which exits while the container lives.
+    pub kill_with_parent: bool,
 }
 
 /// The state hooks see before the init runs the process.
@@ -122,15 +127,16 @@ pub fn check_supported(spec: &Spec) -> Result<(), ExecError> {
 /// directory.
 struct Undo {
     dir: Option<PathBuf>,
-    pid: Option<i32>,
+    /// The init, our unreaped child: its pid and pidfd.
+    init: Option<(i32, std::sync::Arc<OwnedFd>)>,
     cgroups: Option<cgroups::Manager>,
 }
 
 impl Drop for Undo {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid {
-            let _ = crate::sys::signal::kill(pid, crate::sys::signal::Signal::SIGKILL);
-            let _ = super::wait(pid);
+        if let Some((pid, pidfd)) = &self.init {
+            let _ = crate::sys::process::pidfd_send_signal(pidfd.as_fd(), crate::sys::signal::Signal::SIGKILL);
+            let _ = super::wait(*pid);
         }
         if let Some(cg) = &self.cgroups {
             let _ = cg.destroy();
@@ -175,7 +181,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ExecError::Exists(opts.id.clone())),
         Err(e) => return Err(ExecError::io("create", &dir, e)),
     }
-    let mut undo = Undo { dir: Some(dir.clone()), pid: None, cgroups: None };
+    let mut undo = Undo { dir: Some(dir.clone()), init: None, cgroups: None };
     // 0622 whatever the umask: the init opens it for writing after it
     // became the spec's user.
     let fifo = dir.join("exec.fifo");
@@ -261,7 +267,20 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         detached,
     };
     let mut child_ends = Some((to_init_r, from_init_w));
-    let pid = crate::sys::process::clone_into(clone_flags, &mut || {
+    let kill_with_parent = opts.kill_with_parent;
+    let parent = std::process::id() as i32;
+    let cloned = crate::sys::process::clone_into(clone_flags, &mut || {
+        // First, so no moment passes in which our death leaves the init
+        // behind; then check we were not already gone (the signal would
+        // never come). Later credential changes clear the setting: the
+        // init sets it again after them, before it says "ready" — and its
+        // "ready" reaching us proves we were alive after that.
+        if kill_with_parent
+            && (crate::sys::process::set_parent_death_signal(crate::sys::signal::Signal::SIGKILL).is_err()
+                || crate::sys::process::parent_pid().ok() != Some(parent))
+        {
+            return 125;
+        }
         let _ = crate::sys::prctl::set_dumpable(false);
         let (r, w) = child_ends.take().expect("clone runs the child once");
         if let Some([i, o, e]) = &stdio {
@@ -286,7 +305,9 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         init::run(&args, sync)
     })
     .map_err(|e| ExecError::io("clone the init", &dir, e))?;
-    undo.pid = Some(pid);
+    let pid = cloned.pid;
+    let pidfd = std::sync::Arc::new(cloned.pidfd);
+    undo.init = Some((pid, std::sync::Arc::clone(&pidfd)));
     drop(child_ends);
     drop(args);
     let mut to_init = std::fs::File::from(to_init_w);
@@ -312,7 +333,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         cgroups: cg.paths().clone(),
         config: spec.clone(),
     };
-    let c = Container { dir: dir.clone(), record };
+    let c = Container { dir: dir.clone(), record, pidfd: Some(pidfd) };
     let say =
         |to: &mut std::fs::File, m: &str| writeln!(to, "{m}").map_err(|e| ExecError::io("sync with the init", &dir, e));
     say(&mut to_init, "go")?;
@@ -335,7 +356,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         } else {
             // End of file: the init died without a word.
             let code = super::wait(pid).unwrap_or(125);
-            undo.pid = None;
+            undo.init = None;
             return Err(StartError::new(125, format!("the container's init exited ({code}) while being set up")).into());
         }
     }
@@ -344,7 +365,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         write_pid_file(p, pid)?;
     }
     undo.dir = None;
-    undo.pid = None;
+    undo.init = None;
     undo.cgroups = None;
     Ok(c)
 }

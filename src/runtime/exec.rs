@@ -4,15 +4,17 @@
 //!
 //! The caller joins the container's PID namespace for its children only
 //! (`setns` of a PID namespace), then forks the process, which joins the
-//! cgroups and the other namespaces (user first, mount last), applies the
-//! process and `execve`s. Failures before `execve` come back through a
+//! cgroups and the other namespaces, applies the process and `execve`s.
+//! Both joins go through the init's pidfd, verified against the recorded
+//! start time, never through `/proc/<pid>/ns` of a pid that may have been
+//! recycled. Failures before `execve` come back through a
 //! close-on-exec pipe; end of file means it ran.
 
 use super::container::Container;
 use super::spec::{NamespaceType, Process, Status};
 use super::{process, seccomp, ExecError, StartError};
 use crate::sys::pipe::{pipe_with, PipeFlags};
-use crate::sys::process::{fork_child_keeping_below, setns, single_threaded};
+use crate::sys::process::{fork_child_keeping_below, setns_pidfd, single_threaded, ThreadNameSpaceType};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -41,15 +43,17 @@ pub enum Executed {
     Exited(i32),
 }
 
-/// Namespace types joined, in order: user first (it decides what the rest
-/// may do), mount last (it changes what `/proc` paths mean).
-const ORDER: &[(NamespaceType, &str)] = &[
-    (NamespaceType::User, "user"),
-    (NamespaceType::Ipc, "ipc"),
-    (NamespaceType::Uts, "uts"),
-    (NamespaceType::Network, "net"),
-    (NamespaceType::Cgroup, "cgroup"),
-    (NamespaceType::Mount, "mnt"),
+/// The namespace types `exec` joins when the container has them, with
+/// their `setns` flag. They are joined in one `setns(pidfd, flags)`: the
+/// kernel orders them itself (user first), and no `/proc/<pid>/ns` path is
+/// walked that a recycled pid could point elsewhere.
+const JOINED: &[(NamespaceType, ThreadNameSpaceType)] = &[
+    (NamespaceType::User, ThreadNameSpaceType::USER),
+    (NamespaceType::Ipc, ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION),
+    (NamespaceType::Uts, ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME),
+    (NamespaceType::Network, ThreadNameSpaceType::NETWORK),
+    (NamespaceType::Cgroup, ThreadNameSpaceType::CONTROL_GROUP),
+    (NamespaceType::Mount, ThreadNameSpaceType::MOUNT),
 ];
 
 /// Runs `opts.process` in `c`. The caller must be single-threaded.
@@ -63,32 +67,22 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
     }
     let spec = &c.record.config;
     let linux = spec.linux.clone().unwrap_or_default();
-    let pid = c.record.pid;
+    // The init by a verified pidfd (see `Container::init_pidfd`).
+    let init = c
+        .init_pidfd()
+        .map_err(|e| ExecError::io("open the init's pidfd", &c.dir, e))?
+        .ok_or_else(|| ExecError::NotRunning(c.id().to_owned()))?;
     // Only the namespaces the container has of its own (a shared host
     // namespace is ours already).
-    let mut fds = Vec::new();
-    for (kind, name) in ORDER {
-        if linux.namespace(*kind).is_none() {
-            continue;
-        }
-        let path = std::path::PathBuf::from(format!("/proc/{pid}/ns/{name}"));
-        let f = crate::sys::fs::open(
-            &path,
-            crate::sys::fs::OFlags::RDONLY | crate::sys::fs::OFlags::CLOEXEC,
-            crate::sys::fs::Mode::empty(),
-        )
-        .map_err(|_| ExecError::NotRunning(c.id().to_owned()))?;
-        fds.push((*name, f));
-    }
+    let namespaces = JOINED
+        .iter()
+        .filter(|(kind, _)| linux.namespace(*kind).is_some())
+        .fold(ThreadNameSpaceType::empty(), |all, (_, flag)| all | *flag);
     if linux.namespace(NamespaceType::Pid).is_some() {
-        let path = std::path::PathBuf::from(format!("/proc/{pid}/ns/pid"));
-        let f = crate::sys::fs::open(
-            &path,
-            crate::sys::fs::OFlags::RDONLY | crate::sys::fs::OFlags::CLOEXEC,
-            crate::sys::fs::Mode::empty(),
-        )
-        .map_err(|_| ExecError::NotRunning(c.id().to_owned()))?;
-        setns(&f).map_err(|e| ExecError::io("join the pid namespace", &path, e))?;
+        setns_pidfd(init.as_fd(), ThreadNameSpaceType::PROCESS_ID).map_err(|e| match e.raw_os_error() {
+            Some(3) => ExecError::NotRunning(c.id().to_owned()),
+            _ => ExecError::io("join the pid namespace", &c.dir, e),
+        })?;
     }
     let filter = match &linux.seccomp {
         Some(s) => Some(seccomp::compile(s).map_err(StartError::from_error)?),
@@ -113,7 +107,7 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
     };
     let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &c.dir, e))?;
     let cgroups = c.cgroups();
-    let mut keep: Vec<BorrowedFd<'_>> = fds.iter().map(|(_, f)| f.as_fd()).collect();
+    let mut keep: Vec<BorrowedFd<'_>> = vec![init.as_fd()];
     keep.extend(console.iter().map(|f| f.as_fd()));
     keep.extend(stdio.iter().flatten().map(|f| f.as_fd()));
     // Keep 3 .. 3+N: fork_child's keep list takes descriptors; the
@@ -122,7 +116,15 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
     let proof = single_threaded().map_err(|e| ExecError::io("exec", &c.dir, e))?;
     let child = fork_child_keeping_below(&proof, 3 + preserve, &keep, Some(err_w), |w| {
         let _ = crate::sys::prctl::set_dumpable(false);
-        let e = match enter(&cgroups, &fds, stdio.as_ref(), console.as_ref(), filter.as_ref(), &opts, preserve) {
+        let e = match enter(
+            &cgroups,
+            (init.as_fd(), namespaces),
+            stdio.as_ref(),
+            console.as_ref(),
+            filter.as_ref(),
+            &opts,
+            preserve,
+        ) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -157,7 +159,7 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> StartError {
 
 fn enter(
     cgroups: &super::cgroups::Manager,
-    fds: &[(&str, OwnedFd)],
+    (init, namespaces): (BorrowedFd<'_>, ThreadNameSpaceType),
     stdio: Option<&[OwnedFd; 3]>,
     console: Option<&OwnedFd>,
     filter: Option<&seccomp::Filter>,
@@ -175,12 +177,12 @@ fn enter(
     super::reset_signals();
     // The cgroups by their host paths, before the mount namespace changes.
     cgroups.join_self().map_err(StartError::from_error)?;
-    for (name, f) in fds {
-        setns(f).map_err(|e| StartError::caused(format!("join {name} namespace: {e}"), e))?;
-        if *name == "user" {
-            crate::sys::prctl::setresuid(0).map_err(io("setresuid(0) in the user namespace"))?;
-            crate::sys::prctl::setresgid(0).map_err(io("setresgid(0) in the user namespace"))?;
-        }
+    if !namespaces.is_empty() {
+        setns_pidfd(init, namespaces).map_err(|e| StartError::caused(format!("join the namespaces: {e}"), e))?;
+    }
+    if namespaces.contains(ThreadNameSpaceType::USER) {
+        crate::sys::prctl::setresuid(0).map_err(io("setresuid(0) in the user namespace"))?;
+        crate::sys::prctl::setresgid(0).map_err(io("setresgid(0) in the user namespace"))?;
     }
     crate::sys::process::setsid().map_err(io("setsid"))?;
     if let Some(sock) = console {

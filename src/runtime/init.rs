@@ -194,6 +194,12 @@ fn setup(args: &InitArgs<'_>, sync: &mut Sync) -> Result<super::Never, StartErro
     }
     caps.apply_bounding()?;
     process::become_user(&resolved.user)?;
+    if args.opts.kill_with_parent {
+        // A change of uid or gid cleared the parent-death signal `create`
+        // set at the clone; "ready" below tells the parent we re-armed it.
+        crate::sys::process::set_parent_death_signal(crate::sys::signal::Signal::SIGKILL)
+            .map_err(io("set the parent-death signal"))?;
+    }
     caps.apply_rest()?;
     std::env::set_current_dir(cwd).map_err(|e| StartError::new(125, format!("process.cwd {cwd}: {e}")))?;
     if proc_.no_new_privileges {

@@ -7,7 +7,9 @@ use super::container::Container;
 use super::hooks;
 use super::spec::Status;
 use super::{ExecError, StartError};
-use crate::sys::signal::{kill as send, Signal};
+use crate::sys::process::{pidfd_send_signal, waitid_pidfd, WaitIdOptions};
+use crate::sys::signal::Signal;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Lets the init run the process: reads its exec fifo, then runs the
@@ -50,26 +52,46 @@ pub fn start(c: &Container) -> Result<(), ExecError> {
 }
 
 /// Sends `signal` to the init, or with `all` to every process of the
-/// container's cgroups.
+/// container's cgroups — through pidfds, so a pid that was recycled since
+/// the state was written is never signalled.
 pub fn kill(c: &Container, signal: Signal, all: bool) -> Result<(), ExecError> {
-    if c.status() == Status::Stopped {
+    let init = c.init_pidfd().map_err(|e| ExecError::io("open the init's pidfd", &c.dir, e))?;
+    let Some(init) = init else {
         return Err(ExecError::NotRunning(c.id().to_owned()));
-    }
+    };
     if all {
-        let pids = c.cgroups().pids().unwrap_or_default();
-        for pid in pids {
-            let _ = send(pid, signal);
-        }
+        kill_cgroup(c, signal);
         // A frozen cgroup holds SIGKILL until thawed.
         if signal == Signal::SIGKILL {
             let _ = c.cgroups().thaw();
         }
         return Ok(());
     }
-    send(c.record.pid, signal).map_err(|e| match e.raw_os_error() {
+    pidfd_send_signal(init.as_fd(), signal).map_err(|e| match e.raw_os_error() {
         Some(3) => ExecError::NotRunning(c.id().to_owned()),
         _ => ExecError::io("kill", &c.dir, e),
     })
+}
+
+/// Sends `signal` to every process in the container's cgroups. Each pid
+/// is opened as a pidfd and kept only if the cgroup still lists it after
+/// the open: a live process keeps its pid, so the descriptor names a
+/// member of the cgroup (or a process that exited, which no signal
+/// reaches), never a stranger that reused a member's pid.
+fn kill_cgroup(c: &Container, signal: Signal) {
+    let cg = c.cgroups();
+    let opened: Vec<(i32, OwnedFd)> = cg
+        .pids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|pid| crate::sys::event::pidfd_open(pid).ok().map(|fd| (pid, fd)))
+        .collect();
+    let members = cg.pids().unwrap_or_default();
+    for (pid, fd) in &opened {
+        if members.contains(pid) {
+            let _ = pidfd_send_signal(fd.as_fd(), signal);
+        }
+    }
 }
 
 /// Freezes every process of the container.
@@ -108,10 +130,8 @@ pub fn delete(c: &Container, force: bool) -> Result<(), ExecError> {
         }
     }
     // Any process left in the cgroups (runc kills them too).
+    kill_cgroup(c, Signal::SIGKILL);
     let cg = c.cgroups();
-    for pid in cg.pids().unwrap_or_default() {
-        let _ = send(pid, Signal::SIGKILL);
-    }
     let _ = cg.thaw();
     let _ = cg.destroy();
     let state = c.state_as(Status::Stopped);
@@ -124,23 +144,21 @@ pub fn delete(c: &Container, force: bool) -> Result<(), ExecError> {
 }
 
 /// SIGKILL to every process of the container, then waits (up to 10 s)
-/// for the init to be gone.
+/// for the init to be gone, reaping it when it is our child.
 fn kill_and_wait(c: &Container) -> Result<(), ExecError> {
-    let cg = c.cgroups();
-    for pid in cg.pids().unwrap_or_default() {
-        let _ = send(pid, Signal::SIGKILL);
-    }
-    let _ = send(c.record.pid, Signal::SIGKILL);
-    let _ = cg.thaw();
+    let init = c.init_pidfd().map_err(|e| ExecError::io("open the init's pidfd", &c.dir, e))?;
+    kill_cgroup(c, Signal::SIGKILL);
+    let _ = c.cgroups().thaw();
+    let Some(init) = init else { return Ok(()) };
+    let _ = pidfd_send_signal(init.as_fd(), Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while c.init_alive() {
-        // Our own child (after `run`) must be reaped to stop being alive.
-        let _ = crate::sys::process::waitpid(Some(c.record.pid), crate::sys::process::WaitOptions::NOHANG);
-        if Instant::now() > deadline {
-            return Err(c.refuse("the init did not die within 10 s of SIGKILL"));
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !super::container::wait_exit(init.as_fd(), Some(left)).map_err(|e| ExecError::io("wait", &c.dir, e))? {
+        return Err(c.refuse("the init did not die within 10 s of SIGKILL"));
     }
+    // Our own child (after `run`, in a supervisor) is reaped here, or
+    // it would linger as a zombie; anyone else's is not ours to reap.
+    let _ = waitid_pidfd(init.as_fd(), WaitIdOptions::EXITED | WaitIdOptions::NOHANG);
     Ok(())
 }
 

@@ -16,7 +16,7 @@ pub use rustix::process::{Resource, Rlimit, Uid, WaitOptions, WaitStatus};
 pub use rustix::thread::UnshareFlags;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// What `fork` returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,23 +364,131 @@ pub fn close_range_cloexec(first: u32) -> io::Result<()> {
 
 /// Namespace flags for [`clone_into`].
 pub use nix::sched::CloneFlags;
+pub use rustix::process::{WaitIdOptions, WaitIdStatus};
+pub use rustix::thread::ThreadNameSpaceType;
 
-/// `clone(flags | SIGCHLD)` without `CLONE_VM`: runs `child` in a new
-/// process created in the namespaces `flags` asks for (`CLONE_NEWPID`,
-/// `CLONE_NEWUSER`, …), and returns its pid. The child's return value is
+/// What [`clone_into`] made: the child's pid and a pidfd for it.
+#[derive(Debug)]
+pub struct Cloned {
+    /// The child's pid in the caller's PID namespace.
+    pub pid: i32,
+    /// A descriptor naming the child (close-on-exec). Unlike the pid, it
+    /// can never come to name another process: a signal or wait through
+    /// it reaches this child or fails with `ESRCH`.
+    pub pidfd: OwnedFd,
+}
+
+/// `clone(flags | CLONE_PIDFD | SIGCHLD)` without `CLONE_VM`: runs
+/// `child` in a new process created in the namespaces `flags` asks for
+/// (`CLONE_NEWPID`, `CLONE_NEWUSER`, …), and returns its pid and the pidfd
+/// the kernel made for it at the same instant. The child's return value is
 /// its exit status. Refused unless this process is single-threaded.
-pub fn clone_into(flags: CloneFlags, child: &mut dyn FnMut() -> i32) -> io::Result<i32> {
+///
+/// See clone(2) (`CLONE_PIDFD`: Linux 5.2). Through libc: nix's `clone`
+/// passes no `parent_tid` pointer, which is where the kernel stores the
+/// pidfd.
+pub fn clone_into(flags: CloneFlags, child: &mut dyn FnMut() -> i32) -> io::Result<Cloned> {
     let threads = thread_count()?;
     if threads != 1 {
         return Err(io::Error::other(format!("refusing to clone a process with {threads} threads")));
     }
+    extern "C" fn trampoline(data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `data` is the `&mut &mut dyn FnMut` passed to clone below;
+        // the child runs on its own copy of the parent's memory, where that
+        // reference is still valid for the whole call.
+        let child = unsafe { &mut *data.cast::<&mut dyn FnMut() -> i32>() };
+        child()
+    }
     let mut stack = vec![0u8; 8 << 20];
-    let cb: nix::sched::CloneCb<'_> = Box::new(|| isize::try_from(child()).unwrap_or(125));
-    // SAFETY: as in `spawn_in_new_pid_namespace`: no CLONE_VM, so the child
-    // has its own copy-on-write address space; single-threaded (checked);
-    // `stack` outlives the call in the parent.
-    let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }.map_err(io::Error::from)?;
-    Ok(pid.as_raw())
+    let mut child = child;
+    let mut pidfd: libc::c_int = -1;
+    let all = flags.bits() | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: without CLONE_VM the child gets a copy-on-write copy of the
+    // whole address space, so it cannot race the parent on memory; the
+    // process is single-threaded (checked above), so no lock is held by a
+    // thread that does not exist in the child. The stack pointer is the
+    // 16-byte-aligned top of `stack`, which outlives the call in the parent
+    // and is the child's private copy afterwards; `pidfd` is a live c_int
+    // the kernel writes the descriptor into (CLONE_PIDFD's parent_tid
+    // argument).
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len());
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            trampoline,
+            top.cast(),
+            all,
+            (&mut child as *mut &mut dyn FnMut() -> i32).cast(),
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: with CLONE_PIDFD a successful clone stored a new descriptor
+    // in `pidfd` that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Cloned { pid, pidfd })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: sends `sig` to the process
+/// `pidfd` names — never to a later process that reused its pid.
+/// `ESRCH` once it has exited.
+///
+/// See pidfd_send_signal(2) (Linux 5.1).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: crate::sys::signal::Signal) -> io::Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(sig as i32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+/// `waitid(P_PIDFD, pidfd, &info, options)`: the change of state of the
+/// child `pidfd` names (`ECHILD` if it is not our child); `Ok(None)` under
+/// `WNOHANG` when it has not changed.
+///
+/// See waitid(2) (`P_PIDFD`: Linux 5.4).
+pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, options: WaitIdOptions) -> Result<Option<WaitIdStatus>, Errno> {
+    rustix::process::waitid(rustix::process::WaitId::PidFd(pidfd), options)
+}
+
+/// `setns(pidfd, nstypes)`: joins, in one step, the namespaces of the
+/// given types that the process `pidfd` names is in (`ESRCH` once it has
+/// exited: no `/proc/<pid>/ns` path that a recycled pid could redirect).
+///
+/// See setns(2) (pidfd targets: Linux 5.8).
+pub fn setns_pidfd(pidfd: BorrowedFd<'_>, types: ThreadNameSpaceType) -> io::Result<()> {
+    Ok(rustix::thread::move_into_thread_name_spaces(pidfd, types)?)
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`: `sig` is sent to this process when the
+/// *thread* that created it exits (not the process: clone from the main
+/// thread of a process that never ends it alone).
+///
+/// The setting is cleared by a change of effective or filesystem uid/gid
+/// and by executing a set-user-ID or file-capability binary, so a caller
+/// that changes credentials sets it again; and the parent may already be
+/// gone when it is set, so check [`parent_pid`] afterwards.
+///
+/// See PR_SET_PDEATHSIG(2const).
+pub fn set_parent_death_signal(sig: crate::sys::signal::Signal) -> io::Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(sig as i32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::set_parent_process_death_signal(Some(sig))?)
+}
+
+/// The `PPid:` line of `/proc/self/status`: the parent's pid as numbered
+/// in the PID namespace of the mounted `/proc` — so a process just cloned
+/// into a new PID namespace, whose getppid(2) says 0, still reads its
+/// parent's host pid here while it sees the host's `/proc`.
+///
+/// See proc_pid_status(5).
+pub fn parent_pid() -> io::Result<i32> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no PPid: line in /proc/self/status"))
 }
 
 /// `kill(pid, 0)`: whether a process `pid` exists (a zombie counts).
@@ -390,5 +498,34 @@ pub fn process_exists(pid: i32) -> bool {
     match Pid::from_raw(pid) {
         Some(p) => rustix::process::test_kill_process(p).is_ok(),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::signal::Signal;
+
+    /// A signal through a pidfd reaches its process; the wait through it
+    /// reports how it ended; afterwards the pidfd names nobody (`ESRCH`),
+    /// whatever process gets the pid next.
+    #[test]
+    fn pidfd_signal_and_wait() {
+        let child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let pidfd = crate::sys::event::pidfd_open(i32::try_from(child.id()).unwrap()).unwrap();
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+        assert!(waitid_pidfd(pidfd.as_fd(), options).unwrap().is_none(), "still running");
+        pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL).unwrap();
+        let status = waitid_pidfd(pidfd.as_fd(), WaitIdOptions::EXITED).unwrap().expect("exited");
+        assert_eq!(status.terminating_signal(), Some(9));
+        let gone = pidfd_send_signal(pidfd.as_fd(), Signal::SIGTERM).unwrap_err();
+        assert_eq!(gone.raw_os_error(), Some(libc::ESRCH));
+        drop(child);
+    }
+
+    /// Outside a new PID namespace, `PPid:` agrees with getppid(2).
+    #[test]
+    fn parent_pid_agrees_with_getppid() {
+        assert_eq!(parent_pid().unwrap(), i32::try_from(std::os::unix::process::parent_id()).unwrap());
     }
 }

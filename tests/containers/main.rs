@@ -11,6 +11,7 @@ mod exec;
 mod fstools;
 mod inside;
 mod lifecycle;
+mod liveness;
 mod seed;
 
 use common::{busybox_rootfs, require_root, Env};

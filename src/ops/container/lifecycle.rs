@@ -5,10 +5,13 @@ use crate::container::records::{ContainerError, ContainerStore, EtcFiles};
 use crate::container::{Config, ContainerId, LogConfig, MountKind, MountRequest, Resources, State, Status};
 use crate::engine::Engine;
 use crate::image::images::{Image, ImageError};
+use crate::runtime;
 use crate::snapshot::{SnapshotError, SnapshotKey};
+use crate::sys::lock::FileLock;
 use crate::sys::signal::Signal;
 use crate::time::now;
 use crate::volume::{VolumeError, VolumeStore};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// Errors of container operations.
@@ -28,6 +31,8 @@ pub enum OpsError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::ExecError),
 }
 
 /// What `create`/`run` were asked for.
@@ -281,30 +286,58 @@ pub fn parse_signal(s: &str) -> Result<Signal, OpsError> {
     Signal::from_str(&name).map_err(|_| OpsError::Invalid(format!("invalid signal: {s}")))
 }
 
-/// Sends `signal` to the container's PID 1.
+/// Sends `signal` to the container's PID 1, through a pidfd verified
+/// against the runtime's record (pid + start time): a pid recycled since
+/// the container's state was written is never signalled.
 pub fn kill(engine: &Engine, id: &ContainerId, signal: Signal) -> Result<(), OpsError> {
+    signal_init(engine, id, signal, false)
+}
+
+/// [`kill`], or with `all` every process of the container (thawing a
+/// frozen one, so that SIGKILL lands).
+fn signal_init(engine: &Engine, id: &ContainerId, signal: Signal, all: bool) -> Result<(), OpsError> {
     let (_, state) = ContainerStore::new(&engine.root).get(id)?;
-    match (state.status, state.pid) {
-        (Status::Running, Some(pid)) => {
-            crate::sys::signal::kill(pid, signal)
-                .map_err(|e| OpsError::Invalid(format!("kill {}: {e}", id.short())))?;
-            Ok(())
-        }
-        _ => Err(OpsError::NotRunning(id.short().to_owned())),
+    if state.status != Status::Running {
+        return Err(OpsError::NotRunning(id.short().to_owned()));
+    }
+    let not_running = || OpsError::NotRunning(id.short().to_owned());
+    let c = match runtime::Container::load(&engine.root.runtime_state(), id.as_str()) {
+        Ok(c) => c,
+        Err(runtime::ExecError::NotFound(_)) => return Err(not_running()),
+        Err(e) => return Err(e.into()),
+    };
+    match runtime::kill(&c, signal, all) {
+        Ok(()) => Ok(()),
+        Err(runtime::ExecError::NotRunning(_)) => Err(not_running()),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Waits until the container's supervisor has recorded its exit (or
-/// `timeout` passes); returns the final state.
+/// Waits until the container has stopped and that is recorded (or
+/// `timeout` passes); returns the final state. A supervised container is
+/// waited for through its supervisor's lock; one running unsupervised
+/// (its supervisor died, its init did not) through its init's verified
+/// pidfd, after which reading the state records the exit.
 pub fn wait(engine: &Engine, id: &ContainerId, timeout: Option<Duration>) -> Result<State, OpsError> {
     let store = ContainerStore::new(&engine.root);
     let start = Instant::now();
     loop {
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
         if !store.supervised(id) {
-            // The lock is free: the supervisor finished (or never ran).
-            return Ok(store.get(id)?.1);
-        }
-        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            // The lock is free: the supervisor finished, never ran or died.
+            let state = store.get(id)?.1;
+            if state.status != Status::Running || left == Some(Duration::ZERO) {
+                return Ok(state);
+            }
+            let init = runtime::Container::load(&engine.root.runtime_state(), id.as_str())
+                .ok()
+                .and_then(|c| c.init_pidfd().ok().flatten());
+            if let Some(fd) = init {
+                let chunk = left.map_or(Duration::from_millis(100), |l| l.min(Duration::from_millis(100)));
+                let _ = runtime::container::wait_exit(fd.as_fd(), Some(chunk));
+                continue;
+            }
+        } else if left == Some(Duration::ZERO) {
             return Ok(store.get(id)?.1);
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -325,11 +358,13 @@ pub fn stop(engine: &Engine, id: &ContainerId, timeout: Duration) -> Result<Stat
     if st.status != Status::Running {
         return Ok(st);
     }
-    let _ = kill(engine, id, Signal::SIGKILL);
+    let _ = signal_init(engine, id, Signal::SIGKILL, true);
     wait(engine, id, None)
 }
 
-/// `rm [-f] [-v]`.
+/// `rm [-f] [-v]`. The writable layer goes only once nothing can use it:
+/// under the supervisor lock (so no supervisor starts meanwhile), with no
+/// live init in the runtime's record.
 pub fn remove(engine: &Engine, id: &ContainerId, force: bool, volumes: bool) -> Result<(), OpsError> {
     let store = ContainerStore::new(&engine.root);
     let (config, state) = store.get(id)?;
@@ -337,12 +372,24 @@ pub fn remove(engine: &Engine, id: &ContainerId, force: bool, volumes: bool) -> 
         if !force {
             return Err(OpsError::Running(id.short().to_owned()));
         }
-        let _ = kill(engine, id, Signal::SIGKILL);
+        let _ = signal_init(engine, id, Signal::SIGKILL, true);
         wait(engine, id, None)?;
     }
     // An --rm container's supervisor may have removed it meanwhile.
     if store.get(id).is_err() {
         return Ok(());
+    }
+    let _no_supervisor = match FileLock::try_exclusive(&store.supervisor_lock(id)) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(OpsError::Running(id.short().to_owned())),
+        Err(_) if store.get(id).is_err() => return Ok(()),
+        Err(e) => return Err(OpsError::Invalid(format!("supervisor lock of {}: {e}", id.short()))),
+    };
+    match runtime::Container::load(&engine.root.runtime_state(), id.as_str()) {
+        Ok(c) if c.init_alive() => return Err(OpsError::Running(id.short().to_owned())),
+        Ok(c) => runtime::delete(&c, true)?,
+        Err(runtime::ExecError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
     }
     remove_files(engine, &config, volumes)
 }

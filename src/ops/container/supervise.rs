@@ -11,6 +11,14 @@
 //! The supervisor holds `supervisor.lock` for its whole life, so anyone can
 //! tell a running container from one whose supervisor died, and `wait`
 //! simply waits for the lock.
+//!
+//! The supervisor is the init's parent and keeps the pidfd `clone` gave
+//! it: it waits (`waitid(P_PIDFD)`) and forwards signals
+//! (`pidfd_send_signal`) through it, never by pid. The init dies with it
+//! (`CreateOptions::kill_with_parent`: `PR_SET_PDEATHSIG(SIGKILL)`), so a
+//! supervisor killed with SIGKILL leaves no container running
+//! unsupervised; the next reader of its state records the exit
+//! (`ContainerStore::get`).
 
 use super::spec::Bind;
 use crate::container::log::JsonLog;
@@ -21,14 +29,15 @@ use crate::runtime::{self, Console, CreateOptions, ExecError, StartError};
 use crate::snapshot::SnapshotKey;
 use crate::sys::lock::FileLock;
 use crate::sys::pipe::{pipe_with, PipeFlags};
+use crate::sys::process::pidfd_send_signal;
 use crate::sys::process::{fork_child, setsid};
-use crate::sys::signal::{kill, sigprocmask, sigwait, SigSet, SigmaskHow, Signal};
+use crate::sys::signal::{sigprocmask, sigwait, SigSet, SigmaskHow, Signal};
 use crate::sys::stdio::{dup2_stderr, dup2_stdin, dup2_stdout};
 use crate::sys::term::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 use crate::time::now;
 use crate::volume::VolumeStore;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 /// Signals an attached `run` forwards to the container (`--sig-proxy`).
@@ -207,6 +216,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     let _lock = FileLock::try_exclusive(&store.supervisor_lock(id))
         .map_err(|e| StartError::caused(format!("supervisor lock: {e}"), e))?
         .ok_or_else(|| StartError::new(125, format!("container {} is already running", id.short())))?;
+    clear_previous_run(engine, id)?;
     let key = SnapshotKey::new(id.as_str()).expect("container IDs are valid keys");
     let mounts = engine.snapshots.mounts(&key).map_err(StartError::from_error)?;
     let binds = binds(engine, &config)?;
@@ -235,6 +245,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
         stdio: io.child.take(),
         user_name: Some(config.user.clone()),
         tini: config.init,
+        kill_with_parent: true,
         ..CreateOptions::default()
     };
     let started = now();
@@ -308,8 +319,9 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
         (_, input) => input,
     };
     let winch_target = if tty { resize_target } else { None };
-    std::thread::spawn(move || forward_signals(forwarded, pid, winch_target));
-    let code = runtime::wait(pid).map_err(|e| StartError::caused(format!("wait: {e}"), e))?;
+    let init = ctr.pidfd.clone().expect("create returns the init's pidfd");
+    std::thread::spawn(move || forward_signals(forwarded, &init, winch_target));
+    let code = ctr.wait_init().map_err(start_error)?;
     for r in relays {
         let _ = r.join();
     }
@@ -330,6 +342,21 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
     let _ = store.set_state(id, &exited);
     finish(engine, &config);
     Ok(code)
+}
+
+/// Clears what an earlier supervisor of `id` that died left behind: the
+/// runtime's record (whose init died with it) — or refuses when that init
+/// still lives, a container running unsupervised. Called under the
+/// supervisor lock.
+fn clear_previous_run(engine: &Engine, id: &ContainerId) -> Result<(), StartError> {
+    match runtime::Container::load(&engine.root.runtime_state(), id.as_str()) {
+        Ok(old) if old.init_alive() => {
+            Err(StartError::new(125, format!("container {} is already running (unsupervised)", id.short())))
+        }
+        Ok(old) => runtime::delete(&old, true).map_err(start_error),
+        Err(ExecError::NotFound(_)) => Ok(()),
+        Err(e) => Err(start_error(e)),
+    }
 }
 
 /// `--rm`: the container goes with its exit, anonymous volumes included.
@@ -386,7 +413,7 @@ fn relay_input(fd: OwnedFd, tty: bool) {
     // For pipes, dropping `dst` closes the container's stdin.
 }
 
-fn forward_signals(set: SigSet, pid: i32, pty_master: Option<OwnedFd>) {
+fn forward_signals(set: SigSet, init: &OwnedFd, pty_master: Option<OwnedFd>) {
     loop {
         match sigwait(&set) {
             Ok(Signal::SIGWINCH) => {
@@ -395,7 +422,7 @@ fn forward_signals(set: SigSet, pid: i32, pty_master: Option<OwnedFd>) {
                 }
             }
             Ok(sig) => {
-                let _ = kill(pid, sig);
+                let _ = pidfd_send_signal(init.as_fd(), sig);
             }
             Err(_) => return,
         }
