@@ -4,7 +4,7 @@
 
 use super::container::{self, Container, Record};
 use super::spec::{self, DeviceRule, DeviceRuleType, NamespaceType, Spec, Status};
-use super::{cgroups, hooks, init, ExecError, StartError};
+use super::{cgroups, hooks, init, seccomp, ExecError, StartError};
 use crate::mount::Mount;
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::{CloneFlags, UnshareFlags};
@@ -245,6 +245,12 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Vec::new(),
         Err(e) => return Err(ExecError::io("mount the container's rootfs", &rootfs, e)),
     };
+    // Compiled here (or read from the cache), not in the init: the init
+    // only loads the program.
+    let filter = match &linux.seccomp {
+        Some(s) => Some(seccomp::Cache::new(&opts.state_root).compile(s).map_err(StartError::from_error)?),
+        None => None,
+    };
     let stdio = opts.stdio.take();
     let (to_init_r, to_init_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &dir, e))?;
     let (from_init_r, from_init_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &dir, e))?;
@@ -259,6 +265,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         state_dir,
         console,
         detached,
+        filter,
     };
     let mut child_ends = Some((to_init_r, from_init_w));
     let pid = crate::sys::process::clone_into(clone_flags, &mut || {
