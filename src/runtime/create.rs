@@ -51,6 +51,9 @@ pub struct CreateOptions {
     pub user_name: Option<String>,
     /// strata's `--init`: a reaping PID 1 that runs the process.
     pub tini: bool,
+    /// A directory of compiled seccomp programs by digest
+    /// ([`seccomp::Cache`]); `None` compiles the filter every time.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// The state hooks see before the init runs the process.
@@ -246,9 +249,17 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         Err(e) => return Err(ExecError::io("mount the container's rootfs", &rootfs, e)),
     };
     // Compiled here (or read from the cache), not in the init: the init
-    // only loads the program.
+    // only loads the program. A copy stays in the state directory for exec.
     let filter = match &linux.seccomp {
-        Some(s) => Some(seccomp::Cache::new(&opts.state_root).compile(s).map_err(StartError::from_error)?),
+        Some(s) => {
+            let f = match &opts.seccomp_cache {
+                Some(cache) => seccomp::Cache::new(cache).compile(s),
+                None => seccomp::compile(s),
+            };
+            let f = f.map_err(StartError::from_error)?;
+            let _ = seccomp::Cache::new(&dir).keep(s, &f);
+            Some(f)
+        }
         None => None,
     };
     let stdio = opts.stdio.take();

@@ -88,7 +88,8 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
         setns(&f).map_err(|e| ExecError::io("join the pid namespace", &path, e))?;
     }
     let filter = match &linux.seccomp {
-        Some(s) => Some(seccomp::Cache::new(state_root(c)).compile(s).map_err(StartError::from_error)?),
+        // The program create left in the state directory.
+        Some(s) => Some(seccomp::Cache::new(&c.dir).compile(s).map_err(StartError::from_error)?),
         None => None,
     };
     let console = match std::mem::take(&mut opts.console) {
@@ -138,11 +139,6 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
     }
     let code = super::wait(child).map_err(|e| ExecError::io("wait", &c.dir, e))?;
     Ok(Executed::Exited(code))
-}
-
-/// The state root `c` lives under (its directory's parent).
-fn state_root(c: &Container) -> &std::path::Path {
-    c.dir.parent().unwrap_or(&c.dir)
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> StartError {

@@ -9,5 +9,6 @@ pub mod fs;
 pub mod lifecycle;
 pub mod logs;
 pub mod query;
+pub mod seccomp;
 pub mod spec;
 pub mod supervise;

@@ -1,10 +1,16 @@
-//! Compiled programs kept by digest under the state root, so a container
-//! start reads a file instead of running libseccomp.
+//! Compiled programs kept by digest in a directory, so a container start
+//! reads a file instead of running libseccomp.
+//!
+//! Two places hold them: a shared cache the caller names
+//! (`CreateOptions::seccomp_cache`; strata's own containers have one,
+//! strata-runc none, so its `--root` holds container directories only, as
+//! runc's does), and each container's state directory, where `create`
+//! leaves the program of its spec for `exec` (removed with the container).
 //!
 //! ```text
-//! <state_root>/@seccomp/                 (0700; '@' is not allowed in a
-//!     <key>.bpf                           container ID, so no container
-//!     .<key>.<pid>.tmp                    directory can take this name)
+//! <cache dir>/                            (0700)
+//!     <key>.bpf
+//!     .<key>.<pid>.tmp                    being written
 //!
 //! <key> = sha256 of  "strata seccomp v1\n"
 //!                    "libseccomp <major>.<minor>.<micro> api <level>\n"
@@ -42,17 +48,16 @@ const MAGIC: &[u8] = b"strata seccomp v1\n";
 pub(super) const MAGIC_LEN: usize = MAGIC.len();
 const CHECKSUM: usize = 32;
 
-/// The program cache of one state root.
+/// A directory of compiled programs.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
 }
 
 impl Cache {
-    /// The cache under `state_root` (nothing is created until a program
-    /// is stored).
-    pub fn new(state_root: &Path) -> Cache {
-        Cache { dir: state_root.join("@seccomp") }
+    /// The cache in `dir` (created, 0700, when a program is first stored).
+    pub fn new(dir: &Path) -> Cache {
+        Cache { dir: dir.to_owned() }
     }
 
     /// Where the program of `spec` is kept.
@@ -73,8 +78,15 @@ impl Cache {
             step: "seccomp_export_bpf",
             source,
         })?;
-        let _ = self.store(&path, &encode(&program, &unknown));
-        Ok(Filter { program, flags: filter_flags(spec), unknown, origin: Origin::Compiled })
+        let filter = Filter { program, flags: filter_flags(spec), unknown, origin: Origin::Compiled };
+        let _ = self.keep(spec, &filter);
+        Ok(filter)
+    }
+
+    /// Stores `filter`, compiled from `spec`, for the next
+    /// [`Cache::compile`] of `spec` here.
+    pub fn keep(&self, spec: &spec::Seccomp, filter: &Filter) -> std::io::Result<()> {
+        self.store(&self.path_of(spec), &encode(&filter.program, &filter.unknown))
     }
 
     /// Writes `bytes` to `path` through a temporary file and a rename.

@@ -6,7 +6,7 @@
 //!
 //! The program is made in the runtime, before the init is cloned (and
 //! before `exec` forks): the init runs no libseccomp code, and a cached
-//! program costs a file read instead of a compilation (see [`cache`] for
+//! program costs a file read instead of a compilation (the `cache` module draws
 //! the key and the file format).
 //!
 //! The semantics are runc 1.1's:
