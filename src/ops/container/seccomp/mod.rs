@@ -312,7 +312,7 @@ impl Profile {
             let inc = &rule.includes;
             let included = (inc.arches.is_empty() || inc.arches.iter().any(|a| a == arch_name))
                 && inc.caps.iter().all(has_cap)
-                && inc.min_kernel.is_none_or(|min| kernel >= min);
+                && !inc.min_kernel.is_some_and(|min| kernel < min);
             if excluded || !included {
                 continue;
             }
