@@ -4,7 +4,7 @@
 
 use super::container::{self, Container, Record};
 use super::spec::{self, DeviceRule, DeviceRuleType, NamespaceType, Spec, Status};
-use super::{cgroups, hooks, init, ExecError, StartError};
+use super::{cgroups, hooks, init, seccomp, ExecError, StartError};
 use crate::mount::Mount;
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use crate::sys::process::{CloneFlags, UnshareFlags};
@@ -56,6 +56,9 @@ pub struct CreateOptions {
     /// parent, so killing it leaves no unsupervised container behind. Never
     /// for runc's `create`, which exits while the container lives.
     pub kill_with_parent: bool,
+    /// A directory of compiled seccomp programs by digest
+    /// ([`seccomp::Cache`]); `None` compiles the filter every time.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// The state hooks see before the init runs the process.
@@ -251,6 +254,20 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Vec::new(),
         Err(e) => return Err(ExecError::io("mount the container's rootfs", &rootfs, e)),
     };
+    // Compiled here (or read from the cache), not in the init: the init
+    // only loads the program. A copy stays in the state directory for exec.
+    let filter = match &linux.seccomp {
+        Some(s) => {
+            let f = match &opts.seccomp_cache {
+                Some(cache) => seccomp::Cache::new(cache).compile(s),
+                None => seccomp::compile(s),
+            };
+            let f = f.map_err(StartError::from_error)?;
+            let _ = seccomp::Cache::new(&dir).keep(s, &f);
+            Some(f)
+        }
+        None => None,
+    };
     let stdio = opts.stdio.take();
     let (to_init_r, to_init_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &dir, e))?;
     let (from_init_r, from_init_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| ExecError::io("pipe", &dir, e))?;
@@ -265,6 +282,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         state_dir,
         console,
         detached,
+        filter,
     };
     let mut child_ends = Some((to_init_r, from_init_w));
     let kill_with_parent = opts.kill_with_parent;

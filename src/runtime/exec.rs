@@ -85,7 +85,8 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
         })?;
     }
     let filter = match &linux.seccomp {
-        Some(s) => Some(seccomp::compile(s).map_err(StartError::from_error)?),
+        // The program create left in the state directory.
+        Some(s) => Some(seccomp::Cache::new(&c.dir).compile(s).map_err(StartError::from_error)?),
         None => None,
     };
     let console = match std::mem::take(&mut opts.console) {

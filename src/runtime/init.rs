@@ -11,6 +11,7 @@
 //!   prestart, createRuntime; "cont" ──►    createContainer hooks, pivot_root
 //!                                          console, hostname, sysctl, masks,
 //!                                          keyring, rlimits, caps, user, seccomp
+//!                                          (the program the parent compiled)
 //!   ◄──────────────────── "ready"
 //!   state.json, pid file; exit             open exec.fifo for writing (blocks)
 //! start: read exec.fifo ─────────────►     startContainer hooks, execve
@@ -47,6 +48,8 @@ pub(super) struct InitArgs<'a> {
     /// The driver's mounts, made by the parent (empty: mount
     /// `opts.driver_mounts` here).
     pub detached: Vec<crate::mount::Detached>,
+    /// `linux.seccomp`, compiled by the parent: the init only loads it.
+    pub filter: Option<seccomp::Filter>,
 }
 
 /// The init's ends of the sync pipes.
@@ -124,10 +127,7 @@ fn setup(args: &InitArgs<'_>, sync: &mut Sync) -> Result<super::Never, StartErro
     if args.new_net {
         crate::sys::process::interface_up("lo").map_err(io("bring up loopback"))?;
     }
-    let filter = match spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()) {
-        Some(s) => Some(seccomp::compile(s).map_err(StartError::from_error)?),
-        None => None,
-    };
+    let filter = args.filter.as_ref();
     let plan = rootfs::RootfsPlan {
         spec,
         rootfs: args.rootfs.clone(),
@@ -188,7 +188,7 @@ fn setup(args: &InitArgs<'_>, sync: &mut Sync) -> Result<super::Never, StartErro
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before
     // the capabilities go (runc's order).
     if !proc_.no_new_privileges {
-        if let Some(f) = &filter {
+        if let Some(f) = filter {
             f.load().map_err(StartError::from_error)?;
         }
     }
@@ -226,7 +226,7 @@ fn setup(args: &InitArgs<'_>, sync: &mut Sync) -> Result<super::Never, StartErro
     let running = super::create::running_state(spec, &args.opts.id, &args.opts.bundle);
     hooks::run(hooks::Stage::StartContainer, &hooks_spec.start_container, &running).map_err(StartError::from_error)?;
     if proc_.no_new_privileges {
-        if let Some(f) = &filter {
+        if let Some(f) = filter {
             f.load().map_err(StartError::from_error)?;
         }
     }

@@ -14,6 +14,11 @@
 //! `seccomp_load` set `no_new_privs` behind the caller's back; [`Filter::init`]
 //! turns it off, so whether the process gets `no_new_privs` is the
 //! caller's choice (the OCI `process.noNewPrivileges`), as in runc.
+//!
+//! A filter can also be exported as its classic BPF program
+//! ([`Filter::export_bpf`]) and that program installed later, without
+//! libseccomp, by [`seccomp_set_mode_filter`]: the runtime compiles once,
+//! caches the program, and the container's init only loads it.
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterAttr, ScmpFilterContext, ScmpSyscall};
 use std::io;
@@ -210,6 +215,25 @@ impl Filter {
         self.ctx.load().map_err(to_io)
     }
 
+    /// `seccomp_export_bpf(ctx, fd)`: the program [`Filter::load`] would
+    /// install, as classic BPF instructions, for
+    /// [`seccomp_set_mode_filter`]. libseccomp 2.5 has no in-memory
+    /// variant, so it is written to a memfd and read back.
+    ///
+    /// See seccomp_export_bpf(3).
+    pub fn export_bpf(&self) -> io::Result<Vec<SockFilter>> {
+        use std::io::{Read, Seek};
+        let memfd = rustix::fs::memfd_create("seccomp-bpf", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let mut file = std::fs::File::from(memfd);
+        self.ctx.export_bpf(&file).map_err(to_io)?;
+        file.rewind()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        SockFilter::parse(&bytes).ok_or_else(|| {
+            io::Error::other(format!("seccomp_export_bpf wrote {} bytes, not whole instructions", bytes.len()))
+        })
+    }
+
     /// `seccomp_export_pfc(ctx, fd)`: the filter as libseccomp's
     /// human-readable pseudo filter code, for debugging and logs.
     ///
@@ -223,6 +247,124 @@ impl Filter {
         let mut text = String::new();
         file.read_to_string(&mut text)?;
         Ok(text)
+    }
+}
+
+/// One classic BPF instruction (`struct sock_filter` in
+/// `<linux/filter.h>`), 8 bytes in the host's byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+impl SockFilter {
+    /// The size of one instruction in bytes.
+    pub const SIZE: usize = 8;
+
+    /// The instruction as `struct sock_filter` lays it out.
+    pub fn to_bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0..2].copy_from_slice(&self.code.to_ne_bytes());
+        b[2] = self.jt;
+        b[3] = self.jf;
+        b[4..8].copy_from_slice(&self.k.to_ne_bytes());
+        b
+    }
+
+    /// Instructions from their bytes; `None` unless `bytes` holds whole
+    /// instructions.
+    pub fn parse(bytes: &[u8]) -> Option<Vec<SockFilter>> {
+        if bytes.len() % Self::SIZE != 0 {
+            return None;
+        }
+        let insn = |b: &[u8]| SockFilter {
+            code: u16::from_ne_bytes([b[0], b[1]]),
+            jt: b[2],
+            jf: b[3],
+            k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        };
+        Some(bytes.chunks_exact(Self::SIZE).map(insn).collect())
+    }
+}
+
+/// `BPF_MAXINSNS` (`<linux/bpf_common.h>`): the most instructions a
+/// seccomp program may have.
+pub const BPF_MAXINSNS: usize = 4096;
+
+/// Flags of `seccomp(SECCOMP_SET_MODE_FILTER, …)` (`SECCOMP_FILTER_FLAG_*`
+/// in `<linux/seccomp.h>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FilterFlags(pub u32);
+
+impl FilterFlags {
+    /// `SECCOMP_FILTER_FLAG_TSYNC`: install in every thread of the process.
+    pub const TSYNC: FilterFlags = FilterFlags(1 << 0);
+    /// `SECCOMP_FILTER_FLAG_LOG`: log every action but `ALLOW`.
+    pub const LOG: FilterFlags = FilterFlags(1 << 1);
+    /// `SECCOMP_FILTER_FLAG_SPEC_ALLOW`: leave speculative store bypass
+    /// mitigation off.
+    pub const SPEC_ALLOW: FilterFlags = FilterFlags(1 << 2);
+    /// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`: a notifying syscall waits
+    /// killably once the agent received it.
+    pub const WAIT_KILLABLE_RECV: FilterFlags = FilterFlags(1 << 5);
+
+    pub fn empty() -> FilterFlags {
+        FilterFlags(0)
+    }
+}
+
+impl std::ops::BitOr for FilterFlags {
+    type Output = FilterFlags;
+    fn bitor(self, other: FilterFlags) -> FilterFlags {
+        FilterFlags(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOrAssign for FilterFlags {
+    fn bitor_assign(&mut self, other: FilterFlags) {
+        self.0 |= other.0;
+    }
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)`: installs the classic
+/// BPF program `program` in the calling thread (every thread with
+/// [`FilterFlags::TSYNC`]). Without `no_new_privs` the caller needs
+/// `CAP_SYS_ADMIN` (`EACCES` otherwise). With `TSYNC`, when another
+/// thread cannot take the filter the kernel returns that thread's id,
+/// which is an error here naming it. `EINVAL` for an empty program or one
+/// longer than [`BPF_MAXINSNS`].
+///
+/// See seccomp(2).
+#[allow(unsafe_code)]
+pub fn seccomp_set_mode_filter(flags: FilterFlags, program: &[SockFilter]) -> io::Result<()> {
+    if program.is_empty() || program.len() > BPF_MAXINSNS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut insns: Vec<libc::sock_filter> =
+        program.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    let prog = libc::sock_fprog {
+        // At most BPF_MAXINSNS (checked above), so it fits.
+        len: u16::try_from(insns.len()).unwrap_or(u16::MAX),
+        filter: insns.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `insns`, `len` instructions that live until
+    // the call returns; the kernel copies the program and keeps no
+    // pointer into our memory. The other arguments are plain integers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::c_ulong::from(flags.0),
+            std::ptr::from_ref(&prog),
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        rc if rc < 0 => Err(io::Error::last_os_error()),
+        tid => Err(io::Error::other(format!("thread {tid} could not be synchronized to the filter"))),
     }
 }
 

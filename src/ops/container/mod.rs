@@ -10,5 +10,6 @@ pub mod lifecycle;
 pub mod logs;
 pub mod query;
 pub mod security;
+pub mod seccomp;
 pub mod spec;
 pub mod supervise;
