@@ -83,7 +83,10 @@ fn cap_drop_chown_drops_only_chown() {
 fn device_adds_that_device_only() {
     let Some(host) = Host::new("security-device") else { return };
     let Some(dev) = spare_char_device() else {
-        panic!("neither /dev/fuse nor /dev/net/tun on this host: --device has nothing to add");
+        let why = "--device needs /dev/fuse or /dev/net/tun on the host";
+        assert!(std::env::var_os("STRATA_TEST_STRICT").is_none(), "{why}, and STRATA_TEST_STRICT forbids skipping");
+        eprintln!("skipped: {why}");
+        return;
     };
     let meta = std::fs::metadata(&dev).unwrap();
     let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
