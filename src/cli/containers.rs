@@ -220,6 +220,31 @@ fn resolve(engine: &Engine, name: &str) -> Result<ContainerId> {
     Ok(ContainerStore::new(&engine.root).resolve(name)?)
 }
 
+/// Whether any of `names` is a container run with `--init`, whose PID 1
+/// is a strata process (so strata runs from a sealed copy of itself).
+pub fn any_init(engine: &Engine, names: &[String]) -> bool {
+    let store = ContainerStore::new(&engine.root);
+    names.iter().any(|n| store.resolve(n).and_then(|id| store.get(&id)).is_ok_and(|(c, _)| c.init))
+}
+
+impl RunArgs {
+    pub fn init(&self) -> bool {
+        self.create.init
+    }
+}
+
+impl NamesArgs {
+    pub fn names(&self) -> &[String] {
+        &self.containers
+    }
+}
+
+impl StopArgs {
+    pub fn names(&self) -> &[String] {
+        &self.containers
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct NamesArgs {
     #[arg(required = true)]

@@ -150,6 +150,10 @@ fn error_line(e: &anyhow::Error) -> String {
     line
 }
 
+fn open_engine(root: &std::path::Path, driver: &str) -> anyhow::Result<crate::engine::Engine> {
+    crate::engine::Engine::open(root, driver).with_context(|| format!("opening data root {}", root.display()))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     // Benchmarks bring their own scratch filesystems: no data root.
     let command = match cli.command {
@@ -164,10 +168,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         command,
         Command::Run(_) | Command::Start(_) | Command::Restart(_) | Command::Exec(_) | Command::Build(_)
     ) {
-        crate::sys::selfexe::reexec_protected().context("re-executing from a read-only mount of strata")?;
+        // With --init the container's PID 1 is a strata process: run
+        // from a sealed memfd copy, so it is not the host's file at all.
+        let init = match &command {
+            Command::Run(a) => a.init(),
+            Command::Start(a) => containers::any_init(&open_engine(&cli.root, &cli.storage_driver)?, a.names()),
+            Command::Restart(a) => containers::any_init(&open_engine(&cli.root, &cli.storage_driver)?, a.names()),
+            _ => false,
+        };
+        if init {
+            crate::sys::selfexe::reexec_sealed_copy().context("re-executing from a sealed copy of strata")?;
+        } else {
+            crate::sys::selfexe::reexec_protected().context("re-executing from a read-only mount of strata")?;
+        }
     }
-    let engine = crate::engine::Engine::open(&cli.root, &cli.storage_driver)
-        .with_context(|| format!("opening data root {}", cli.root.display()))?;
+    let engine = open_engine(&cli.root, &cli.storage_driver)?;
     match command {
         Command::Build(a) => build::build(&engine, a),
         Command::Import(a) => images::import(&engine, a),

@@ -25,6 +25,8 @@
 //! │   └── snapshots/<id>/                  the bytes: fs/, work/, ...
 //! ├── containers/<id>/                     per-container config, state, logs
 //! ├── volumes/<name>/_data                 named volumes, outside any driver
+//! ├── runtime/<id>/                        the OCI executor's state per running container
+//! ├── seccomp/<sha256>.bpf                 compiled seccomp programs, by profile digest
 //! └── staging/                             work in progress; never read as final
 //! ```
 //!
@@ -111,7 +113,7 @@ impl Root {
     /// leftovers of interrupted writes from `staging/`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Root, RootError> {
         let path = std::path::absolute(path.into()).map_err(|e| RootError::io(".", e))?;
-        for sub in ["locks", "content/blobs/sha256", "containers", "volumes", "staging", "runtime"] {
+        for sub in ["locks", "content/blobs/sha256", "containers", "volumes", "staging", "runtime", "seccomp"] {
             let p = path.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| RootError::io(&p, e))?;
         }
@@ -182,6 +184,10 @@ impl Root {
     /// `strata-runc --root` is for a caller of the runtime).
     pub fn runtime_state(&self) -> PathBuf {
         self.path.join("runtime")
+    }
+    /// Compiled seccomp programs by digest (`runtime::seccomp::Cache`).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.path.join("seccomp")
     }
     pub fn staging(&self) -> PathBuf {
         self.path.join("staging")

@@ -110,15 +110,26 @@ fn running_sealed() -> bool {
 /// open_tree(2), mount_setattr(2), execveat(2); memfd_create(2),
 /// fcntl(2) `F_ADD_SEALS`, fexecve(3).
 pub fn reexec_protected() -> io::Result<()> {
+    reexec(false)
+}
+
+/// As [`reexec_protected`], but always from a sealed memfd copy: for a
+/// process that becomes a container's PID 1 (`--init`), whose
+/// `/proc/1/exe` must not be the host's binary at all, even read-only.
+pub fn reexec_sealed_copy() -> io::Result<()> {
+    reexec(true)
+}
+
+fn reexec(memfd_only: bool) -> io::Result<()> {
     if std::env::var_os(MARKER).is_some() {
         std::env::remove_var(MARKER);
-        if running_protected() {
+        if (memfd_only && running_sealed()) || (!memfd_only && running_protected()) {
             return Ok(());
         }
         return Err(io::Error::other("the re-executed binary is still writable"));
     }
     let (argv, envp) = args_and_env()?;
-    if reexec_readonly(&argv, &envp).is_err() {
+    if memfd_only || reexec_readonly(&argv, &envp).is_err() {
         reexec_memfd(&argv, &envp)?;
     }
     Err(io::Error::other("re-execution returned"))

@@ -152,13 +152,21 @@ fn resource_limits_and_init() {
     let (_, out, _) =
         host.sh(&["--init"], "cat /proc/1/exe >/dev/null 2>&1; echo r=$?; (: >> /proc/1/exe) 2>/dev/null; echo w=$?");
     assert_eq!(out, "r=1\nw=1\n", "strata's binary reachable through /proc/1/exe");
-    // And from the host, a running container's strata process is on a
-    // read-only mount.
+    // And from the host, a running container's PID 1 is a sealed memfd
+    // copy of strata, not the host's file (not even read-only).
     let id = env.ok(&["run", "-d", "--init", "busybox", "sleep", "30"]).trim().to_owned();
     let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", &id])).unwrap();
     let pid = inspect[0]["State"]["Pid"].as_i64().expect("a running container has a pid");
-    let st = nix::sys::statvfs::statvfs(format!("/proc/{pid}/exe").as_str()).unwrap();
-    assert!(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY), "PID 1's exe is on a writable mount");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.to_string_lossy().starts_with("/memfd:"), "PID 1's exe is {}", exe.display());
+    use std::os::unix::fs::MetadataExt;
+    let (theirs, ours) = (
+        std::fs::metadata(format!("/proc/{pid}/exe")).unwrap(),
+        std::fs::metadata(env!("CARGO_BIN_EXE_strata")).unwrap(),
+    );
+    assert!((theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()), "PID 1 runs the host's strata file");
+    let w = std::fs::OpenOptions::new().append(true).open(format!("/proc/{pid}/exe"));
+    assert!(w.is_err(), "the sealed copy opened for writing");
     env.ok(&["rm", "-f", &id]);
 }
 

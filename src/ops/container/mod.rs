@@ -9,7 +9,7 @@ pub mod fs;
 pub mod lifecycle;
 pub mod logs;
 pub mod query;
-pub mod security;
 pub mod seccomp;
+pub mod security;
 pub mod spec;
 pub mod supervise;

@@ -65,10 +65,15 @@ fn cap_name(flag: &str, name: &str) -> Result<String, OpsError> {
     Ok(full)
 }
 
-/// Every capability this kernel knows (`cap_last_cap`), by name.
+/// Every capability this kernel knows (`cap_last_cap`) that we still hold
+/// in our bounding set (as moby's `GetAllCapabilities`: a capability we
+/// cannot have cannot be granted), by name.
 fn kernel_caps() -> Vec<String> {
     let last = capability::last_cap().unwrap_or(u32::MAX);
-    let mut caps: Vec<Capability> = capability::all().into_iter().filter(|c| u32::from(c.index()) <= last).collect();
+    let mut caps: Vec<Capability> = capability::all()
+        .into_iter()
+        .filter(|c| u32::from(c.index()) <= last && capability::capability_is_in_bounding_set(*c).unwrap_or(false))
+        .collect();
     caps.sort_by_key(|c| c.index());
     caps.iter().map(|c| c.to_string()).collect()
 }
@@ -139,7 +144,7 @@ fn security_opt(opt: &str, s: &mut Security) -> Result<(), OpsError> {
         ("seccomp", Some(path)) => {
             let json = std::fs::read_to_string(path)
                 .map_err(|e| invalid(format!("opening seccomp profile ({path}) failed: {e}")))?;
-            serde_json::from_str::<serde_json::Value>(&json)
+            super::seccomp::Profile::from_json(json.as_bytes())
                 .map_err(|e| invalid(format!("seccomp profile ({path}): {e}")))?;
             s.seccomp = SeccompChoice::Profile(json);
         }

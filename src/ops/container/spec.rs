@@ -10,7 +10,7 @@
 
 use super::lifecycle::OpsError;
 use super::security;
-use crate::container::Config;
+use crate::container::{Config, SeccompChoice};
 use crate::runtime::spec::{
     Capabilities, Cpu, DeviceRule, Linux, Memory, Mount, Namespace, NamespaceType, Pids, Process, Resources, Root, Spec,
 };
@@ -125,6 +125,24 @@ fn resources(config: &Config, devices: Vec<DeviceRule>) -> Resources {
     }
 }
 
+/// `linux.seccomp`: Docker's default profile, the user's, or none
+/// (`seccomp=unconfined`, `--privileged`), resolved for the container's
+/// capabilities (CAP_SYS_ADMIN lets mount, unshare, setns, clone3 through).
+fn seccomp(config: &Config) -> Result<Option<crate::runtime::spec::Seccomp>, OpsError> {
+    use super::seccomp::{docker_default, host_kernel, Profile};
+    let profile = match &config.security.seccomp {
+        _ if config.security.privileged => return Ok(None),
+        SeccompChoice::Unconfined => return Ok(None),
+        SeccompChoice::Default => docker_default(),
+        SeccompChoice::Profile(json) => {
+            Profile::from_json(json.as_bytes()).map_err(|e| OpsError::Invalid(format!("seccomp profile: {e}")))?
+        }
+    };
+    let kernel = host_kernel().map_err(|e| OpsError::Invalid(format!("seccomp: {e}")))?;
+    let caps = security::capabilities(&config.security);
+    profile.to_oci(&caps, kernel).map(Some).map_err(|e| OpsError::Invalid(format!("seccomp profile: {e}")))
+}
+
 /// The whole spec: `binds` are the `/etc` files and volumes, `rootfs` the
 /// empty directory the driver's mounts go on.
 pub fn oci_spec(config: &Config, rootfs: &std::path::Path, binds: &[Bind]) -> Result<Spec, OpsError> {
@@ -174,6 +192,7 @@ pub fn oci_spec(config: &Config, rootfs: &std::path::Path, binds: &[Bind]) -> Re
             namespaces,
             resources: Some(resources(config, rules)),
             devices,
+            seccomp: seccomp(config)?,
             cgroups_path: format!("/strata/{}", config.id.as_str()),
             masked_paths: masked.iter().map(|p| p.to_string()).collect(),
             readonly_paths: readonly.iter().map(|p| p.to_string()).collect(),

@@ -246,6 +246,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
         user_name: Some(config.user.clone()),
         tini: config.init,
         kill_with_parent: true,
+        seccomp_cache: Some(engine.root.seccomp_cache()),
         ..CreateOptions::default()
     };
     let started = now();
