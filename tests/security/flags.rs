@@ -3,7 +3,7 @@
 //! with a default container's, check by check.
 
 use crate::probe::{own_bounding_set, side_by_side, Report, CAP_CHOWN, CAP_SYS_ADMIN, DOCKER_CAPS};
-use crate::{spare_char_device, Host};
+use crate::{spare_char_device, Host, IMAGE};
 
 /// Runs the probe by default and with `flags`; asserts that only the
 /// checks in `changes` differ; both reports.
@@ -152,4 +152,21 @@ fn ulimit_nofile_sets_both_limits() {
     let Some(host) = Host::new("security-ulimit") else { return };
     let (_, r) = compare(&host, &["--ulimit", "nofile=1024:2048"], &[], &["rlimit-nofile"]);
     r.expect("rlimit-nofile", "1024:2048");
+}
+
+#[test]
+fn inspect_shows_every_limit_in_force() {
+    let Some(host) = Host::new("security-inspect-ulimits") else { return };
+    let id = host.env.ok(&["create", "--ulimit", "nofile=1024:2048", "--cap-drop", "chown", IMAGE, "/probe"]);
+    let inspect: serde_json::Value = serde_json::from_str(&host.env.ok(&["inspect", id.trim()])).unwrap();
+    let hc = &inspect[0]["HostConfig"];
+    let ulimits = hc["Ulimits"].as_array().expect("Ulimits listed");
+    let find = |name: &str| ulimits.iter().find(|u| u["Name"] == name).unwrap_or_else(|| panic!("no {name} in {hc}"));
+    assert_eq!((find("nofile")["Soft"].as_u64(), find("nofile")["Hard"].as_u64()), (Some(1024), Some(2048)));
+    // The rest are the caller's own limits, inherited as Docker's
+    // containers inherit dockerd's.
+    let stack = rustix::process::getrlimit(rustix::process::Resource::Stack);
+    assert_eq!(find("stack")["Soft"].as_u64(), Some(stack.current.unwrap_or(u64::MAX)), "{hc}");
+    assert_eq!(hc["CapDrop"], serde_json::json!(["CAP_CHOWN"]));
+    host.env.ok(&["rm", id.trim()]);
 }

@@ -88,6 +88,15 @@ pub struct HostConfig {
     pub memory: u64,
     pub pids_limit: Option<i64>,
     pub nano_cpus: u64,
+    /// Memory plus swap; 0 when unset, -1 unlimited (Docker's).
+    pub memory_swap: i64,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub devices: Vec<crate::container::DeviceMapping>,
+    pub security_opt: Vec<String>,
+    /// Every limit in force for the container's process.
+    pub ulimits: Vec<crate::container::Ulimit>,
     pub log_config: LogConfig,
 }
 
@@ -169,6 +178,17 @@ pub fn inspect(engine: &Engine, config: &Config, state: &State) -> ContainerInsp
             memory: config.resources.memory.unwrap_or(0),
             pids_limit: config.resources.pids_limit,
             nano_cpus: config.resources.nano_cpus.unwrap_or(0),
+            memory_swap: match (config.resources.memory_swap, config.resources.memory) {
+                (Some(s), _) => s,
+                (None, Some(m)) if m > 0 => i64::try_from(m).unwrap_or(i64::MAX).saturating_mul(2),
+                _ => 0,
+            },
+            privileged: config.security.privileged,
+            cap_add: config.security.cap_add.clone(),
+            cap_drop: config.security.cap_drop.clone(),
+            devices: config.security.devices.clone(),
+            security_opt: security_opts(&config.security),
+            ulimits: config.security.ulimits.clone(),
             log_config: LogConfig {
                 kind: "json-file",
                 config: LogOptions {
@@ -202,4 +222,17 @@ pub fn inspect(engine: &Engine, config: &Config, state: &State) -> ContainerInsp
             stop_signal: config.stop_signal.clone(),
         },
     }
+}
+
+/// Docker's `SecurityOpt` strings for what the container runs under.
+fn security_opts(s: &crate::container::Security) -> Vec<String> {
+    use crate::container::SeccompChoice;
+    let mut out = Vec::new();
+    match &s.seccomp {
+        SeccompChoice::Default => {}
+        SeccompChoice::Unconfined => out.push("seccomp=unconfined".to_owned()),
+        SeccompChoice::Profile(_) => out.push("seccomp=<profile>".to_owned()),
+    }
+    out.push(format!("no-new-privileges={}", s.no_new_privileges));
+    out
 }
