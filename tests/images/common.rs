@@ -92,7 +92,8 @@ impl Env {
         String::from_utf8(out.stderr).expect("utf-8 output")
     }
 
-    /// Paths of every file under the data root, for before/after checks.
+    /// Paths of every file under the data root but locks and caches, for
+    /// before/after checks.
     pub fn inventory(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut stack = vec![self.root.clone()];
@@ -101,7 +102,9 @@ impl Env {
             for e in rd.flatten() {
                 let path = e.path();
                 let rel = path.strip_prefix(&self.root).unwrap().display().to_string();
-                if rel.starts_with("locks") {
+                // Locks, and compiled seccomp programs: a cache keyed by
+                // profile digest that any container start may fill.
+                if rel.starts_with("locks") || rel.starts_with("seccomp/") {
                     continue;
                 }
                 if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
