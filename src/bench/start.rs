@@ -61,66 +61,10 @@ pub(super) fn rootfs(dir: &Path) -> Result<PathBuf, BenchError> {
     Ok(tar)
 }
 
-/// Syscalls the bench bundle's seccomp filter denies with EPERM (what
-/// Docker's profile keeps from a default container), so that every
-/// runtime compiles and loads the same filter.
-const DENIED: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "io_uring_enter",
-    "io_uring_register",
-    "io_uring_setup",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "perf_event_open",
-    "personality",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "stime",
-    "swapoff",
-    "swapon",
-    "sysfs",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vm86",
-    "vm86old",
-];
-
 /// An OCI bundle for strata-runc, crun and runc: `runc spec`'s defaults
-/// (devices, masks, capabilities) plus a seccomp filter, running `true`
-/// without a terminal, on the same rootfs.
+/// (devices, masks, capabilities) plus Docker's default seccomp profile
+/// resolved for those capabilities (what a default `strata run` gets),
+/// running `true` without a terminal, on the same rootfs.
 fn bundle(dir: &Path) -> Result<(), BenchError> {
     let spec = dir.join("config.json");
     pipeline(&[vec!["runc".into(), "spec".into(), "--bundle".into(), dir.into()]])?;
@@ -130,11 +74,16 @@ fn bundle(dir: &Path) -> Result<(), BenchError> {
         .map_err(|e| BenchError::Unavailable { what: "runc spec".into(), reason: e.to_string() })?;
     v["process"]["terminal"] = serde_json::json!(false);
     v["process"]["args"] = serde_json::json!(["/bin/true"]);
-    v["linux"]["seccomp"] = serde_json::json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [{ "names": DENIED, "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }],
-    });
+    let caps: Vec<String> = serde_json::from_value(v["process"]["capabilities"]["bounding"].clone())
+        .map_err(|e| BenchError::Unavailable { what: "runc spec".into(), reason: e.to_string() })?;
+    let unavailable = |e: crate::ops::container::seccomp::ProfileError| BenchError::Unavailable {
+        what: "Docker's default seccomp profile".into(),
+        reason: e.to_string(),
+    };
+    let kernel = crate::ops::container::seccomp::host_kernel().map_err(unavailable)?;
+    let seccomp = crate::ops::container::seccomp::docker_default().to_oci(&caps, kernel).map_err(unavailable)?;
+    v["linux"]["seccomp"] = serde_json::to_value(&seccomp)
+        .map_err(|e| BenchError::Unavailable { what: "seccomp profile".into(), reason: e.to_string() })?;
     std::fs::write(&spec, v.to_string()).map_err(|source| BenchError::Io { what: "write", path: spec, source })
 }
 
@@ -176,7 +125,7 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
     case.fact("rootfs", "busybox-static, 4 applets");
     case.fact(
         "bundle",
-        "runc spec defaults + a seccomp filter denying 51 syscalls (EPERM), for strata-runc, crun and runc alike",
+        "runc spec defaults + Docker's default seccomp profile (as OCI JSON), for strata-runc, crun and runc alike; strata run uses the same profile from its digest cache",
     );
     let mut tools: Vec<Tool> = Vec::new();
     {
