@@ -201,7 +201,7 @@ mod tests {
         m.attach(&target).unwrap();
         assert_eq!(std::fs::read(target.join("f")).unwrap(), b"data");
         let err = std::fs::write(target.join("g"), b"x").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        assert_eq!(err.kind(), io::ErrorKind::ReadOnlyFilesystem, "{err}");
     }
 
     #[test]

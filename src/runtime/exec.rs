@@ -78,6 +78,15 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
         .iter()
         .filter(|(kind, _)| linux.namespace(*kind).is_some())
         .fold(ThreadNameSpaceType::empty(), |all, (_, flag)| all | *flag);
+    // Joining a pid namespace applies to our next child only, and until we
+    // leave it again the kernel refuses us new threads: keep our own to go
+    // back to once the child exists.
+    let own_pid_ns = if linux.namespace(NamespaceType::Pid).is_some() {
+        let ours = std::path::Path::new("/proc/self/ns/pid");
+        Some(ReturnTo(std::fs::File::open(ours).map_err(|e| ExecError::io("open", ours, e))?))
+    } else {
+        None
+    };
     if linux.namespace(NamespaceType::Pid).is_some() {
         setns_pidfd(init.as_fd(), ThreadNameSpaceType::PROCESS_ID).map_err(|e| match e.raw_os_error() {
             Some(3) => ExecError::NotRunning(c.id().to_owned()),
@@ -135,6 +144,7 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
         }
         e.code
     });
+    drop(own_pid_ns);
     let child = child.map_err(|e| ExecError::io("fork", &c.dir, e))?;
     drop((console, stdio));
     let mut msg = String::new();
@@ -152,6 +162,17 @@ pub fn exec(c: &Container, mut opts: ExecOptions) -> Result<Executed, ExecError>
     }
     let code = super::wait(child).map_err(|e| ExecError::io("wait", &c.dir, e))?;
     Ok(Executed::Exited(code))
+}
+
+/// Our own pid namespace, rejoined when dropped (on every path out of
+/// `exec`, errors included); entering one's active namespace is always
+/// allowed (setns(2)).
+struct ReturnTo(std::fs::File);
+
+impl Drop for ReturnTo {
+    fn drop(&mut self) {
+        let _ = crate::sys::process::setns(&self.0);
+    }
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> StartError {

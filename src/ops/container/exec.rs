@@ -143,11 +143,11 @@ pub fn exec(engine: &Engine, id: &ContainerId, options: &ExecOptions) -> Result<
         Executed::Running(pid) => pid,
         Executed::Exited(code) => return Ok(code),
     };
-    let relayed = leave_pid_namespace().map_err(relay_err("rejoin our pid namespace")).and_then(|()| match attach {
+    let relayed = match attach {
         Attach::Detached => Ok(None),
         Attach::Tty(sock) => relay_tty(&sock, options.interactive).map(Some).map_err(relay_err("relay the pty")),
         Attach::Pipes(input, out, err) => Ok(Some(relay_pipes(input, out, err))),
-    });
+    };
     let Relaying { output, raw } = match relayed {
         Ok(Some(relaying)) => relaying,
         Ok(None) => return Ok(0),
@@ -164,17 +164,6 @@ pub fn exec(engine: &Engine, id: &ContainerId, options: &ExecOptions) -> Result<
     }
     drop(raw);
     waited
-}
-
-/// `runtime::exec` joined the container's PID namespace for our children
-/// (`pid_for_children`), and the kernel refuses to start a thread while
-/// that differs from our own (`clone(CLONE_THREAD)` fails with `EINVAL`):
-/// set it back to the namespace we are in before the relay starts its
-/// threads. Entering one's own active PID namespace is always allowed
-/// (setns(2)).
-fn leave_pid_namespace() -> std::io::Result<()> {
-    let ours = std::fs::File::open("/proc/self/ns/pid")?;
-    crate::sys::process::setns(&ours)
 }
 
 /// What a relay leaves to wait for: the output threads, and our terminal

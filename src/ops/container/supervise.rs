@@ -33,7 +33,7 @@ use crate::sys::process::pidfd_send_signal;
 use crate::sys::process::{fork_child, setsid};
 use crate::sys::signal::{sigprocmask, sigwait, SigSet, SigmaskHow, Signal};
 use crate::sys::stdio::{dup2_stderr, dup2_stdin, dup2_stdout};
-use crate::sys::term::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
+use crate::sys::term::{tcgetwinsize, tcsetwinsize};
 use crate::time::now;
 use crate::volume::VolumeStore;
 use std::io::{Read, Write};
@@ -128,32 +128,6 @@ fn start_error(e: ExecError) -> StartError {
     match e {
         ExecError::Start(s) => s,
         other => StartError::from_error(other),
-    }
-}
-
-/// Puts the user's terminal in raw mode for a tty session; restores it on drop.
-struct RawTerminal(Option<Termios>);
-
-impl RawTerminal {
-    fn enter() -> RawTerminal {
-        let stdin = std::io::stdin();
-        match tcgetattr(&stdin) {
-            Ok(orig) => {
-                let mut raw = orig.clone();
-                raw.make_raw();
-                let _ = tcsetattr(&stdin, OptionalActions::Now, &raw);
-                RawTerminal(Some(orig))
-            }
-            Err(_) => RawTerminal(None),
-        }
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, t);
-        }
     }
 }
 
@@ -299,7 +273,7 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
         .map_err(|e| StartError::caused(format!("log: {e}"), e))?;
     let log = Arc::new(Mutex::new(log));
     let tty = config.tty;
-    let raw = (mode == Mode::Attached && tty).then(RawTerminal::enter);
+    let raw = (mode == Mode::Attached && tty).then(runtime::tty::Raw::enter);
     // A dup of the pty master, to pass on terminal size changes.
     let resize_target = io.outputs.first().and_then(|(_, fd)| fd.try_clone().ok());
     let relays: Vec<_> = io

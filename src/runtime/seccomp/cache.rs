@@ -35,7 +35,7 @@
 //! lost one is compiled again. A cache that cannot be written costs only
 //! the compilation: the filter is returned all the same.
 
-use super::{build, filter_flags, Filter, Origin, SeccompError};
+use super::{filter_flags, Filter, Origin, SeccompError};
 use crate::digest::{Digest, Hasher};
 use crate::runtime::spec;
 use crate::sys::seccomp as sc;
@@ -72,13 +72,7 @@ impl Cache {
         if let Some((program, unknown)) = std::fs::read(&path).ok().as_deref().and_then(decode) {
             return Ok(Filter { program, flags: filter_flags(spec), unknown, origin: Origin::Cached });
         }
-        let (ctx, unknown) = build(spec)?;
-        let program = ctx.export_bpf().map_err(|source| SeccompError::Libseccomp {
-            field: "linux.seccomp".into(),
-            step: "seccomp_export_bpf",
-            source,
-        })?;
-        let filter = Filter { program, flags: filter_flags(spec), unknown, origin: Origin::Compiled };
+        let filter = super::compile(spec)?;
         let _ = self.keep(spec, &filter);
         Ok(filter)
     }

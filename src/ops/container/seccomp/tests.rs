@@ -5,27 +5,8 @@ use super::*;
 use crate::runtime::spec::{SeccompOp, Syscall};
 use std::process::Command;
 
-/// Docker's default capability set (the bounding set of a container run
-/// without `--cap-add`/`--cap-drop`).
-const DOCKER_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 fn caps(extra: &[&str]) -> Vec<String> {
-    DOCKER_CAPS.iter().chain(extra).map(|c| c.to_string()).collect()
+    crate::ops::container::spec::DEFAULT_CAPS.iter().chain(extra).map(|c| c.to_string()).collect()
 }
 
 const AMD64: Option<(&str, Arch)> = Some(("amd64", Arch::X86_64));
