@@ -6,6 +6,7 @@ use super::executor::{Builder, StageState};
 use super::layer::{self, RunSpec};
 use super::parser::{Command, CopySpec, Healthcheck, Instruction, Kind};
 use super::BuildError;
+use crate::container::validate;
 use crate::image::changes::Change;
 use crate::image::layers::EXTRACT_PREFIX;
 use crate::image::oci::HealthConfig;
@@ -59,14 +60,18 @@ pub(super) fn step(
         Kind::Env(pairs) => {
             let mut p = Vec::new();
             for (k, v) in pairs {
-                p.push((builder.expand(stage, k)?, builder.expand(stage, v)?));
+                let (k, v) = (builder.expand(stage, k)?, builder.expand(stage, v)?);
+                validate::env_entry(&format!("{k}={v}"), None).map_err(|e| BuildError::Invalid(e.to_string()))?;
+                p.push((k, v));
             }
             change(builder, stage, Change::Env(p))
         }
         Kind::Label(pairs) => {
             let mut p = Vec::new();
             for (k, v) in pairs {
-                p.push((builder.expand(stage, k)?, builder.expand(stage, v)?));
+                let k = builder.expand(stage, k)?;
+                validate::label_key(&k).map_err(|e| BuildError::Invalid(e.to_string()))?;
+                p.push((k, builder.expand(stage, v)?));
             }
             change(builder, stage, Change::Label(p))
         }

@@ -20,6 +20,7 @@
 
 pub mod log;
 pub mod records;
+pub mod validate;
 
 pub use records::ContainerStore;
 

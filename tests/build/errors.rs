@@ -32,6 +32,8 @@ fn malformed_dockerfiles_name_the_line_and_leave_nothing() {
     fails(&h, "FROM busybox:latest\nCOPY nothere.txt /x\n", &["Dockerfile.bad:2", "nothere.txt: file not found"]);
     fails(&h, "FROM nosuchimage:1\n", &["Dockerfile.bad:1", "nosuchimage:1 not found locally"]);
     fails(&h, "FROM busybox:latest\nADD http://example.com/x.tar /x\n", &["Dockerfile.bad:2", "no network"]);
+    fails(&h, "FROM busybox:latest\nENV ${NOPE}=x\n", &["Dockerfile.bad:2", "invalid environment variable: =x"]);
+    fails(&h, "FROM busybox:latest\nLABEL \"\"=x\n", &["Dockerfile.bad:2", "invalid label '': empty name"]);
     let err = fails(&h, "FROM busybox:latest\nRUN echo partial > /p && exit 3\n", &["Dockerfile.bad:2"]);
     assert!(err.contains("returned a non-zero code: 3"), "{err}");
     let out = h.env.run(&["build", "-f", &h.ctx.join("Dockerfile.bad").display().to_string(), h.ctx.to_str().unwrap()]);

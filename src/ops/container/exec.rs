@@ -57,6 +57,8 @@ pub enum ExecError {
     Start(#[from] StartError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::ExecError),
+    #[error(transparent)]
+    Input(#[from] crate::container::validate::InvalidInput),
 }
 
 /// The container's environment with `overrides` applied: an override's
@@ -85,6 +87,9 @@ enum Attach {
 /// code (0 at once with `detach`). Call it single-threaded: the process is
 /// forked.
 pub fn exec(engine: &Engine, id: &ContainerId, options: &ExecOptions) -> Result<i32, ExecError> {
+    for e in &options.env {
+        crate::container::validate::env_entry(e, None)?;
+    }
     let (config, state) = ContainerStore::new(&engine.root).get(id)?;
     if state.status != Status::Running {
         return Err(ExecError::NotRunning(id.short().to_owned()));

@@ -2,6 +2,7 @@
 //! sizes. (Starting lives in [`super::supervise`].)
 
 use crate::container::records::{ContainerError, ContainerStore, EtcFiles};
+use crate::container::validate;
 use crate::container::{Config, ContainerId, LogConfig, MountKind, MountRequest, Resources, State, Status};
 use crate::engine::Engine;
 use crate::image::images::{Image, ImageError};
@@ -33,6 +34,8 @@ pub enum OpsError {
     NotRunning(String),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::ExecError),
+    #[error(transparent)]
+    Input(#[from] crate::container::validate::InvalidInput),
 }
 
 /// What `create`/`run` were asked for.
@@ -176,6 +179,17 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
         return Err(OpsError::Invalid(format!("network {network} not found (strata offers none and host)")));
     }
     let security = super::security::resolve(&o.security)?;
+    let name = o.name.as_deref().map(validate::container_name).transpose()?;
+    if let Some(h) = &o.hostname {
+        validate::hostname(h)?;
+    }
+    let origin = format!("image {}", o.image);
+    for e in ic.env.iter().flatten() {
+        validate::env_entry(e, Some(&origin))?;
+    }
+    for e in &o.env {
+        validate::env_entry(e, None)?;
+    }
     let id = ContainerId::generate();
     let mut mounts: Vec<MountRequest> = o.volumes.iter().map(|v| parse_volume(v)).collect::<Result<_, _>>()?;
     for dest in ic.volumes.iter().flat_map(|v| v.keys()).filter(|_| !o.skip_image_volumes) {
@@ -188,7 +202,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
     let names: Vec<String> = store.list()?.into_iter().map(|(c, _)| c.name).collect();
     let config = Config {
         id: id.clone(),
-        name: o.name.clone().unwrap_or_else(|| random_name(&id, &|n| names.iter().any(|x| x == n))),
+        name: name.map(str::to_owned).unwrap_or_else(|| random_name(&id, &|n| names.iter().any(|x| x == n))),
         created: now(),
         image: image_id.to_string(),
         image_name: o.image.clone(),
