@@ -553,6 +553,14 @@ pub fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
+    /// Archive mode: keep the source's owners, setuid/setgid bits and
+    /// extended attributes.
+    #[arg(short = 'a', long)]
+    archive: bool,
+    /// Always follow a symbolic link in SRC_PATH (inside the container's
+    /// root when copying out).
+    #[arg(short = 'L', long = "follow-link")]
+    follow_link: bool,
     /// CONTAINER:SRC_PATH or a host path.
     src: String,
     /// CONTAINER:DEST_PATH or a host path.
@@ -564,18 +572,22 @@ pub fn cp(engine: &Engine, a: CpArgs) -> Result<()> {
         let (c, p) = s.split_once(':')?;
         (!c.is_empty() && !c.contains('/')).then(|| (c.to_owned(), p.to_owned()))
     };
-    match (split(&a.src), split(&a.dest)) {
+    let opts = crate::ops::container::fs::CopyOptions { archive: a.archive, follow_link: a.follow_link };
+    let report = match (split(&a.src), split(&a.dest)) {
         (Some((c, p)), None) => {
             let id = resolve(engine, &c)?;
-            crate::ops::container::fs::copy_out(engine, &id, &p, std::path::Path::new(&a.dest))?;
+            crate::ops::container::fs::copy_out(engine, &id, &p, std::path::Path::new(&a.dest), opts)?
         }
         (None, Some((c, p))) => {
             let id = resolve(engine, &c)?;
-            crate::ops::container::fs::copy_in(engine, &id, std::path::Path::new(&a.src), &p)?;
+            crate::ops::container::fs::copy_in(engine, &id, std::path::Path::new(&a.src), &p, opts)?
         }
         _ => {
             bail!("copying between containers is not supported; one side must be a host path (CONTAINER:PATH and PATH)")
         }
+    };
+    for s in report.skipped {
+        eprintln!("warning: skipped {}: {}", s.path, s.reason);
     }
     Ok(())
 }

@@ -29,6 +29,14 @@
 //! blocks and no record padding, as Go's `archive/tar` (and so Docker)
 //! writes it.
 //!
+//! **Hostile trees.** A running container changes its tree while `commit`
+//! or `export` reads it. Nothing here follows a symlink (`*at` calls with
+//! `O_NOFOLLOW`/`AT_SYMLINK_NOFOLLOW`, directories opened `O_DIRECTORY |
+//! O_NOFOLLOW`), and a file's bytes are read only after its name was
+//! opened `O_PATH` and the descriptor shown to be the regular file the
+//! walk listed: a FIFO, device or symlink swapped in is an error naming
+//! the path ([`DiffError::Changed`]), never a blocked open or a read.
+//!
 //! xattrs in the `trusted.overlay.` namespace are overlayfs' own state and
 //! `security.selinux` is the host's label, not image content; neither is
 //! written.
@@ -37,6 +45,7 @@ use super::{OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, WHITEOUT_OPAQUE, WHITEOU
 use crate::digest::{DiffId, HashingWriter};
 use crate::snapshot::DiffSource;
 use crate::sys::fs::{self as sysfs, Kind, Meta};
+use crate::sys::fs_fd;
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -402,11 +411,7 @@ impl<W: Write> Writer<W> {
     /// A file that is not the one stat'ed, or whose length moved, is an
     /// error rather than a corrupt entry.
     fn file_data(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8], meta: &Meta) -> Result<(), DiffError> {
-        let fd = sysfs::open_file_at(dir, name).map_err(at(path, "open"))?;
-        let now = sysfs::fstat(fd.as_fd()).map_err(at(path, "stat"))?;
-        if (now.dev, now.ino) != (meta.dev, meta.ino) {
-            return Err(DiffError::Changed { path: lossy(path) });
-        }
+        let fd = open_listed_file(dir, name, path, meta)?;
         let mut file = std::fs::File::from(fd);
         let mut left = meta.size;
         while left > 0 {
@@ -425,6 +430,33 @@ impl<W: Write> Writer<W> {
         }
         pad(&mut self.out, meta.size).map_err(DiffError::Write)
     }
+}
+
+/// Opens the regular file `name` that the walk listed with `meta`, for
+/// reading. A container can swap anything in under that name after the
+/// `lstat`: the name is opened `O_PATH | O_NOFOLLOW` (a FIFO does not
+/// block, a device is not opened, a symlink is not followed), the type and
+/// inode are checked on that descriptor, and only then is that very inode
+/// opened to read (`O_NONBLOCK` besides). Anything else is
+/// [`DiffError::Changed`], naming the path.
+fn open_listed_file(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    path: &[u8],
+    meta: &Meta,
+) -> Result<std::os::fd::OwnedFd, DiffError> {
+    let handle = fs_fd::open_path_at(dir, name).map_err(at(path, "open"))?;
+    let now = sysfs::fstat(handle.as_fd()).map_err(at(path, "stat"))?;
+    if now.kind != Kind::File || (now.dev, now.ino) != (meta.dev, meta.ino) {
+        return Err(DiffError::Changed { path: lossy(path) });
+    }
+    let flags = sysfs::OFlags::RDONLY | sysfs::OFlags::NONBLOCK;
+    match fs_fd::reopen(handle.as_fd(), flags | sysfs::OFlags::NOATIME) {
+        // O_NOATIME needs ownership or CAP_FOWNER.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => fs_fd::reopen(handle.as_fd(), flags),
+        r => r,
+    }
+    .map_err(at(path, "open"))
 }
 
 /// Zero bytes up to the next block boundary after `size` bytes of data.

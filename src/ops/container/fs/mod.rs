@@ -5,7 +5,20 @@
 //! own mount namespace); a stopped one's by mounting its snapshot in
 //! staging. Paths inside are always resolved with `openat2(…,
 //! RESOLVE_IN_ROOT)`, so a container's symlinks cannot point `cp` at the
-//! host.
+//! host, and every file is opened `O_PATH | O_NOFOLLOW` and its type
+//! checked on the descriptor before it is read, so a FIFO or device
+//! swapped in cannot hang or reach the host (`image::diff` for `diff`,
+//! `commit` and `export`; [`tree`] for `cp`).
+//!
+//! `cp` ([`cp`]) is a copy, not a layer: no whiteouts on either side, and
+//! Docker's rules for owners and special files, stricter on the host (no
+//! device nodes, no setuid bits without `-a`).
+
+mod cp;
+mod tree;
+
+pub use cp::{copy_in, copy_out, CopyOptions, CopyReport, CpError};
+pub use tree::Skipped;
 
 use crate::container::records::{ContainerError, ContainerStore};
 use crate::container::{ContainerId, Status};
@@ -13,12 +26,11 @@ use crate::content::ContentError;
 use crate::digest::DigestError;
 use crate::engine::Engine;
 use crate::image::apply::ApplyError;
-use crate::image::diff::{write_layer, write_layer_without, write_tree, write_tree_without, DiffError};
+use crate::image::diff::{write_layer, write_layer_without, write_tree_without, DiffError};
 use crate::mount::TempMount;
 use crate::ops::image::import::ImportError;
 use crate::root::RootError;
-use crate::snapshot::{SnapshotError, SnapshotKey, Whiteouts};
-use crate::sys::fs::{fd_path, fstat, Kind};
+use crate::snapshot::{SnapshotError, SnapshotKey};
 use crate::sys::pipe::{pipe_with, PipeFlags};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -48,6 +60,8 @@ pub enum FsError {
     ImageId(#[from] DigestError),
     #[error(transparent)]
     Import(#[from] ImportError),
+    #[error(transparent)]
+    Copy(#[from] CpError),
 }
 
 fn io_err(path: impl Into<String>) -> impl FnOnce(io::Error) -> FsError {
@@ -80,13 +94,10 @@ impl RootView {
         &self.path
     }
 
-    /// Opens `inside` (absolute, in the container) as an `O_PATH` fd,
-    /// resolved within the container's root.
-    pub fn resolve(&self, inside: &str) -> Result<OwnedFd, FsError> {
-        let root = crate::sys::fs::open_dir(&self.path).map_err(io_err("open container root"))?;
-        let rel = inside.trim_start_matches('/');
-        let rel = if rel.is_empty() { "." } else { rel };
-        crate::sys::fs::open_path_in_root(root.as_fd(), rel).map_err(io_err(inside))
+    /// The container's root directory, for resolving paths inside it with
+    /// `RESOLVE_IN_ROOT`.
+    pub fn open_root(&self) -> Result<OwnedFd, FsError> {
+        crate::sys::fs::open_dir(&self.path).map_err(io_err("open container root"))
     }
 }
 
@@ -125,7 +136,10 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
         }
         None => None,
     };
-    let lower = view.as_ref().map(|m| m.path().to_owned());
+    let lower = match &view {
+        Some(m) => Some(crate::sys::fs::open_dir(m.path()).map_err(io_err("open image view"))?),
+        None => None,
+    };
     let mut out = Vec::new();
     // Taken last, so nothing between it and the release below returns
     // early.
@@ -149,7 +163,7 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
                         out.push(Change { path: format!("/{dir}{deleted}"), kind: 'D' });
                         continue;
                     }
-                    let existed = lower.as_ref().is_some_and(|l| std::fs::symlink_metadata(l.join(&p)).is_ok());
+                    let existed = lower.as_ref().is_some_and(|l| exists_in(l.as_fd(), &p));
                     out.push(Change { path: format!("/{p}"), kind: if existed { 'C' } else { 'A' } });
                 }
                 Ok(())
@@ -164,6 +178,15 @@ pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
     result?;
     released?;
     Ok(without_runtime_files(out))
+}
+
+/// Whether the image has an entry at `path` (relative): its parent resolved
+/// inside the image's root, the entry itself not followed.
+fn exists_in(root: std::os::fd::BorrowedFd<'_>, path: &str) -> bool {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    crate::sys::fs::open_dir_in_root(root, parent.as_bytes())
+        .and_then(|dir| crate::sys::fs::lstat_at(dir.as_fd(), name.as_bytes()))
+        .is_ok()
 }
 
 /// Mount points the runtime creates for its bind mounts; Docker keeps
@@ -214,86 +237,6 @@ pub fn export(engine: &Engine, id: &ContainerId, out: impl Write) -> Result<(), 
     let root = RootView::open(engine, id)?;
     write_tree_without(root.path(), &placeholders(), out)?;
     Ok(())
-}
-
-/// `docker cp CONTAINER:SRC DEST`: copies out of the container.
-pub fn copy_out(engine: &Engine, id: &ContainerId, src: &str, dest: &Path) -> Result<(), FsError> {
-    let root = RootView::open(engine, id)?;
-    let fd = root.resolve(src)?;
-    let meta = fstat(fd.as_fd()).map_err(io_err(src))?;
-    let name = Path::new(src).file_name().map(|n| n.to_owned()).unwrap_or_else(|| "root".into());
-    let target = if dest.is_dir() { dest.join(&name) } else { dest.to_owned() };
-    if meta.kind == Kind::Dir {
-        std::fs::create_dir_all(&target).map_err(io_err(target.display().to_string()))?;
-        let src_path = fd_path(fd.as_fd());
-        let tgt = target.clone();
-        piped(
-            move |w| write_tree(&src_path, w).map(|_| ()).map_err(FsError::from),
-            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(FsError::from),
-        )
-    } else {
-        let mut input = std::fs::File::open(fd_path(fd.as_fd())).map_err(io_err(src))?;
-        let mut output = std::fs::File::create(&target).map_err(io_err(target.display().to_string()))?;
-        io::copy(&mut input, &mut output).map_err(io_err(target.display().to_string()))?;
-        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(meta.mode))
-            .map_err(io_err(target.display().to_string()))?;
-        Ok(())
-    }
-}
-
-/// `docker cp SRC CONTAINER:DEST`: copies into the container; every path
-/// inside is resolved within its root.
-pub fn copy_in(engine: &Engine, id: &ContainerId, src: &Path, dest: &str) -> Result<(), FsError> {
-    let root = RootView::open(engine, id)?;
-    let src_meta = std::fs::metadata(src).map_err(io_err(src.display().to_string()))?;
-    let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // Into an existing directory: under its own name; else as `dest`.
-    let (dir, leaf) = match root.resolve(dest) {
-        Ok(fd) if fstat(fd.as_fd()).map(|m| m.kind == Kind::Dir).unwrap_or(false) => {
-            (dest.trim_end_matches('/').to_owned(), name)
-        }
-        _ => {
-            let d = Path::new(dest);
-            let parent = d.parent().map(|p| p.display().to_string()).unwrap_or_else(|| "/".into());
-            (
-                parent,
-                d.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .ok_or_else(|| FsError::Invalid(format!("bad destination {dest:?}")))?,
-            )
-        }
-    };
-    let dir_fd = root.resolve(if dir.is_empty() { "/" } else { &dir })?;
-    let dir_real = crate::sys::fs::open_dir(&fd_path(dir_fd.as_fd())).map_err(io_err(dir.clone()))?;
-    if src_meta.is_dir() {
-        match crate::sys::fs::mkdir_at(AsFd::as_fd(&dir_real), leaf.as_bytes(), src_meta_mode(&src_meta)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(format!("{dir}/{leaf}"))(e)),
-        }
-        let target = crate::sys::fs::open_dir_at(AsFd::as_fd(&dir_real), leaf.as_bytes())
-            .map_err(io_err(format!("{dir}/{leaf}")))?;
-        let tgt = fd_path(target.as_fd());
-        let src = src.to_owned();
-        piped(
-            move |w| write_tree(&src, w).map(|_| ()).map_err(FsError::from),
-            move |r| crate::image::apply::apply_layer(r, &tgt, Whiteouts::Delete).map(|_| ()).map_err(FsError::from),
-        )
-    } else {
-        let _ = crate::sys::fs::unlink_at(AsFd::as_fd(&dir_real), leaf.as_bytes());
-        let out = crate::sys::fs::create_file_at(AsFd::as_fd(&dir_real), leaf.as_bytes())
-            .map_err(io_err(format!("{dir}/{leaf}")))?;
-        let mut out = std::fs::File::from(out);
-        let mut input = std::fs::File::open(src).map_err(io_err(src.display().to_string()))?;
-        io::copy(&mut input, &mut out).map_err(io_err(format!("{dir}/{leaf}")))?;
-        out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(src_meta_mode(&src_meta)))
-            .map_err(io_err(format!("{dir}/{leaf}")))?;
-        Ok(())
-    }
-}
-
-fn src_meta_mode(m: &std::fs::Metadata) -> u32 {
-    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
 }
 
 /// `docker commit`: a new image whose top layer is the container's
