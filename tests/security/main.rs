@@ -18,6 +18,7 @@ mod common;
 mod daemon;
 mod defaults;
 mod flags;
+mod host_build;
 mod podman;
 mod probe;
 
