@@ -4,15 +4,34 @@
 //! anonymous ones get a random 64-hex name and go with `rm -v`.
 //!
 //! ```text
-//! <root>/volumes/<name>/
+//! <root>/volumes/<name>/ 0700: only root reaches what containers wrote
 //! ├── volume.json        {Name, CreatedAt, Anonymous, Labels}
 //! └── _data/             bind-mounted into containers; I/O never passes
-//!                        through the storage driver
+//!                        through the storage driver. 0755 when created;
+//!                        populating gives it the image directory's owner
+//!                        and mode, as Docker does
 //! ```
+//!
+//! **Population copies an untrusted tree.** The image directory arrives
+//! as a descriptor its caller resolved inside the container's root
+//! (`openat2(RESOLVE_IN_ROOT)`), and is copied on descriptors
+//! ([`crate::drivers::copy::tree_at`]): no path of the image is ever
+//! resolved on the host.
 
+use crate::drivers::copy::tree::Strategy;
+use crate::drivers::copy::tree_at::copy_tree_at;
 use crate::root::{atomic_write_json, read_json, LockName, Root, RootError};
+use crate::sys::fs as sysfs;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// `<root>/volumes/<name>`: root only, so no other user reaches `_data`
+/// (whatever its own mode, which is the image's).
+const VOLUME_DIR_MODE: u32 = 0o700;
+/// A new, unpopulated `_data` (Docker's local driver).
+const DATA_MODE: u32 = 0o755;
 
 /// Errors of the volume store.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +46,10 @@ pub enum VolumeError {
     Populate { name: String, detail: String },
     #[error(transparent)]
     Root(#[from] RootError),
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), RootError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| RootError::io(path, e))
 }
 
 /// A volume's metadata.
@@ -82,11 +105,20 @@ impl VolumeStore {
         };
         let _l = self.root.lock(LockName::Volumes)?;
         if let Ok(v) = self.get(&name) {
+            // Volumes made before the directory was private become so.
+            let dir = self.dir.join(&name);
+            let mode = std::fs::symlink_metadata(&dir).map_err(|e| RootError::io(&dir, e))?.permissions().mode();
+            if mode & 0o7777 != VOLUME_DIR_MODE {
+                set_mode(&dir, VOLUME_DIR_MODE)?;
+            }
             return Ok(v);
         }
         let v = Volume { name: name.clone(), created_at: crate::time::now(), anonymous, labels: Default::default() };
         let staging = self.root.staging_dir("volume")?;
-        std::fs::create_dir(staging.path().join("_data")).map_err(|e| RootError::io(staging.path(), e))?;
+        set_mode(staging.path(), VOLUME_DIR_MODE)?;
+        let data = staging.path().join("_data");
+        std::fs::create_dir(&data).map_err(|e| RootError::io(&data, e))?;
+        set_mode(&data, DATA_MODE)?;
         atomic_write_json(&staging.path().join("volume.json"), &v)?;
         let dest = self.dir.join(&name);
         staging.persist(&dest).map_err(|e| RootError::io(&dest, e))?;
@@ -120,22 +152,26 @@ impl VolumeStore {
         Ok(())
     }
 
-    /// Copies `source` (a directory of the image, as mounted) into the
-    /// volume if the volume is still empty — Docker's copy-on-first-use.
-    pub fn populate(&self, name: &str, source: &Path) -> Result<(), VolumeError> {
-        let data = self.data(name);
-        let empty = std::fs::read_dir(&data).map(|mut d| d.next().is_none()).unwrap_or(false);
-        let meta = std::fs::symlink_metadata(source);
-        if !empty || !meta.as_ref().map(|m| m.is_dir()).unwrap_or(false) {
+    /// Copies the directory `source` (an image directory, opened inside
+    /// the container's root) into the volume if the volume is still empty
+    /// — Docker's copy-on-first-use. `_data` takes `source`'s owner, mode,
+    /// xattrs and times; the copy never follows a symlink of the tree and
+    /// never blocks on a FIFO.
+    pub fn populate(&self, name: &str, source: BorrowedFd<'_>) -> Result<(), VolumeError> {
+        let err = |detail: String| VolumeError::Populate { name: name.to_owned(), detail };
+        let path = self.dir.join(name);
+        let dir = sysfs::open_dir(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let data = sysfs::open_dir_at(dir.as_fd(), b"_data").map_err(|e| err(format!("_data: {e}")))?;
+        let empty = sysfs::getdents(data.as_fd()).map(|d| d.is_empty()).unwrap_or(false);
+        drop(data);
+        if !empty {
             return Ok(());
         }
-        let err = |detail: String| VolumeError::Populate { name: name.to_owned(), detail };
-        let tmp = self.dir.join(name).join("_data.populate");
-        let _ = std::fs::remove_dir_all(&tmp);
-        crate::drivers::copy::tree::copy_tree(source, &tmp, crate::drivers::copy::tree::Strategy::Reflink)
-            .map_err(|e| err(e.to_string()))?;
-        std::fs::remove_dir(&data).map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, &data).map_err(|e| err(e.to_string()))?;
+        let tmp = b"_data.populate";
+        sysfs::remove_all_at(dir.as_fd(), tmp).map_err(|e| err(format!("_data.populate: {e}")))?;
+        copy_tree_at(source, dir.as_fd(), tmp, Strategy::Reflink).map_err(|e| err(e.to_string()))?;
+        std::fs::remove_dir(path.join("_data")).map_err(|e| err(format!("_data: {e}")))?;
+        std::fs::rename(path.join("_data.populate"), path.join("_data")).map_err(|e| err(format!("_data: {e}")))?;
         Ok(())
     }
 

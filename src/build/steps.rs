@@ -377,7 +377,7 @@ fn copy(builder: &mut Builder<'_>, stage: &mut StageState, spec: &CopySpec, add:
                 Some(id) => {
                     let (v, path) = view(builder, &id)?;
                     view_guard = Some(v);
-                    Tree::rootfs(&path, format!("--from={from}"))
+                    Tree::rootfs(&path, format!("--from={from}"))?
                 }
                 None => return Err(BuildError::Invalid(format!("--from={from}: that stage has an empty filesystem"))),
             }
@@ -437,7 +437,7 @@ fn copy_from(
     }
     let hash = h.finish();
     let kind = match items.as_slice() {
-        [Item::Source(s)] if s.meta.is_dir() => "dir",
+        [Item::Source(s)] if s.is_dir() => "dir",
         [_] => "file",
         _ => "multi",
     };
@@ -472,21 +472,22 @@ fn copy_from(
                     let fd = layer::mkdir_p(root, &dir, owner)?;
                     layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |w| heredoc_tar(&leaf, &body, attrs, w))?;
                 }
-                Item::Source(src) if src.meta.is_dir() => {
+                Item::Source(src) if src.is_dir() => {
                     let fd = layer::mkdir_p(root, &dest_abs, owner)?;
                     let t = tree.clone();
                     layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |w| {
                         t.write_tar(&[(src, String::new())], attrs, w)
                     })?;
                 }
-                Item::Source(src) if add && is_archive(&src.path) => {
+                Item::Source(src) if add && is_archive(&src) => {
                     // ADD of a local tar (plain, gzip, zstd): extracted, with
                     // the archive's own owners and modes.
                     let fd = layer::mkdir_p(root, &dest_abs, owner)?;
-                    let path = src.path.clone();
                     layer::apply_tar(std::os::fd::AsFd::as_fd(&fd), move |mut w| {
-                        let mut f = std::fs::File::open(&path).at(&path)?;
-                        std::io::copy(&mut f, &mut w).at(&path)?;
+                        let mut f = src
+                            .open_file()?
+                            .ok_or_else(|| BuildError::Context(format!("{}: not a regular file any more", src.rel)))?;
+                        std::io::copy(&mut f, &mut w).at(&src.rel)?;
                         Ok(())
                     })?;
                 }
@@ -517,10 +518,10 @@ fn place(dest: &str, dest_is_dir: bool, name: &str) -> (String, String) {
 }
 
 /// Whether a file is a tar archive (plain, gzip or zstd), by its bytes.
-fn is_archive(path: &std::path::Path) -> bool {
+fn is_archive(src: &Source) -> bool {
     use std::io::Read;
     let mut buf = [0u8; 512];
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let Ok(Some(mut f)) = src.open_file() else { return false };
     let n = f.read(&mut buf).unwrap_or(0);
     match crate::image::compression::detect(&buf[..n]) {
         crate::image::compression::Compression::None => n == 512 && &buf[257..262] == b"ustar",

@@ -18,6 +18,7 @@ mod common;
 mod daemon;
 mod defaults;
 mod flags;
+mod host_build;
 mod host_cp;
 mod host_input;
 mod podman;

@@ -25,6 +25,7 @@
 #[cfg(test)]
 mod differential;
 pub mod tree;
+pub mod tree_at;
 
 use super::{backing_status, probe_reflink};
 use crate::mount::Mount;

@@ -260,14 +260,22 @@ fn populate_volumes(engine: &Engine, config: &Config) -> Result<(), OpsError> {
     // not mounted yet, so a temporary mount here is its only one.
     let m = crate::mount::TempMount::new(&mounts, staging.path())
         .map_err(|e| OpsError::Invalid(format!("mount for volume copy: {e}")))?;
+    let root = crate::sys::fs::open_dir(m.path()).map_err(|e| OpsError::Invalid(format!("volume copy: {e}")))?;
     for v in vols {
         store.create(Some(&v.source))?;
-        let src = m.path().join(v.destination.trim_start_matches('/'));
-        // Resolve inside the image only: refuse to follow a symlink out.
-        if std::fs::symlink_metadata(&src).map(|md| md.is_dir()).unwrap_or(false) {
-            store.populate(&v.source, &src)?;
-        }
+        // The image's path, resolved by the kernel inside the container's
+        // root (a symlinked `/v -> /etc` is the image's /etc, as Docker
+        // resolves it); no path of the image is walked on the host.
+        let dest = v.destination.trim_start_matches('/');
+        let src = match crate::sys::fs::open_dir_in_root(root.as_fd(), dest.as_bytes()) {
+            Ok(fd) => fd,
+            // Nothing there (or not a directory): nothing to copy.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => continue,
+            Err(e) => return Err(OpsError::Invalid(format!("volume copy from {}: {e}", v.destination))),
+        };
+        store.populate(&v.source, src.as_fd())?;
     }
+    drop(root);
     m.unmount().map_err(|e| OpsError::Invalid(format!("unmount after volume copy: {e}")))?;
     Ok(())
 }
