@@ -247,14 +247,14 @@ fn redirect_target_answering_401_gets_no_credentials() {
     ok(strata(&dst, &["login", "-u", "alice", "-p", "s3cret", &front.host], &[]), "login through the forwarder");
     let before = dst.inventory();
     let err = fails(strata(&dst, &["pull", &via(&front, &names[0])], &[]), "pull redirected to the attacker");
+    assert!(!attacker.requests().is_empty(), "the redirect was followed");
+    assert_eq!(attacker.authorizations(), Vec::<String>::new(), "credentials reached the attacker");
     assert!(
         err.contains(&format!("401 unauthorized from http://{}", attacker.host))
             && err.contains(&format!("which is not registry {}", front.host))
             && err.contains("refusing to send its credentials there"),
         "{err}"
     );
-    assert!(!attacker.requests().is_empty(), "the redirect was followed");
-    assert_eq!(attacker.authorizations(), Vec::<String>::new(), "credentials reached the attacker");
     assert_eq!(dst.inventory(), before, "nothing pulled");
 }
 
@@ -283,16 +283,16 @@ fn upload_location_on_another_host_gets_no_token() {
     ok(strata(&src, &["login", "-u", "alice", "-p", "s3cret", &front.host], &[]), "login through the forwarder");
     let err = fails(strata(&src, &["push", &names[0]], &[]), "push into an upload session on the attacker");
     assert!(
-        err.contains(&format!("401 unauthorized from http://{}", attacker.host))
-            && err.contains("refusing to send its credentials there"),
-        "{err}"
-    );
-    assert!(
         attacker.requests().iter().any(|l| l.starts_with("PUT /v2/")),
         "the upload went to B: {:?}",
         attacker.requests()
     );
     assert_eq!(attacker.authorizations(), Vec::<String>::new(), "registry A's token reached B");
+    assert!(
+        err.contains(&format!("401 unauthorized from http://{}", attacker.host))
+            && err.contains("refusing to send its credentials there"),
+        "{err}"
+    );
 }
 
 /// A non-loopback IPv4 address of this host, if it has one.
@@ -328,13 +328,14 @@ fn plain_http_token_realm_off_loopback_gets_no_credentials() {
     let before = dst.inventory();
     let name = format!("{}/team/app:1", registry.host);
     let err = fails(strata(&dst, &["pull", &name], &[]), "pull with a plain-http realm");
+    assert_eq!(attacker.authorizations(), Vec::<String>::new(), "credentials reached the attacker");
+    assert_eq!(attacker.requests(), Vec::<String>::new(), "the realm was asked anyway");
     assert!(
         err.contains(&format!("token realm {realm} is not HTTPS"))
             && err.contains(&format!("refusing to send credentials for registry {}", registry.host))
             && err.contains("--insecure-registry"),
         "{err}"
     );
-    assert_eq!(attacker.requests(), Vec::<String>::new(), "the realm was asked anyway");
     assert_eq!(dst.inventory(), before);
     // --insecure-registry is the one way to allow it, and it does.
     let err = fails(strata(&dst, &["pull", "--insecure-registry", &name], &[]), "pull with the flag");
