@@ -7,10 +7,10 @@
 
 use super::auth::{self, Challenge, Credentials};
 use super::origin::{self, Origin};
-use super::{api_host, is_loopback, DistributionError};
+use super::{api_host, is_loopback, tls, DistributionError};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Default directory of per-registry CA certificates (Docker's
@@ -76,35 +76,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn tls_config(registry: &str, certs_dir: &Path) -> Result<Arc<rustls::ClientConfig>, DistributionError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable system certificates are skipped, as Go's and Docker's
-    // loaders do; a registry needing one of them fails its handshake.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    let dir = certs_dir.join(registry);
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        names.sort();
-        for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "crt")) {
-            let bad = |detail: String| DistributionError::Certificates { path: p.clone(), detail };
-            for cert in CertificateDer::pem_file_iter(p).map_err(|e| bad(e.to_string()))? {
-                roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DistributionError::Certificates { path: dir.clone(), detail: e.to_string() })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 /// The registry's error document (`{"errors":[{"code","message"}]}`), or
 /// the start of the body.
 fn error_detail(resp: ureq::Response) -> String {
@@ -149,7 +120,7 @@ impl Client {
         opts: &RegistryOptions,
     ) -> Result<Client, DistributionError> {
         let agent = ureq::AgentBuilder::new()
-            .tls_config(tls_config(registry, &opts.certs_dir)?)
+            .tls_config(tls::config(registry, &opts.certs_dir)?)
             .timeout_connect(Duration::from_secs(30))
             .timeout_read(Duration::from_secs(60))
             .timeout_write(Duration::from_secs(60))

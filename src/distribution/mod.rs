@@ -47,6 +47,7 @@ pub mod origin;
 pub mod progress;
 mod pull;
 mod push;
+mod tls;
 
 pub use client::{Client, RegistryOptions};
 pub use pull::{pull, PullOptions, Pulled};
