@@ -1,12 +1,16 @@
 //! The registry client: one repository on one registry, over blocking
 //! `ureq` with rustls. It picks the scheme (HTTPS, or plain HTTP where
-//! allowed), answers auth challenges, and retries with back-off.
+//! allowed), answers auth challenges, follows redirects, and retries with
+//! back-off. What it sends where follows `origin`'s rules: `Authorization`
+//! only to the registry's origin, challenges answered only from it, token
+//! realms over HTTPS.
 
 use super::auth::{self, Challenge, Credentials};
-use super::{api_host, is_loopback, DistributionError};
+use super::origin::{self, Origin};
+use super::{api_host, is_loopback, tls, DistributionError};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Default directory of per-registry CA certificates (Docker's
@@ -58,6 +62,8 @@ pub struct Client {
     pub registry: String,
     pub repository: String,
     base: String,
+    /// `base`'s origin: the only one `Authorization` is sent to.
+    origin: Origin,
     agent: ureq::Agent,
     opts: RegistryOptions,
     scopes: Vec<String>,
@@ -68,35 +74,6 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("base", &self.base).field("repository", &self.repository).finish()
     }
-}
-
-fn tls_config(registry: &str, certs_dir: &Path) -> Result<Arc<rustls::ClientConfig>, DistributionError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable system certificates are skipped, as Go's and Docker's
-    // loaders do; a registry needing one of them fails its handshake.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    let dir = certs_dir.join(registry);
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        names.sort();
-        for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "crt")) {
-            let bad = |detail: String| DistributionError::Certificates { path: p.clone(), detail };
-            for cert in CertificateDer::pem_file_iter(p).map_err(|e| bad(e.to_string()))? {
-                roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DistributionError::Certificates { path: dir.clone(), detail: e.to_string() })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// The registry's error document (`{"errors":[{"code","message"}]}`), or
@@ -143,11 +120,14 @@ impl Client {
         opts: &RegistryOptions,
     ) -> Result<Client, DistributionError> {
         let agent = ureq::AgentBuilder::new()
-            .tls_config(tls_config(registry, &opts.certs_dir)?)
+            .tls_config(tls::config(registry, &opts.certs_dir)?)
             .timeout_connect(Duration::from_secs(30))
             .timeout_read(Duration::from_secs(60))
             .timeout_write(Duration::from_secs(60))
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+            // `send` follows redirects itself, deciding per hop whether
+            // `Authorization` goes along; token requests follow none.
+            .redirects(0)
             .build();
         let host = api_host(registry);
         let https = format!("https://{host}");
@@ -163,10 +143,17 @@ impl Client {
                 (format!("http://{host}"), Some(t.to_string()))
             }
         };
+        let origin =
+            url::Url::parse(&base).ok().as_ref().and_then(Origin::of).ok_or_else(|| DistributionError::Transport {
+                method: "GET".into(),
+                url: base.clone(),
+                detail: "not a registry URL".into(),
+            })?;
         let client = Client {
             registry: registry.to_owned(),
             repository: repository.to_owned(),
             base,
+            origin,
             agent,
             opts: opts.clone(),
             scopes,
@@ -196,11 +183,19 @@ impl Client {
     /// An absolute URL for a path or a `Location` header (which may be
     /// relative to the registry).
     pub fn url(&self, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_owned()
-        } else {
-            format!("{}{}", self.base, location)
+        match self.resolve(location) {
+            Ok(u) => u.into(),
+            Err(_) => format!("{}{location}", self.base),
         }
+    }
+
+    fn resolve(&self, location: &str) -> Result<url::Url, DistributionError> {
+        let base = url::Url::parse(&self.base).expect("checked in connect");
+        origin::resolve(&base, location).map_err(|detail| DistributionError::Transport {
+            method: "GET".into(),
+            url: location.to_owned(),
+            detail,
+        })
     }
 
     fn authenticate(&self, challenges: &str) -> Result<(), DistributionError> {
@@ -225,11 +220,34 @@ impl Client {
             registry: self.registry.clone(),
             detail: "bearer challenge without a realm".into(),
         })?;
+        // The realm is checked as the challenge gave it, then the URL built
+        // from it (a query appended) must still be on the realm's origin.
+        let realm = challenge.param("realm").unwrap_or_default();
+        let with_credentials = self.opts.credentials.is_some();
+        let realm_origin =
+            origin::check_realm(&self.registry, &self.origin, realm, self.opts.insecure, with_credentials)?;
+        let built = url::Url::parse(&url).ok().as_ref().and_then(Origin::of);
+        if built.as_ref() != Some(&realm_origin) {
+            return Err(DistributionError::Unauthorized {
+                registry: self.registry.clone(),
+                detail: format!("token url {url} is not on the realm's origin {realm_origin}"),
+            });
+        }
         let mut req = self.agent.get(&url);
         if let Some(c) = &self.opts.credentials {
             req = req.set("Authorization", &c.basic_header());
         }
         let resp = match req.call() {
+            Ok(r) if (300..400).contains(&r.status()) => {
+                return Err(DistributionError::Unauthorized {
+                    registry: self.registry.clone(),
+                    detail: format!(
+                        "token server {url}: {} redirect to {:?} not followed (token requests carry credentials)",
+                        r.status(),
+                        r.header("location").unwrap_or("")
+                    ),
+                })
+            }
             Ok(r) => r,
             Err(ureq::Error::Status(s, r)) => {
                 return Err(DistributionError::Unauthorized {
@@ -254,9 +272,12 @@ impl Client {
         Ok(format!("Bearer {token}"))
     }
 
-    /// Sends a request, answering one auth challenge and retrying with
-    /// back-off on 5xx/429 and transport failures. Any other non-2xx/3xx
-    /// status is [`DistributionError::Status`].
+    /// Sends a request, answering one auth challenge of the registry,
+    /// following up to [`origin::MAX_REDIRECTS`] redirects, and retrying
+    /// with back-off on 5xx/429 and transport failures. `Authorization`
+    /// goes only to the registry's origin; a `401` from any other is
+    /// [`DistributionError::ForeignChallenge`]. Any other non-2xx status
+    /// is [`DistributionError::Status`].
     pub fn send(
         &self,
         method: &str,
@@ -264,13 +285,17 @@ impl Client {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<ureq::Response, DistributionError> {
-        let url = self.url(location);
+        let mut url = self.resolve(location)?;
         let mut authenticated = false;
         let mut attempt = 0;
+        let mut redirects = 0;
         loop {
-            let mut req = self.agent.request(method, &url);
-            if let Some(a) = self.authorization.lock().expect("no panics while held").as_ref() {
-                req = req.set("Authorization", a);
+            let ours = Origin::of(&url).as_ref() == Some(&self.origin);
+            let mut req = self.agent.request(method, url.as_str());
+            if ours {
+                if let Some(a) = self.authorization.lock().expect("no panics while held").as_ref() {
+                    req = req.set("Authorization", a);
+                }
             }
             for (k, v) in headers {
                 req = req.set(k, v);
@@ -286,7 +311,36 @@ impl Client {
                 }
             };
             let retry_err = match result {
+                Ok(resp) if origin::follows(resp.status(), method) => {
+                    let redirect = |detail: String| DistributionError::Redirect {
+                        method: method.into(),
+                        url: url.to_string(),
+                        detail,
+                    };
+                    if redirects >= origin::MAX_REDIRECTS {
+                        return Err(redirect(format!("more than {} redirects", origin::MAX_REDIRECTS)));
+                    }
+                    let Some(location) = resp.header("location") else {
+                        return Err(redirect(format!("{} redirect without a Location", resp.status())));
+                    };
+                    url = origin::resolve(&url, location).map_err(redirect)?;
+                    redirects += 1;
+                    continue;
+                }
+                Ok(resp) if (300..400).contains(&resp.status()) => {
+                    let detail = format!("{} redirect not followed for {method}", resp.status());
+                    return Err(DistributionError::Redirect { method: method.into(), url: url.to_string(), detail });
+                }
                 Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(401, _)) if !ours => {
+                    return Err(DistributionError::ForeignChallenge {
+                        method: method.into(),
+                        origin: Origin::of(&url).map_or_else(|| url.to_string(), |o| o.to_string()),
+                        url: url.to_string(),
+                        registry: self.registry.clone(),
+                        registry_origin: self.origin.to_string(),
+                    });
+                }
                 Err(ureq::Error::Status(401, resp)) if !authenticated => {
                     authenticated = true;
                     let challenge = resp.header("www-authenticate").unwrap_or("").to_owned();
@@ -303,19 +357,23 @@ impl Client {
                 }
                 Err(ureq::Error::Status(status, resp)) if status >= 500 || status == 429 => DistributionError::Status {
                     method: method.into(),
-                    url: url.clone(),
+                    url: url.to_string(),
                     status,
                     detail: error_detail(resp),
                 },
                 Err(ureq::Error::Status(status, resp)) => {
                     let detail = error_detail(resp);
-                    return Err(DistributionError::Status { method: method.into(), url, status, detail });
+                    return Err(DistributionError::Status { method: method.into(), url: url.into(), status, detail });
                 }
                 Err(ureq::Error::Transport(t)) if transport_retryable(&t) => {
-                    DistributionError::Transport { method: method.into(), url: url.clone(), detail: t.to_string() }
+                    DistributionError::Transport { method: method.into(), url: url.to_string(), detail: t.to_string() }
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    return Err(DistributionError::Transport { method: method.into(), url, detail: t.to_string() })
+                    return Err(DistributionError::Transport {
+                        method: method.into(),
+                        url: url.into(),
+                        detail: t.to_string(),
+                    })
                 }
             };
             if attempt >= self.opts.retries {

@@ -22,7 +22,17 @@
 //! failed. Requests are retried with exponential back-off on 5xx, 429 and
 //! dropped connections; a blob download that breaks off resumes with a
 //! `Range` request. Auth (`auth`): anonymous, basic, and the bearer-token
-//! challenge flow.
+//! challenge flow. Redirects are followed by the client itself (at most
+//! 10), so it decides at every hop what travels with the request.
+//!
+//! **Credentials stay with their registry** (`origin` has the rules and
+//! why): the stored credentials and the tokens bought with them are sent
+//! only to the registry's origin (`scheme://host:port`) and to the token
+//! realm that origin's own challenge names, over HTTPS (plain HTTP only
+//! when registry and realm are both loopback, or with
+//! `--insecure-registry`). A redirect or upload `Location` on another
+//! origin is followed without `Authorization`, and a `401` from it is an
+//! error, not a reason to authenticate.
 //!
 //! **Architecture invariant:** nothing half-pulled is visible. Every blob
 //! is verified against its descriptor's digest before it is committed to
@@ -33,9 +43,11 @@ pub mod auth;
 mod client;
 pub mod credentials;
 mod fetch;
+pub mod origin;
 pub mod progress;
 mod pull;
 mod push;
+mod tls;
 
 pub use client::{Client, RegistryOptions};
 pub use pull::{pull, PullOptions, Pulled};
@@ -70,6 +82,15 @@ pub enum DistributionError {
     Fallback { registry: String, https: String, http: String },
     #[error("{registry}: unauthorized: {detail}")]
     Unauthorized { registry: String, detail: String },
+    /// A bearer challenge named a realm credentials may not go to.
+    #[error("token realm {realm} {reason}; refusing to {refused} for registry {registry}")]
+    RealmRefused { realm: String, reason: String, refused: &'static str, registry: String },
+    /// A `401` from a host that is not the registry (a redirect target,
+    /// an upload location elsewhere).
+    #[error("{method} {url}: 401 unauthorized from {origin}, which is not registry {registry} ({registry_origin}); refusing to send its credentials there")]
+    ForeignChallenge { method: String, url: String, origin: String, registry: String, registry_origin: String },
+    #[error("{method} {url}: {detail}")]
+    Redirect { method: String, url: String, detail: String },
     #[error("manifest for {reference} not found: manifest unknown")]
     ManifestUnknown { reference: String },
     #[error("{reference}: no manifest for platform {platform} in the index (it has: {available})")]

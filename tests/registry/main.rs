@@ -10,6 +10,7 @@ mod bench;
 #[allow(dead_code)]
 mod common;
 mod concurrent;
+mod creds;
 mod faults;
 mod proxy;
 mod registry;

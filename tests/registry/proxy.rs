@@ -28,7 +28,7 @@ pub struct Proxy {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+pub fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
