@@ -26,6 +26,7 @@ pub mod dm;
 pub mod event;
 pub mod fiemap;
 pub mod fs;
+pub mod fs_remove;
 pub mod lock;
 pub mod loopdev;
 pub mod mincore;
