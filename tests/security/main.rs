@@ -18,6 +18,8 @@ mod common;
 mod daemon;
 mod defaults;
 mod flags;
+mod host_crash;
+mod host_perms;
 mod podman;
 mod probe;
 
