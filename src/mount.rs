@@ -238,8 +238,7 @@ mod tests {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let line = info
             .lines()
-            .filter(|l| l.split(' ').nth(4) == Some(target.to_str().unwrap()))
-            .last()
+            .rfind(|l| l.split(' ').nth(4) == Some(target.to_str().unwrap()))
             .unwrap_or_else(|| panic!("{} not in mountinfo", target.display()));
         line.split(' ').nth(5).unwrap().split(',').map(str::to_owned).collect()
     }

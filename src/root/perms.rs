@@ -51,7 +51,7 @@ fn tighten(path: &Path, mode: u32, dir: bool) -> Result<(), RootError> {
         Err(e) => return Err(RootError::io(path, e)),
     };
     if dir && !md.is_dir() {
-        return Err(RootError::io(path, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+        return Err(RootError::io(path, std::io::Error::other("not a directory")));
     }
     let current = md.permissions().mode() & 0o7777;
     if current & !mode != 0 {

@@ -107,7 +107,7 @@ pub fn mount_lines_below(dir: &Path) -> Vec<(PathBuf, String)> {
     info.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            Some((PathBuf::from(strata::root::mount_points(l).pop()?), f.get(5)?.to_string()))
+            Some((strata::root::mount_points(l).pop()?, f.get(5)?.to_string()))
         })
         .filter(|(p, _)| p.starts_with(dir))
         .collect()
@@ -250,7 +250,7 @@ fn crash(test: &str, driver: &'static str, op: Op) {
             std::fs::create_dir(&data).unwrap();
             for i in 0..8 {
                 let chunk: Vec<u8> =
-                    (0..16u32 << 20).map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i).collect();
+                    (0..16u32 << 20).map(|n| n.wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ i).collect();
                 std::fs::write(data.join(format!("chunk{i}")), chunk).unwrap();
             }
             vec!["build".into(), "-t".into(), "crash/built".into(), ctx.parent().unwrap().display().to_string()]
@@ -272,11 +272,11 @@ fn crash(test: &str, driver: &'static str, op: Op) {
     // Any command opens the root, which sweeps staging.
     env.ok(&["ps", "-a"]);
 
+    assert_layers_intact(&before, &tree(&snapshots), op == Op::BuildCopy);
     let left = mounts_below(&env.root);
     assert!(left.is_empty(), "mounts left under the data root after recovery: {left:?}");
     let staging: Vec<_> = std::fs::read_dir(env.root.join("staging")).unwrap().flatten().map(|e| e.path()).collect();
     assert!(staging.is_empty(), "staging debris left after recovery: {staging:?}");
-    assert_layers_intact(&before, &tree(&snapshots), op == Op::BuildCopy);
     // The victim's layer, as `diff` reads it.
     let listed = env.ok(&["diff", "victim"]);
     for path in ["/data/big", "/data/small/f499", "/data/link"] {
