@@ -19,6 +19,8 @@ pub enum EngineError {
     Driver(#[from] DriverSelectError),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Container(#[from] crate::container::records::ContainerError),
 }
 
 /// A data root with its driver's snapshotter, layer and image stores.
@@ -39,6 +41,9 @@ impl Engine {
     /// Opens `root` with the named storage driver.
     pub fn open(root: &Path, driver: &str) -> Result<Engine, EngineError> {
         let root = Root::open(root)?;
+        // Containers an older strata made keep secrets in world-readable
+        // files until they are tightened.
+        crate::container::records::ContainerStore::new(&root).tighten()?;
         let snapshots = drivers::open(&root, driver)?;
         let images = ImageStore::new(&root, driver);
         let content = ContentStore::new(&root);

@@ -126,8 +126,30 @@ pub fn unmount_all(target: &Path) -> io::Result<()> {
     }
 }
 
-/// A mount that is undone when dropped: for temporary views (layer apply
-/// on mounted drivers, diffs, tests).
+/// The options every temporary host-side view gets on top of its
+/// driver's: the tree may be a container's writable layer, where container
+/// root can plant setuid binaries and device nodes, and the host only
+/// reads and writes files through it — nothing runs from it.
+pub const HOST_VIEW_OPTIONS: [&str; 3] = ["nosuid", "nodev", "noexec"];
+
+impl Mount {
+    /// This mount with [`HOST_VIEW_OPTIONS`] added (each once).
+    pub fn host_view(&self) -> Mount {
+        let mut m = self.clone();
+        for o in HOST_VIEW_OPTIONS {
+            if !m.options.iter().any(|x| x == o) {
+                m.options.push(o.to_owned());
+            }
+        }
+        m
+    }
+}
+
+/// A mount that is undone when dropped: for temporary host-side views
+/// (cp, volume populate, build steps, layer apply on mounted drivers,
+/// diffs, tests). Always `nosuid,nodev,noexec` ([`HOST_VIEW_OPTIONS`]):
+/// never use it for a tree a container runs from (the runtime mounts
+/// those with [`mount_all`]).
 #[derive(Debug)]
 pub struct TempMount {
     target: PathBuf,
@@ -135,10 +157,17 @@ pub struct TempMount {
 }
 
 impl TempMount {
-    /// Mounts `mounts` at `target` (which must exist).
+    /// Mounts `mounts` at `target` (which must exist), each with
+    /// [`HOST_VIEW_OPTIONS`].
     pub fn new(mounts: &[Mount], target: &Path) -> io::Result<TempMount> {
-        mount_all(mounts, target)?;
-        Ok(TempMount { target: target.to_owned(), active: true })
+        let hardened: Vec<Mount> = mounts.iter().map(Mount::host_view).collect();
+        let mut guard = TempMount { target: target.to_owned(), active: false };
+        for m in &hardened {
+            m.mount(target)?;
+            // From the first mount on, a failure unmounts what was made.
+            guard.active = true;
+        }
+        Ok(guard)
     }
 
     pub fn path(&self) -> &Path {
@@ -202,6 +231,35 @@ mod tests {
         assert_eq!(std::fs::read(target.join("f")).unwrap(), b"data");
         let err = std::fs::write(target.join("g"), b"x").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ReadOnlyFilesystem, "{err}");
+    }
+
+    /// The mount options of the top mount at `target`, from mountinfo.
+    fn options_at(target: &Path) -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .rfind(|l| l.split(' ').nth(4) == Some(target.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("{} not in mountinfo", target.display()));
+        line.split(' ').nth(5).unwrap().split(',').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_temp_mount_is_nosuid_nodev_noexec_for_binds_and_new_filesystems() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, target) = (dir.path().join("src"), dir.path().join("t"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&target).unwrap();
+        let _cleanup = Cleanup(target.clone());
+        let tmpfs = Mount { kind: "tmpfs".into(), source: "none".into(), options: vec!["size=1m".into()] };
+        for m in [Mount::bind(&src, false), Mount::bind(&src, true), tmpfs] {
+            let t = TempMount::new(std::slice::from_ref(&m), &target).unwrap();
+            let opts = options_at(&target);
+            for o in HOST_VIEW_OPTIONS {
+                assert!(opts.iter().any(|x| x == o), "{m:?}: {o} missing from {opts:?}");
+            }
+            assert_eq!(opts.iter().any(|x| x == "ro"), m.is_readonly(), "{m:?}: {opts:?}");
+            t.unmount().unwrap();
+        }
     }
 
     #[test]

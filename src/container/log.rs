@@ -5,7 +5,16 @@
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+/// A log file's mode: Docker's json-file logs are 0640 (root and group
+/// root read them; nobody else reads what a container printed).
+pub const LOG_MODE: u32 = 0o640;
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(path)
+}
 
 /// One log line as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +43,7 @@ fn stream_index(stream: &str) -> usize {
 impl JsonLog {
     /// Opens (appending) the log at `path`.
     pub fn open(path: &Path, max_size: Option<u64>, max_file: u32) -> io::Result<JsonLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_append(path)?;
         let size = file.metadata()?.len();
         Ok(JsonLog {
             path: path.to_owned(),
@@ -107,7 +116,7 @@ impl JsonLog {
                 }
             }
             std::fs::rename(&self.path, rotated(&self.path, 1))?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.file = open_append(&self.path)?;
         }
         self.size = 0;
         Ok(())
@@ -172,5 +181,9 @@ mod tests {
         }
         let last = read_all(&p).unwrap();
         assert_eq!(last.last().unwrap().log, "line 19\n");
+        use std::os::unix::fs::PermissionsExt;
+        for f in files(&p) {
+            assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, LOG_MODE, "{f:?}");
+        }
     }
 }

@@ -15,9 +15,16 @@
 //! and 255 when it cannot know; strata knows the cause.
 
 use super::{Config, ContainerId, State, Status};
-use crate::root::{atomic_write_json_volatile, read_json, Root, RootError};
+use crate::root::{atomic_write_json_private_volatile, read_json, tighten_file, Root, RootError};
 use crate::sys::lock::FileLock;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// A container's directory: Docker's `containers/<id>` (its files are
+/// bind-mounted into the container by root, so nobody else needs in).
+pub const DIR_MODE: u32 = 0o710;
+/// `config.json` and `state.json`: the config holds `-e` values.
+pub const PRIVATE_MODE: u32 = 0o600;
 
 /// The exit code recorded for a container whose supervisor died: 128 +
 /// SIGKILL, the signal its init gets then (see the module doc).
@@ -101,13 +108,25 @@ impl ContainerStore {
         // Container state is not fsynced: it is small, rewritten often, and
         // reconciled after a crash (see `reconcile`); the directory still
         // appears whole or not at all.
-        let write =
-            |name: &str, bytes: &[u8]| std::fs::write(p.join(name), bytes).map_err(|e| RootError::io(p.join(name), e));
-        write("config.json", &serde_json::to_vec(config).expect("plain struct"))?;
-        write("state.json", &serde_json::to_vec(&State::created()).expect("plain struct"))?;
-        write("hostname", format!("{}\n", etc.hostname).as_bytes())?;
-        write("hosts", etc.hosts.as_bytes())?;
-        write("resolv.conf", etc.resolv_conf.as_bytes())?;
+        // The /etc files are bind-mounted into the container, where any
+        // of its users reads them: 0644 (less the umask) as Docker's. The
+        // config and state are root's alone.
+        let write = |name: &str, bytes: &[u8], mode: u32| -> Result<(), RootError> {
+            let path = p.join(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+                .map_err(|e| RootError::io(&path, e))
+        };
+        write("config.json", &serde_json::to_vec(config).expect("plain struct"), PRIVATE_MODE)?;
+        write("state.json", &serde_json::to_vec(&State::created()).expect("plain struct"), PRIVATE_MODE)?;
+        write("hostname", format!("{}\n", etc.hostname).as_bytes(), 0o644)?;
+        write("hosts", etc.hosts.as_bytes(), 0o644)?;
+        write("resolv.conf", etc.resolv_conf.as_bytes(), 0o644)?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| RootError::io(p, e))?;
         std::fs::create_dir(p.join("rootfs")).map_err(|e| RootError::io(p.join("rootfs"), e))?;
         let dest = self.dir(&config.id);
         staging.persist_volatile(&dest).map_err(|e| RootError::io(&dest, e))?;
@@ -172,7 +191,28 @@ impl ContainerStore {
 
     /// Replaces the container's state.
     pub fn set_state(&self, id: &ContainerId, state: &State) -> Result<(), ContainerError> {
-        Ok(atomic_write_json_volatile(&self.dir(id).join("state.json"), state)?)
+        Ok(atomic_write_json_private_volatile(&self.dir(id).join("state.json"), state)?)
+    }
+
+    /// Gives every container's directory and private files their modes
+    /// ([`DIR_MODE`], [`PRIVATE_MODE`], logs [`super::log::LOG_MODE`]),
+    /// tightening what an older strata wrote world-readable.
+    pub fn tighten(&self) -> Result<(), ContainerError> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(RootError::io(&self.dir, e).into()),
+        };
+        for id in rd.flatten().filter_map(|e| e.file_name().to_str().and_then(ContainerId::parse)) {
+            let dir = self.dir(&id);
+            crate::root::ensure_dir(&dir, DIR_MODE)?;
+            tighten_file(&dir.join("config.json"), PRIVATE_MODE)?;
+            tighten_file(&dir.join("state.json"), PRIVATE_MODE)?;
+            for log in super::log::files(&self.log_path(&id)) {
+                tighten_file(&log, super::log::LOG_MODE)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every container, in no particular order.

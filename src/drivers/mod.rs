@@ -48,9 +48,18 @@ fn unusable(driver: &str) -> impl FnOnce(DriverError) -> DriverSelectError + '_ 
     move |source| DriverSelectError::Unusable { driver: driver.into(), source }
 }
 
+/// A known driver's home, made (or tightened to) 0710 as Docker's
+/// `overlay2`; an unknown name makes nothing.
+fn home(root: &Root, name: &str) -> Result<std::path::PathBuf, DriverSelectError> {
+    if !NAMES.contains(&name) {
+        return Err(DriverSelectError::Unknown(name.into()));
+    }
+    Ok(root.driver_home(name).map_err(SnapshotError::from)?)
+}
+
 /// Opens the named driver under `root` and wraps it in a [`Snapshotter`].
 pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
-    let home = root.driver_dir(name);
+    let home = home(root, name)?;
     let driver: Box<dyn Driver> = match name {
         "overlay" => Box::new(overlay::Overlay::new(&home).map_err(unusable(name))?),
         "copy" => Box::new(copy::Copy::new(&home).map_err(unusable(name))?),
@@ -79,7 +88,7 @@ pub fn open_with_options(root: &Root, name: &str, options: &[String]) -> Result<
             other => return Err(DriverSelectError::UnknownOption { driver: name.into(), option: other.into() }),
         }
     }
-    let home = root.driver_dir(name);
+    let home = home(root, name)?;
     let driver = overlay::Overlay::new(&home).map_err(unusable(name))?.with_metacopy(metacopy);
     Ok(Snapshotter::new(&home, Box::new(driver))?)
 }

@@ -6,19 +6,23 @@
 use super::{unique_suffix, RootError};
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Atomically and durably replaces `path` with `bytes`.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RootError> {
-    write_replace(path, bytes, true)
+    write_replace(path, bytes, true, 0o666)
 }
+
+/// Mode of a file only root may read (a container's config and state).
+const PRIVATE: u32 = 0o600;
 
 /// Atomically replaces `path` with `bytes`, without waiting for the disk:
 /// readers see the old content or the new, and after a crash the file is
 /// one of the two, but possibly the old one. For container state, which
 /// is reconciled after a crash anyway; never for image or layer metadata.
 pub fn atomic_write_volatile(path: &Path, bytes: &[u8]) -> Result<(), RootError> {
-    write_replace(path, bytes, false)
+    write_replace(path, bytes, false, 0o666)
 }
 
 /// [`atomic_write_json`] without the fsyncs (see [`atomic_write_volatile`]).
@@ -28,13 +32,23 @@ pub fn atomic_write_json_volatile<T: serde::Serialize>(path: &Path, value: &T) -
     atomic_write_volatile(path, &bytes)
 }
 
-fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<(), RootError> {
+/// [`atomic_write_json_volatile`] of a file only root may read (mode
+/// 0600 from its creation on, so no reader sees it looser).
+pub fn atomic_write_json_private_volatile<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), RootError> {
+    let bytes =
+        serde_json::to_vec(value).map_err(|e| RootError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+    write_replace(path, &bytes, false, PRIVATE)
+}
+
+/// Writes `bytes` to a new temporary file made with `mode` (less the
+/// umask) and renames it over `path`.
+fn write_replace(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> Result<(), RootError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| RootError::io(dir, e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".tmp-{name}-{}", unique_suffix()));
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         if durable {
             f.sync_all()?;
@@ -87,5 +101,14 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn a_private_write_is_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        atomic_write_json_private_volatile(&p, &"secret").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -2,16 +2,16 @@
 //! every write into it follows.
 //!
 //! ```text
-//! <root>/                                  default /var/lib/strata, --root, STRATA_ROOT
-//! ├── locks/                               flock(2) files, one per resource ([`LockName`])
+//! <root>/                            0710  default /var/lib/strata, --root, STRATA_ROOT
+//! ├── locks/                         0700  flock(2) files, one per resource ([`LockName`])
 //! │   ├── images-<driver>.lock
 //! │   ├── chain-<hex>.lock                 serialises registering one layer
 //! │   ├── use-<hex>.lock                   claims on a layer about to be used
 //! │   └── lease-<kind>-<name>.lock         work in progress ([`LeaseName`])
-//! ├── content/blobs/sha256/<hex>           content-addressed blobs: layer blobs as
+//! ├── content/blobs/sha256/<hex>     0700  content-addressed blobs: layer blobs as
 //! │                                        received (tar, tar+gzip, tar+zstd),
 //! │                                        manifests, configs
-//! ├── image/<driver>/                      Docker's layout: images are per driver
+//! ├── image/<driver>/                0700  Docker's layout: images are per driver
 //! │   ├── repositories.json                name:tag -> image ID
 //! │   ├── imagedb/content/sha256/<hex>     image config JSON (hex = image ID)
 //! │   ├── imagedb/metadata/sha256/<hex>    {manifest digest, layer blobs, loaded-at}
@@ -20,22 +20,40 @@
 //! │       ├── parent                       parent chain ID (absent for a base layer)
 //! │       ├── size                         bytes the layer adds on disk
 //! │       └── cache-id                     the driver's snapshot key for it
-//! ├── <driver>/                            owned by the snapshot driver
+//! ├── <driver>/                      0710  owned by the snapshot driver
 //! │   ├── metadata.json                    snapshot metadata (parents, kinds, sizes)
 //! │   └── snapshots/<id>/                  the bytes: fs/, work/, ...
-//! ├── containers/<id>/                     per-container config, state, logs
-//! ├── volumes/<name>/_data                 named volumes, outside any driver
-//! ├── runtime/<id>/                        the OCI executor's state per running container
-//! ├── seccomp/<sha256>.bpf                 compiled seccomp programs, by profile digest
-//! └── staging/                             work in progress; never read as final
+//! ├── containers/                    0710
+//! │   └── <id>/                      0710  per-container files:
+//! │       ├── config.json            0600  the container's config (`-e` values)
+//! │       ├── state.json             0600  status, pid, exit code
+//! │       ├── <id>-json.log          0640  json-file log (and rotated .1, .2, ...)
+//! │       └── hostname, hosts, ...   0644  bind-mounted into the container
+//! ├── volumes/                       0701  named volumes, outside any driver
+//! │   └── <name>/_data
+//! ├── runtime/                       0700  the OCI executor's state per running container
+//! │   └── <id>/                      0711  (as runc's: the init, already its spec's
+//! │                                        user, opens exec.fifo in it by descriptor)
+//! ├── seccomp/<sha256>.bpf           0700  compiled seccomp programs, by profile digest
+//! └── staging/                       0700  work in progress; never read as final
 //! ```
+//!
+//! **Permissions are Docker's** (`/var/lib/docker` 0710, `overlay2` 0710,
+//! `containers` 0710, `image` 0700, `volumes` 0701, `tmp` 0700): no user
+//! but root (and group root, for 0710) can reach anything below the root,
+//! so no local user reads a container's `-e` secrets or runs a setuid
+//! binary container root planted in its writable layer. A root made by
+//! an older strata with looser modes is tightened when it is opened.
 //!
 //! **Invariant: nothing half-written is visible under its final name.**
 //! Files are written to a temporary name in the same directory, fsynced and
 //! renamed over the final name ([`atomic_write`]); directories are built in
 //! `staging/` and renamed into place. Work in progress holds a lease (an
 //! `flock` that dies with its process), so a crash leaves at worst debris
-//! in `staging/`, which [`Root::open`] sweeps, or a `.tmp-*` name.
+//! in `staging/`, which [`Root::open`] sweeps, or a `.tmp-*` name. Debris
+//! may still have a snapshot mounted on it (a `cp` killed mid-copy): the
+//! sweep detaches such mounts first and never removes across a mount
+//! ([`remove_tree`]).
 //!
 //! **Invariant: several strata processes may share a root.** Every
 //! read-modify-write of shared metadata happens under an `flock` from
@@ -44,14 +62,20 @@
 
 mod atomic;
 mod locks;
+mod perms;
+mod remove;
 
 pub use atomic::{
-    atomic_write, atomic_write_json, atomic_write_json_volatile, atomic_write_volatile, fsync_dir, read_json,
+    atomic_write, atomic_write_json, atomic_write_json_private_volatile, atomic_write_json_volatile,
+    atomic_write_volatile, fsync_dir, read_json,
 };
 pub use locks::{LeaseName, LockName};
+pub use perms::{ensure_dir, tighten_file, DRIVER_HOME_MODE};
+pub use remove::{mount_points, remove_tree, unmount_under};
 
 use crate::sys::lock::FileLock;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Default data root, as Docker's `/var/lib/docker`.
@@ -94,6 +118,10 @@ pub enum RootError {
     Io(#[from] IoError),
     #[error("{path}: malformed metadata: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    /// A removal reached a mount point below the tree it was removing
+    /// (see [`remove_tree`]) and left it alone.
+    #[error("{path}: another filesystem is mounted here (mount {found}, not {expected}); not removing through it")]
+    OtherMount { path: PathBuf, found: u64, expected: u64 },
 }
 
 impl RootError {
@@ -109,13 +137,17 @@ pub struct Root {
 }
 
 impl Root {
-    /// Opens (creating if needed) the data root at `path` and sweeps
-    /// leftovers of interrupted writes from `staging/`.
+    /// Opens (creating if needed) the data root at `path`, gives its
+    /// directories their modes (tightening looser ones, see the module
+    /// doc) and sweeps leftovers of interrupted writes from `staging/`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Root, RootError> {
         let path = std::path::absolute(path.into()).map_err(|e| RootError::io(".", e))?;
-        for sub in ["locks", "content/blobs/sha256", "containers", "volumes", "staging", "runtime", "seccomp"] {
-            let p = path.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| RootError::io(&p, e))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| RootError::io(parent, e))?;
+        }
+        ensure_dir(&path, perms::ROOT_MODE)?;
+        for (sub, mode) in perms::LAYOUT {
+            ensure_dir(&path.join(sub), *mode)?;
         }
         let root = Root { path };
         root.sweep_staging()?;
@@ -124,7 +156,10 @@ impl Root {
 
     /// Removes staging entries no live process holds: every staging entry
     /// `<name>` is covered by the lease `staging-<name>` while its writer
-    /// lives, so an entry whose lease is free belongs to a process that died.
+    /// lives, so an entry whose lease is free belongs to a process that
+    /// died. A dead writer may have left a snapshot mounted on its entry:
+    /// mounts are detached first, and the removal never crosses a mount
+    /// (a refusal is an error naming the path; the entry stays).
     fn sweep_staging(&self) -> Result<(), RootError> {
         let dir = self.staging();
         let entries = std::fs::read_dir(&dir).map_err(|e| RootError::io(&dir, e))?;
@@ -132,10 +167,25 @@ impl Root {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !self.lease_held(LeaseName::Staging(&name))? {
                 let p = entry.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                unmount_under(&p)?;
+                match remove_tree(&p) {
+                    Ok(()) => {}
+                    Err(e @ RootError::OtherMount { .. }) => return Err(e),
+                    // As before: other debris that will not go now is
+                    // retried by the next open.
+                    Err(_) => {}
+                }
             }
         }
         Ok(())
+    }
+
+    /// A driver's home, `<root>/<driver>`, created (or tightened) to
+    /// [`DRIVER_HOME_MODE`].
+    pub fn driver_home(&self, driver: &str) -> Result<PathBuf, RootError> {
+        let home = self.driver_dir(driver);
+        ensure_dir(&home, DRIVER_HOME_MODE)?;
+        Ok(home)
     }
 
     /// Takes the lease `name`: a claim that lives exactly as long as this
@@ -216,13 +266,15 @@ impl Root {
         FileLock::try_exclusive(&p).map_err(|e| RootError::io(p, e))
     }
 
-    /// A fresh, uniquely named staging directory, removed on drop unless
-    /// [`Staging::keep`] moved it into place.
+    /// A fresh, uniquely named staging directory (mode 0700), removed on
+    /// drop unless [`Staging::persist`] moved it into place.
     pub fn staging_dir(&self, purpose: &str) -> Result<Staging, RootError> {
         let name = format!("{purpose}-{}", unique_suffix());
         let lease = self.lease(LeaseName::Staging(&name))?;
         let path = self.staging().join(&name);
-        std::fs::create_dir(&path).map_err(|e| RootError::io(&path, e))?;
+        // Private until its owner says otherwise: what is built here may
+        // be renamed into place as it is.
+        std::fs::DirBuilder::new().mode(0o700).create(&path).map_err(|e| RootError::io(&path, e))?;
         Ok(Staging { path: Some(path), _lease: lease })
     }
 }
@@ -287,9 +339,12 @@ impl Staging {
 }
 
 impl Drop for Staging {
+    /// Removes the directory, never through a mount left on it (a
+    /// whoever mounted on it unmounts before this runs; if that failed,
+    /// the entry stays for [`Root::open`]'s sweep).
     fn drop(&mut self) {
         if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_dir_all(p);
+            let _ = remove_tree(&p);
         }
     }
 }

@@ -80,6 +80,33 @@ pub fn check_id(id: &str) -> Result<(), ExecError> {
     }
 }
 
+/// Makes the state root (`--root`) if missing: 0700, as runc's, since
+/// a container's record names its pid, bundle and cgroup. One made looser
+/// before is tightened.
+pub fn make_state_root(root: &Path) -> Result<(), ExecError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) => return Err(ExecError::io("create", root, e)),
+    }
+    let md = std::fs::metadata(root).map_err(|e| ExecError::io("stat", root, e))?;
+    let mode = md.permissions().mode() & 0o7777;
+    if mode & !0o700 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| ExecError::io("chmod", root, e))?;
+    }
+    Ok(())
+}
+
+/// Makes one container's state directory, 0711 whatever the umask (as
+/// runc's): private listing, but the init, already its spec's user, can
+/// still open `exec.fifo` in it through a descriptor of the directory.
+pub fn make_state_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(0o711).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+}
+
 /// The state directory of `id` under `root`.
 pub fn dir_of(root: &Path, id: &str) -> Result<PathBuf, ExecError> {
     check_id(id)?;
@@ -117,12 +144,22 @@ impl Container {
         Ok(out)
     }
 
-    /// Writes the record (atomically: temporary file, then rename).
+    /// Writes the record (atomically: temporary file, then rename), mode
+    /// 0600 as runc's `state.json`.
     pub fn save(&self) -> Result<(), ExecError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join("state.json");
         let tmp = self.dir.join("state.json.tmp");
         let bytes = serde_json::to_vec(&self.record).expect("records serialize");
-        std::fs::write(&tmp, bytes).map_err(|e| ExecError::io("write", &tmp, e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&bytes))
+            .map_err(|e| ExecError::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| ExecError::io("rename", &path, e))
     }
 

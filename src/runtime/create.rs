@@ -177,9 +177,9 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
     if !rootfs.is_dir() {
         return Err(ExecError::Usage(format!("root.path {}: not a directory", rootfs.display())));
     }
-    std::fs::create_dir_all(&opts.state_root).map_err(|e| ExecError::io("create", &opts.state_root, e))?;
+    container::make_state_root(&opts.state_root)?;
     let dir = container::dir_of(&opts.state_root, &opts.id)?;
-    match std::fs::create_dir(&dir) {
+    match container::make_state_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ExecError::Exists(opts.id.clone())),
         Err(e) => return Err(ExecError::io("create", &dir, e)),

@@ -27,6 +27,7 @@ pub mod event;
 pub mod fiemap;
 pub mod fs;
 pub mod fs_fd;
+pub mod fs_remove;
 pub mod lock;
 pub mod loopdev;
 pub mod mincore;

@@ -20,7 +20,9 @@ mod defaults;
 mod flags;
 mod host_build;
 mod host_cp;
+mod host_crash;
 mod host_input;
+mod host_perms;
 mod podman;
 mod probe;
 
