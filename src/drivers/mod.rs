@@ -50,7 +50,14 @@ fn unusable(driver: &str) -> impl FnOnce(DriverError) -> DriverSelectError + '_ 
 
 /// Opens the named driver under `root` and wraps it in a [`Snapshotter`].
 pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
-    let home = root.driver_dir(name);
+    open_at(&root.driver_dir(name), name)
+}
+
+/// Opens the named driver with its home at `home` instead of the data
+/// root's `<root>/<driver>` (the containerd proxy keeps its snapshots
+/// apart from strata's images, in `<root>/containerd/<driver>`).
+pub fn open_at(home: &Path, name: &str) -> Result<Snapshotter, DriverSelectError> {
+    let home = home.to_owned();
     let driver: Box<dyn Driver> = match name {
         "overlay" => Box::new(overlay::Overlay::new(&home).map_err(unusable(name))?),
         "copy" => Box::new(copy::Copy::new(&home).map_err(unusable(name))?),
