@@ -92,9 +92,9 @@ impl ProxyError {
             SnapshotError::WrongKind { kind, expected, .. } => {
                 ProxyError::FailedPrecondition(format!("snapshot {name:?} is {kind}, expected {expected}"))
             }
-            SnapshotError::HasChildren { children, .. } => {
-                ProxyError::FailedPrecondition(format!("snapshot {name:?} has {children} child snapshot(s)"))
-            }
+            SnapshotError::HasChildren { children, .. } => ProxyError::FailedPrecondition(format!(
+                "cannot remove snapshot {name:?}: it has {children} child snapshot(s)"
+            )),
             SnapshotError::InvalidKey(k) => ProxyError::InvalidArgument(format!("invalid snapshot key {k:?}")),
             source => ProxyError::Snapshot { name: name.into(), source },
         }

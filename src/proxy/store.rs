@@ -211,7 +211,7 @@ impl Store {
             let children = records.snapshots.values().filter(|i| i.parent == key).count();
             if children > 0 {
                 return Err(ProxyError::FailedPrecondition(format!(
-                    "{} snapshot {key:?} has {children} child snapshot(s)",
+                    "cannot remove {} snapshot {key:?}: it has {children} child snapshot(s)",
                     info.kind
                 )));
             }

@@ -93,34 +93,41 @@ struct Outcome {
     skip_reasons: BTreeMap<String, String>,
 }
 
-/// Reads `go test -v` output: `--- PASS: Test/Check (…)`, and after a
-/// `--- SKIP:` line the indented `file.go:N: reason` lines.
+/// Reads `go test -v` output: `--- PASS: Test/Check (…)` lines, and each
+/// check's log lines (`file.go:N: text`), which go 1.19 prints under an
+/// `=== CONT Test/Check` header for parallel checks, or indented below
+/// the check's `---` line otherwise. A skipped check's log is its reason.
 fn parse(output: &str) -> Outcome {
     let mut o = Outcome::default();
-    let mut skipping: Option<String> = None;
+    let mut logs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let check_of = |name: &str| name.split_once('/').map(|(_, c)| c.to_owned());
     for line in output.lines() {
         let trimmed = line.trim_start();
+        if let Some(name) = trimmed.strip_prefix("=== CONT ").or_else(|| trimmed.strip_prefix("=== RUN ")) {
+            current = check_of(name.trim());
+            continue;
+        }
         let status = [("--- PASS: ", "pass"), ("--- FAIL: ", "fail"), ("--- SKIP: ", "skip")]
             .into_iter()
             .find_map(|(p, s)| trimmed.strip_prefix(p).map(|rest| (rest, s)));
         if let Some((rest, s)) = status {
-            skipping = None;
-            let name = rest.split_whitespace().next().unwrap_or_default();
-            if let Some((_, check)) = name.split_once('/') {
-                o.status.insert(check.to_owned(), s);
-                if s == "skip" {
-                    skipping = Some(check.to_owned());
-                }
+            current = check_of(rest.split_whitespace().next().unwrap_or_default());
+            if let Some(check) = &current {
+                o.status.insert(check.clone(), s);
             }
-        } else if let Some(check) = &skipping {
-            if line.starts_with("    ") && !trimmed.is_empty() {
-                let reason = o.skip_reasons.entry(check.clone()).or_default();
-                if !reason.is_empty() {
-                    reason.push(' ');
-                }
-                reason.push_str(trimmed);
-            } else {
-                skipping = None;
+        } else if line.starts_with("    ") && !trimmed.is_empty() {
+            if let Some(check) = &current {
+                logs.entry(check.clone()).or_default().push(trimmed.to_owned());
+            }
+        } else {
+            current = None;
+        }
+    }
+    for (check, s) in &o.status {
+        if *s == "skip" {
+            if let Some(lines) = logs.get(check) {
+                o.skip_reasons.insert(check.clone(), lines.join(" "));
             }
         }
     }
@@ -155,7 +162,9 @@ fn run(driver: &str, kind: FsKind) {
         .env("TMPDIR", scratch.path())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).expect("log file"))
-        .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).expect("log file"))));
+        .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).expect("log file")))
+        .spawn()
+        .expect("starting the containerd suite"));
     let status = child.0.wait().expect("waiting for the suite");
     let elapsed = start.elapsed();
     let output = std::fs::read_to_string(&log).expect("suite log");
@@ -188,15 +197,22 @@ fn run(driver: &str, kind: FsKind) {
 
 #[test]
 fn parse_reads_statuses_and_skip_reasons() {
+    // go 1.19's -v output for parallel checks: logs under === CONT.
     let o = parse(
-        "=== RUN   T/Basic\n    --- PASS: T/Basic (0.10s)\n    --- SKIP: T/Rename (0.00s)\n        issues.go:118: \
-         rename test still fails\n    --- FAIL: T/Walk (1.00s)\n        x.go:1: boom\n--- FAIL: T (2.00s)\n",
+        "=== RUN   T/Basic\n=== PAUSE T/Basic\n=== CONT  T/Rename\n    issues.go:118: rename test still fails\n\
+         === CONT  T/Walk\n    x.go:1: boom\n--- FAIL: T (2.00s)\n    --- PASS: T/Basic (0.10s)\n\
+         \x20   --- SKIP: T/Rename (0.00s)\n    --- FAIL: T/Walk (1.00s)\nFAIL\n",
     );
     assert_eq!(o.status.get("Basic"), Some(&"pass"));
     assert_eq!(o.status.get("Walk"), Some(&"fail"));
+    assert_eq!(o.status.get("Rename"), Some(&"skip"));
     assert_eq!(o.status.len(), 3);
     assert_eq!(o.skip_reasons.get("Rename").map(String::as_str), Some("issues.go:118: rename test still fails"));
-    assert!(!o.skip_reasons.contains_key("Walk"));
+    assert_eq!(o.skip_reasons.len(), 1);
+    // Sequential checks: the log is indented below the --- line.
+    let o = parse("    --- SKIP: T/Rename (0.00s)\n        issues.go:118: kernels\n    --- PASS: T/Basic (0.1s)\n");
+    assert_eq!(o.skip_reasons.get("Rename").map(String::as_str), Some("issues.go:118: kernels"));
+    assert_eq!(o.status.get("Basic"), Some(&"pass"));
 }
 
 #[test]

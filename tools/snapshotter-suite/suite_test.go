@@ -48,10 +48,17 @@ func TestStrataSnapshotter(t *testing.T) {
 // start runs a server over data root `root` and connects containerd's
 // proxy client to it. The returned function stops both.
 func start(bin, driver, root string) (snapshots.Snapshotter, func() error, error) {
-	sock := filepath.Join(root, "snapshotter.sock")
+	// A unix socket path must fit in sun_path (108 bytes); the suite's
+	// roots, under a scratch mount, are longer.
+	sockDir, err := os.MkdirTemp("/tmp", "strata-suite-")
+	if err != nil {
+		return nil, nil, err
+	}
+	sock := filepath.Join(sockDir, "snapshotter.sock")
 	logPath := filepath.Join(filepath.Dir(root), "snapshotter.log")
 	log, err := os.Create(logPath)
 	if err != nil {
+		os.RemoveAll(sockDir)
 		return nil, nil, err
 	}
 	defer log.Close()
@@ -59,11 +66,13 @@ func start(bin, driver, root string) (snapshots.Snapshotter, func() error, error
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(sockDir)
 		return nil, nil, err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	stop := func() error {
+		defer os.RemoveAll(sockDir)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
