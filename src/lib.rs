@@ -41,6 +41,7 @@ pub mod id;
 pub mod image;
 pub mod mount;
 pub mod ops;
+pub mod proxy;
 pub mod rng;
 pub mod root;
 pub mod runc;

@@ -10,6 +10,7 @@ mod containers;
 mod distribution;
 mod format;
 mod images;
+mod snapshotter;
 mod volumes;
 
 use anyhow::Context;
@@ -104,6 +105,9 @@ enum Command {
     /// Measure strata against its peers (tar, cp, sha256sum, openssl).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Serve strata's drivers to containerd (a proxy snapshotter).
+    #[command(subcommand)]
+    Snapshotter(snapshotter::SnapshotterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +162,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Benchmarks bring their own scratch filesystems: no data root.
     let command = match cli.command {
         Command::Bench(c) => return bench::bench(c),
+        // The service keeps its snapshots apart from the engine's.
+        Command::Snapshotter(c) => return snapshotter::snapshotter(&cli.root, &cli.storage_driver, c),
         c => c,
     };
     // Commands whose processes enter containers run from a read-only
@@ -216,7 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cp(a) => containers::cp(&engine, a),
         Command::Volume(c) => volumes::volume(&engine, c),
         Command::System(SystemCommand::Df(a)) => volumes::df(&engine, a),
-        Command::Bench(_) => unreachable!("dispatched before the engine is opened"),
+        Command::Bench(_) | Command::Snapshotter(_) => unreachable!("dispatched before the engine is opened"),
     }
 }
 

@@ -59,7 +59,14 @@ fn home(root: &Root, name: &str) -> Result<std::path::PathBuf, DriverSelectError
 
 /// Opens the named driver under `root` and wraps it in a [`Snapshotter`].
 pub fn open(root: &Root, name: &str) -> Result<Snapshotter, DriverSelectError> {
-    let home = home(root, name)?;
+    open_at(&home(root, name)?, name)
+}
+
+/// Opens the named driver with its home at `home` instead of the data
+/// root's `<root>/<driver>` (the containerd proxy keeps its snapshots
+/// apart from strata's images, in `<root>/containerd/<driver>`).
+pub fn open_at(home: &Path, name: &str) -> Result<Snapshotter, DriverSelectError> {
+    let home = home.to_owned();
     let driver: Box<dyn Driver> = match name {
         "overlay" => Box::new(overlay::Overlay::new(&home).map_err(unusable(name))?),
         "copy" => Box::new(copy::Copy::new(&home).map_err(unusable(name))?),

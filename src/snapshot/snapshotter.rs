@@ -2,10 +2,17 @@
 //! [`Driver`].
 //!
 //! Crash ordering (why metadata and bytes never disagree in a harmful way):
-//! * create: bytes first, then metadata. A crash in between leaves bytes
-//!   under an ID the metadata never handed out (its `next_id` was not
-//!   saved); the next create reuses the ID and the driver replaces the
-//!   debris, and [`Snapshotter::cleanup`] removes it.
+//! * create: bytes first, then metadata. The ID is reserved (`next_id`
+//!   saved) first; a crash before the record is written leaves bytes
+//!   under an ID no record names, which [`Snapshotter::cleanup`] removes.
+//!
+//! Locking: the metadata lock is held only to check and to change the
+//! document, never across the driver's work (copying a parent's tree,
+//! measuring a commit), so calls on one home run side by side. A create
+//! holds `creating/<id>.lock` from reserving its ID until its record is
+//! written, and cleanup leaves the bytes of an ID whose lock is held.
+//! What was checked before the driver's work is checked again after it:
+//! a key taken meanwhile, a parent removed meanwhile.
 //! * remove: metadata first, then bytes. A crash in between leaves bytes no
 //!   record points to; `cleanup` removes them.
 //! * commit: the driver freezes the bytes, then the record flips from
@@ -15,6 +22,7 @@
 use super::meta::{Db, MetaStore, Record};
 use super::{DiffSource, Driver, Info, Kind, SnapshotError, SnapshotKey, Usage, WriteTarget};
 use crate::mount::Mount;
+use crate::sys::lock::FileLock;
 use crate::time::now;
 use std::path::{Path, PathBuf};
 
@@ -29,7 +37,8 @@ impl Snapshotter {
     /// Wraps `driver`, keeping metadata in `home` (the driver's own
     /// directory, `<root>/<driver>`).
     pub fn new(home: &Path, driver: Box<dyn Driver>) -> Result<Snapshotter, SnapshotError> {
-        std::fs::create_dir_all(home).map_err(|e| crate::root::RootError::io(home, e))?;
+        let creating = home.join("creating");
+        std::fs::create_dir_all(&creating).map_err(|e| crate::root::RootError::io(&creating, e))?;
         Ok(Snapshotter { driver, meta: MetaStore::new(home), home: home.to_owned() })
     }
 
@@ -60,28 +69,71 @@ impl Snapshotter {
         self.create(key, parent, Kind::View)
     }
 
-    fn create(&self, key: &SnapshotKey, parent: Option<&SnapshotKey>, kind: Kind) -> Result<Vec<Mount>, SnapshotError> {
-        let (lock, mut db) = self.meta.begin()?;
+    /// Checks that `key` is free and `parent` committed; returns the
+    /// parent's ID and the IDs under it, nearest first.
+    fn check_create(
+        db: &Db,
+        key: &SnapshotKey,
+        parent: Option<&SnapshotKey>,
+    ) -> Result<Vec<super::SnapshotId>, SnapshotError> {
         if db.snapshots.contains_key(key) {
             return Err(SnapshotError::AlreadyExists(key.clone()));
         }
-        if let Some(p) = parent {
-            let rec = db.snapshots.get(p).ok_or_else(|| SnapshotError::NotFound(p.clone()))?;
-            if rec.kind != Kind::Committed {
-                return Err(SnapshotError::WrongKind { key: p.clone(), kind: rec.kind, expected: Kind::Committed });
-            }
+        let Some(p) = parent else { return Ok(Vec::new()) };
+        let rec = db.snapshots.get(p).ok_or_else(|| SnapshotError::NotFound(p.clone()))?;
+        if rec.kind != Kind::Committed {
+            return Err(SnapshotError::WrongKind { key: p.clone(), kind: rec.kind, expected: Kind::Committed });
         }
-        let id = super::SnapshotId(db.next_id.max(1));
-        db.next_id = id.0 + 1;
-        db.snapshots.insert(key.clone(), Record { id, kind, parent: parent.cloned(), created: now(), usage: None });
-        let parents = db.parent_ids(key);
-        let drv = |source| SnapshotError::Driver { key: key.clone(), source };
-        self.driver.create(id, &parents, kind).map_err(drv)?;
-        let mounts = self.driver.mounts(id, &parents, kind).map_err(drv)?;
-        if let Err(e) = self.meta.save(&lock, &db, false) {
+        let mut parents = vec![rec.id];
+        parents.extend(db.parent_ids(p));
+        Ok(parents)
+    }
+
+    fn creating_lock(&self, id: super::SnapshotId) -> PathBuf {
+        self.home.join("creating").join(format!("{id}.lock"))
+    }
+
+    fn create(&self, key: &SnapshotKey, parent: Option<&SnapshotKey>, kind: Kind) -> Result<Vec<Mount>, SnapshotError> {
+        // Reserve an ID, and hold its creating lock before the metadata
+        // lock is released, so no cleanup takes the bytes for debris.
+        let (id, parents, creating) = {
+            let (lock, mut db) = self.meta.begin()?;
+            let parents = Self::check_create(&db, key, parent)?;
+            let id = super::SnapshotId(db.next_id.max(1));
+            db.next_id = id.0 + 1;
+            let path = self.creating_lock(id);
+            let creating = FileLock::exclusive(&path).map_err(|e| crate::root::RootError::io(&path, e))?;
+            self.meta.save(&lock, &db, false)?;
+            (id, parents, creating)
+        };
+        let result = self.create_bytes(key, parent, kind, id, &parents);
+        if result.is_err() {
             let _ = self.driver.remove(id);
-            return Err(e.into());
         }
+        let _ = std::fs::remove_file(creating.path());
+        drop(creating);
+        result
+    }
+
+    /// The driver's work of a create, then the record (checked again).
+    fn create_bytes(
+        &self,
+        key: &SnapshotKey,
+        parent: Option<&SnapshotKey>,
+        kind: Kind,
+        id: super::SnapshotId,
+        parents: &[super::SnapshotId],
+    ) -> Result<Vec<Mount>, SnapshotError> {
+        let drv = |source| SnapshotError::Driver { key: key.clone(), source };
+        self.driver.create(id, parents, kind).map_err(drv)?;
+        let mounts = self.driver.mounts(id, parents, kind).map_err(drv)?;
+        let (lock, mut db) = self.meta.begin()?;
+        if Self::check_create(&db, key, parent)? != parents {
+            // The parent was removed (and perhaps made again) meanwhile.
+            return Err(SnapshotError::NotFound(parent.expect("only a parent can change").clone()));
+        }
+        db.snapshots.insert(key.clone(), Record { id, kind, parent: parent.cloned(), created: now(), usage: None });
+        self.meta.save(&lock, &db, false)?;
         Ok(mounts)
     }
 
@@ -110,15 +162,25 @@ impl Snapshotter {
 
     /// Freezes active snapshot `key` as committed snapshot `name`.
     pub fn commit(&self, name: &SnapshotKey, key: &SnapshotKey) -> Result<(), SnapshotError> {
+        let (id, parents) = {
+            let db = self.meta.read()?;
+            if db.snapshots.contains_key(name) {
+                return Err(SnapshotError::AlreadyExists(name.clone()));
+            }
+            let (rec, parents) = Self::expect_active(&db, key)?;
+            (rec.id, parents)
+        };
+        // Freezing and measuring run without the metadata lock.
+        let usage =
+            self.driver.commit(id, &parents).map_err(|source| SnapshotError::Driver { key: key.clone(), source })?;
         let (lock, mut db) = self.meta.begin()?;
         if db.snapshots.contains_key(name) {
             return Err(SnapshotError::AlreadyExists(name.clone()));
         }
-        let (rec, parents) = Self::expect_active(&db, key)?;
-        let usage = self
-            .driver
-            .commit(rec.id, &parents)
-            .map_err(|source| SnapshotError::Driver { key: key.clone(), source })?;
+        if Self::expect_active(&db, key)?.0.id != id {
+            // Removed and prepared again while this commit measured it.
+            return Err(SnapshotError::NotFound(key.clone()));
+        }
         let mut rec = db.snapshots.remove(key).expect("looked up above");
         rec.kind = Kind::Committed;
         rec.usage = Some(usage);
@@ -206,6 +268,13 @@ impl Snapshotter {
             .map_err(|source| SnapshotError::Driver { key: SnapshotKey::new("(cleanup)").expect("valid"), source })?;
         let mut n = 0;
         for id in on_disk.into_iter().filter(|id| !known.contains(id)) {
+            // Bytes of a create still under way are not debris.
+            let path = self.creating_lock(id);
+            let Some(_creating) = FileLock::try_exclusive(&path).map_err(|e| crate::root::RootError::io(&path, e))?
+            else {
+                continue;
+            };
+            let _ = std::fs::remove_file(&path);
             self.driver.remove(id).map_err(|source| SnapshotError::Driver {
                 key: SnapshotKey::new(format!("(orphan {id})")).expect("valid"),
                 source,
