@@ -378,6 +378,142 @@ mod tests {
         assert_eq!(c("/../x"), None);
     }
 
+    /// One entry of type `kind` at `path`, its header bytes edited by
+    /// `edit` (checksum repaired), PAX records before it, `data` after it.
+    fn one_entry(kind: EntryType, path: &str, pax: &[(&str, &[u8])], edit: impl Fn(&mut [u8; 512])) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        if !pax.is_empty() {
+            b.append_pax_extensions(pax.iter().copied()).unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_path(path).unwrap();
+        h.set_mode(0o644);
+        h.set_size(0);
+        let block: &mut [u8; 512] = h.as_mut_bytes();
+        edit(block);
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// `check_header` and `attrs` on the entry, through the `tar` crate (the
+    /// parallel reader meets the same checks in the fuzz contract).
+    fn verdict(tar: &[u8]) -> Result<(), String> {
+        let mut a = tar::Archive::new(tar);
+        let mut e = a.entries().unwrap().next().unwrap().map_err(|e| e.to_string())?;
+        let raw = Entry::path_bytes(&e).into_owned();
+        let kind = e.header().entry_type();
+        check_header(&mut e, kind, &raw).map_err(|e| e.to_string())?;
+        attrs(&mut e, &raw).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn field(block: &mut [u8; 512], at: usize, len: usize, value: &[u8]) {
+        block[at..at + len].fill(0);
+        block[at..at + value.len()].copy_from_slice(value);
+    }
+
+    #[test]
+    fn header_checks_refuse_what_no_writer_produces() {
+        use EntryType as T;
+        let none: &[(&str, &[u8])] = &[];
+        // (what, the tar, a phrase of the error)
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("NUL in a PAX path", one_entry(T::Regular, "x", &[("path", b"a\0b")], |_| {}), "path: contains a NUL"),
+            ("NUL in a link name", one_entry(T::Symlink, "l", &[("linkpath", b"/t\0x")], |_| {}), "link name"),
+            (
+                "mode beyond 0o177777",
+                one_entry(T::Regular, "m", none, |b| field(b, 100, 8, b"0207777")),
+                "invalid mode",
+            ),
+            (
+                "directory type bits on a file",
+                one_entry(T::Regular, "m", none, |b| field(b, 100, 8, b"0040755")),
+                "file type",
+            ),
+            ("garbled mode", one_entry(T::Regular, "m", none, |b| field(b, 100, 8, b"7x7")), "invalid mode"),
+            (
+                "uid beyond u32",
+                one_entry(T::Regular, "u", none, |b| field(b, 108, 8, b"\x80\0\0\x01\0\0\0\0")),
+                "invalid uid",
+            ),
+            (
+                "uid (uid_t)-1",
+                one_entry(T::Regular, "u", none, |b| field(b, 108, 8, b"\x80\0\0\0\xff\xff\xff\xff")),
+                "largest ID",
+            ),
+            ("garbled gid", one_entry(T::Regular, "g", none, |b| field(b, 116, 8, b"-1")), "invalid gid"),
+            ("negative PAX uid", one_entry(T::Regular, "p", &[("uid", b"-1")], |_| {}), "pax uid"),
+            ("garbled PAX gid", one_entry(T::Regular, "p", &[("gid", b"12ab")], |_| {}), "pax gid"),
+            ("PAX size not a number", one_entry(T::Regular, "p", &[("size", b"0x10")], |_| {}), "pax size"),
+            (
+                "PAX uid beyond u32",
+                one_entry(T::Regular, "p", &[("uid", b"4294967296")], |_| {}),
+                "4294967296 is beyond",
+            ),
+            (
+                "PAX size beyond off_t",
+                one_entry(T::Regular, "p", &[("size", b"9223372036854775808")], |_| {}),
+                "largest file size",
+            ),
+            (
+                "size beyond off_t",
+                one_entry(T::Regular, "s", none, |b| field(b, 124, 12, b"\x80\0\0\0\x80\0\0\0\0\0\0\0")),
+                "largest file size",
+            ),
+            (
+                "data on a directory",
+                one_entry(T::Directory, "d/", none, |b| field(b, 124, 12, b"00000000001")),
+                "which has none",
+            ),
+            (
+                "data on a symlink",
+                one_entry(T::Symlink, "l", none, |b| field(b, 124, 12, b"00000001000")),
+                "which has none",
+            ),
+            (
+                "device major beyond 12 bits",
+                one_entry(T::Char, "c", none, |b| field(b, 329, 8, b"0010001")),
+                "invalid device",
+            ),
+            (
+                "device minor beyond 20 bits",
+                one_entry(T::Block, "b", none, |b| field(b, 337, 8, b"4000000")),
+                "invalid device",
+            ),
+            ("garbled device major", one_entry(T::Char, "c", none, |b| field(b, 329, 8, b"zz")), "device major"),
+        ];
+        for (what, tar, phrase) in cases {
+            let err = verdict(&tar).expect_err(what);
+            assert!(err.contains(phrase), "{what}: {err}");
+            assert!(err.starts_with("tar entry \""), "{what}: the error names the entry: {err}");
+        }
+    }
+
+    #[test]
+    fn header_checks_accept_what_real_writers_produce() {
+        use EntryType as T;
+        let none: &[(&str, &[u8])] = &[];
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("plain file", one_entry(T::Regular, "f", none, |_| {})),
+            ("setuid and sticky bits", one_entry(T::Regular, "f", none, |b| field(b, 100, 8, b"0007755"))),
+            ("Go's c_ISREG on a file", one_entry(T::Regular, "f", none, |b| field(b, 100, 8, b"0100644"))),
+            ("Go's c_ISDIR on a directory", one_entry(T::Directory, "d/", none, |b| field(b, 100, 8, b"0040755"))),
+            ("c_ISLNK on a symlink", one_entry(T::Symlink, "l", none, |b| field(b, 100, 8, b"0120777"))),
+            ("hard link carrying its target's type", one_entry(T::Link, "h", none, |b| field(b, 100, 8, b"0100644"))),
+            ("blank owner fields", one_entry(T::Regular, "f", none, |b| field(b, 108, 16, b"       \0       \0"))),
+            ("largest IDs and devices", {
+                one_entry(T::Char, "c", &[("uid", b"4294967294")], |b| {
+                    field(b, 329, 8, b"0007777");
+                    field(b, 337, 8, b"3777777");
+                })
+            }),
+        ];
+        for (what, tar) in cases {
+            verdict(&tar).unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+    }
+
     #[test]
     fn parses_pax_times() {
         assert_eq!(parse_pax_time(b"1700000000"), Some((1_700_000_000, 0)));

@@ -462,4 +462,36 @@ mod tests {
         assert!(parse_all(&data[..1024 + 100]).is_err(), "truncated in header");
         assert!(parse_all(&data[..1024]).is_err(), "long name without its entry");
     }
+
+    #[test]
+    fn errors_name_the_header_offset() {
+        let data = sample();
+        let mut bad = data.clone();
+        bad[1024 + 10] ^= 1;
+        let err = parse_all(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("tar header at byte 1024 ("), "{err}");
+        let err = parse_all(&data[..1024 + 512 + 100]).unwrap_err().to_string();
+        assert!(err.contains("at byte 1024") && err.contains("its data (100 of 3000 bytes)"), "{err}");
+    }
+
+    /// A long name header claiming 16 MiB in a 1.5 KiB stream: refused at
+    /// the end of the stream, with what was there, not after allocating
+    /// what the header claimed (the `parser_bounds` test measures that).
+    #[test]
+    fn extension_claiming_more_than_present_is_an_end_of_layer() {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(MAX_EXTENSION);
+        h.set_cksum();
+        let mut data = h.as_bytes().to_vec();
+        data.extend_from_slice(&[b'a'; 1024]);
+        let err = parse_all(&data).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("extension header data (1024 of 16777216 bytes)"), "{err}");
+        h.set_size(MAX_EXTENSION + 1);
+        h.set_cksum();
+        data[..512].copy_from_slice(h.as_bytes());
+        assert!(parse_all(&data).unwrap_err().to_string().contains("over the 16777216-byte limit"));
+    }
 }
