@@ -14,9 +14,9 @@
 //!   (inside the input), a header check the entry's path and the field;
 //! * a header the checks accept has a mode within `0o7777` and owners
 //!   below `u32::MAX` once read by [`attrs`];
-//! * memory follows the bytes present, not the sizes headers claim (the
-//!   `parser_bounds` integration test measures it with a counting
-//!   allocator).
+//! * at most one entry per header block and no more data than the input
+//!   holds (extension buffers grow with the bytes present, not the size a
+//!   header claims: `tarstream`'s tests pin that).
 
 use super::entry::{attrs, check_header, Entry};
 use super::tarstream::{Chunk, Chunks, TarStream};

@@ -476,7 +476,7 @@ mod tests {
 
     /// A long name header claiming 16 MiB in a 1.5 KiB stream: refused at
     /// the end of the stream, with what was there, not after allocating
-    /// what the header claimed (the `parser_bounds` test measures that).
+    /// what the header claimed.
     #[test]
     fn extension_claiming_more_than_present_is_an_end_of_layer() {
         let mut h = tar::Header::new_gnu();

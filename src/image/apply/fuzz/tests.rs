@@ -183,3 +183,16 @@ fn mutated_layers_meet_the_contract() {
     let (seed, n) = driver::settings("tar", 0x7a5_eed, 3_000);
     driver::run(&t, seed, n, |rng, input| mutate(rng, &t, input), check);
 }
+
+/// The cargo-fuzz target's seeds (real GNU and PAX tars) meet the contract.
+#[test]
+fn fuzz_seeds_meet_the_contract() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/tar");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        check(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        n += 1;
+    }
+    assert!(n >= 2, "seeds in {}", dir.display());
+}
