@@ -40,6 +40,7 @@
 //! the layers and blobs it added, so the store is as before.
 
 pub mod auth;
+pub mod challenge_fuzz;
 mod client;
 pub mod credentials;
 mod fetch;

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod changes;
 pub mod compression;
 pub mod diff;
+pub mod fuzz;
 pub mod images;
 pub mod layers;
 pub mod oci;

@@ -20,7 +20,7 @@
 //! optional fields are skipped when absent, so what strata writes is minimal.
 
 use crate::digest::{DiffId, Digest};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -70,6 +70,8 @@ pub enum OciError {
     MediaType { what: &'static str, found: String, expected: &'static [&'static str] },
     #[error("image config: rootfs.type is {0:?}, expected \"layers\"")]
     RootfsType(String),
+    #[error("image config: {field} is {time}, outside the years 0000-9999 an RFC 3339 time can hold")]
+    TimeOutOfRange { field: String, time: String },
     #[error("manifest lists {layers} layers but the image config has {diff_ids} diff_ids")]
     LayerCount { layers: usize, diff_ids: usize },
 }
@@ -474,6 +476,16 @@ impl ImageConfig {
     pub fn validate(&self) -> Result<(), OciError> {
         if self.rootfs.kind != RootFs::LAYERS {
             return Err(OciError::RootfsType(self.rootfs.kind.clone()));
+        }
+        // A time zone can move a year-9999 time past 9999 in UTC, which
+        // would be written back as `+10000-…`, a string nothing reads.
+        let history = self.history.iter().flatten().enumerate();
+        let times = std::iter::once(("created".to_owned(), self.created))
+            .chain(history.map(|(i, h)| (format!("history[{i}].created"), h.created)));
+        for (field, time) in times {
+            if let Some(t) = time.filter(|t| !(0..=9999).contains(&t.year())) {
+                return Err(OciError::TimeOutOfRange { field, time: t.to_rfc3339() });
+            }
         }
         Ok(())
     }

@@ -31,30 +31,51 @@ pub const DOCKER_HUB: &str = "docker.io";
 const OFFICIAL_NAMESPACE: &str = "library/";
 /// The tag used when a reference names neither a tag nor a digest.
 pub const DEFAULT_TAG: &str = "latest";
-/// Longest name (domain and path) distribution accepts.
+/// Longest name distribution accepts, counted on the fully qualified
+/// form (`docker.io/library/busybox`).
 const NAME_MAX: usize = 255;
 /// Longest tag distribution accepts.
 const TAG_MAX: usize = 128;
 
-/// Errors from parsing a reference; each carries the input.
+/// Errors from parsing a reference; each carries the input and, where
+/// one part of it is at fault, that part ([`ReferenceError::part`]).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReferenceError {
     #[error("invalid reference format: empty reference")]
     Empty,
-    #[error("invalid reference {reference:?}: repository name must be lowercase")]
-    Uppercase { reference: String },
+    #[error("invalid reference {reference:?}: repository name component {component:?} must be lowercase")]
+    Uppercase { reference: String, component: String },
     #[error("invalid reference {reference:?}: path component {component:?} must be lowercase letters and digits separated by '.', '_', '__' or '-'")]
     PathComponent { reference: String, component: String },
-    #[error("invalid reference {reference:?}: bad registry {domain:?}")]
-    Domain { reference: String, domain: String },
-    #[error("invalid reference {reference:?}: tag {tag:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")]
-    Tag { reference: String, tag: String },
+    #[error("invalid reference {reference:?}: registry {domain:?}: {reason}")]
+    Domain { reference: String, domain: String, reason: &'static str },
+    #[error("invalid reference {reference:?}: tag {tag:?}: {reason}")]
+    Tag { reference: String, tag: String, reason: &'static str },
     #[error("invalid reference {reference:?}: {source}")]
-    Digest { reference: String, source: DigestError },
-    #[error("invalid reference {reference:?}: name longer than {NAME_MAX} characters")]
-    NameTooLong { reference: String },
+    Digest { reference: String, digest: String, source: DigestError },
+    #[error(
+        "invalid reference {reference:?}: repository name {name:?} is {length} characters, longer than {NAME_MAX}"
+    )]
+    NameTooLong { reference: String, name: String, length: usize },
     #[error("invalid reference {reference:?}: a repository cannot be 64 hex characters (it reads as an image ID)")]
     HexRepository { reference: String },
+}
+
+impl ReferenceError {
+    /// The part of the input the error is about (a component, the
+    /// registry, the tag, the digest); `None` for an empty reference or one
+    /// whose whole name is at fault.
+    pub fn part(&self) -> Option<&str> {
+        match self {
+            ReferenceError::Uppercase { component, .. } | ReferenceError::PathComponent { component, .. } => {
+                Some(component)
+            }
+            ReferenceError::Domain { domain, .. } => Some(domain),
+            ReferenceError::Tag { tag, .. } => Some(tag),
+            ReferenceError::Digest { digest, .. } => Some(digest),
+            ReferenceError::Empty | ReferenceError::NameTooLong { .. } | ReferenceError::HexRepository { .. } => None,
+        }
+    }
 }
 
 /// A parsed image reference.
@@ -89,7 +110,11 @@ impl Reference {
         let err_ref = || s.to_owned();
         let (rest, digest) = match s.split_once('@') {
             Some((rest, d)) => {
-                let digest = d.parse().map_err(|source| ReferenceError::Digest { reference: err_ref(), source })?;
+                let digest = d.parse().map_err(|source| ReferenceError::Digest {
+                    reference: err_ref(),
+                    digest: d.to_owned(),
+                    source,
+                })?;
                 (rest, Some(digest))
             }
             None => (s, None),
@@ -101,40 +126,50 @@ impl Reference {
             None => (rest, None),
         };
         if let Some(tag) = tag {
-            if !valid_tag(tag) {
-                return Err(ReferenceError::Tag { reference: err_ref(), tag: tag.to_owned() });
+            if let Err(reason) = check_tag(tag) {
+                return Err(ReferenceError::Tag { reference: err_ref(), tag: tag.to_owned(), reason });
             }
-        }
-        if name.len() > NAME_MAX {
-            return Err(ReferenceError::NameTooLong { reference: err_ref() });
         }
         let (domain, path) = split_domain(name);
         if let Some(domain) = domain {
-            if !valid_domain(domain) {
-                return Err(ReferenceError::Domain { reference: err_ref(), domain: domain.to_owned() });
+            if let Err(reason) = check_domain(domain) {
+                return Err(ReferenceError::Domain { reference: err_ref(), domain: domain.to_owned(), reason });
             }
         }
         if path.is_empty() {
             return Err(ReferenceError::PathComponent { reference: err_ref(), component: String::new() });
         }
-        if path.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(ReferenceError::Uppercase { reference: err_ref() });
+        if let Some(upper) = path.split('/').find(|c| c.bytes().any(|b| b.is_ascii_uppercase())) {
+            return Err(ReferenceError::Uppercase { reference: err_ref(), component: upper.to_owned() });
         }
         if let Some(bad) = path.split('/').find(|c| !valid_path_component(c)) {
             return Err(ReferenceError::PathComponent { reference: err_ref(), component: bad.to_owned() });
         }
-        let registry = match domain {
-            Some("index.docker.io") | Some(DOCKER_HUB) => None,
-            d => d.map(str::to_owned),
+        let hub = matches!(domain, None | Some("index.docker.io") | Some(DOCKER_HUB));
+        // Hub's official images drop `library/` in the familiar form, but
+        // only when one component remains (`library/a/b` keeps it).
+        let repository = match hub {
+            true => path.strip_prefix(OFFICIAL_NAMESPACE).filter(|rest| !rest.contains('/')).unwrap_or(path),
+            false => path,
         };
-        let repository = match registry {
-            None => path.strip_prefix(OFFICIAL_NAMESPACE).unwrap_or(path),
-            Some(_) => path,
+        // A Hub repository whose first component reads as a registry
+        // (`docker.io/a.b/c`) keeps `docker.io`: familiar `a.b/c` would
+        // name the registry `a.b` (Docker's familiar form has this flaw).
+        let registry = match hub {
+            true => split_domain(repository).0.map(|_| DOCKER_HUB.to_owned()),
+            false => domain.map(str::to_owned),
         };
         if registry.is_none() && Digest::from_hex(repository).is_ok() {
             return Err(ReferenceError::HexRepository { reference: err_ref() });
         }
-        Ok(Reference { registry, repository: repository.to_owned(), tag: tag.map(str::to_owned), digest })
+        let r = Reference { registry, repository: repository.to_owned(), tag: tag.map(str::to_owned), digest };
+        // Distribution's limit is on the fully qualified name
+        // (`docker.io/library/…` for Hub), what the registry sees.
+        let full = format!("{}/{}", r.domain(), r.remote_path());
+        if full.len() > NAME_MAX {
+            return Err(ReferenceError::NameTooLong { reference: err_ref(), length: full.len(), name: full });
+        }
+        Ok(r)
     }
 
     /// The registry's domain, `docker.io` for Docker Hub.
@@ -212,10 +247,23 @@ fn split_domain(name: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn valid_tag(tag: &str) -> bool {
+/// `[\w][\w.-]{0,127}`, or why not.
+fn check_tag(tag: &str) -> Result<(), &'static str> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let b = tag.as_bytes();
-    !b.is_empty() && b.len() <= TAG_MAX && word(b[0]) && b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-')
+    if b.is_empty() {
+        return Err("empty");
+    }
+    if b.len() > TAG_MAX {
+        return Err("longer than 128 characters");
+    }
+    if !word(b[0]) {
+        return Err("must start with a letter, digit or '_'");
+    }
+    if !b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-') {
+        return Err("may contain only letters, digits, '_', '.' and '-'");
+    }
+    Ok(())
 }
 
 fn valid_path_component(c: &str) -> bool {
@@ -245,25 +293,22 @@ fn valid_path_component(c: &str) -> bool {
     true
 }
 
-fn valid_domain(domain: &str) -> bool {
+/// Distribution's `domainAndPort`: DNS-like components or a bracketed
+/// IPv6 address, then an optional numeric port; or why not.
+fn check_domain(domain: &str) -> Result<(), &'static str> {
     let (host, port) = if let Some(v6) = domain.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
-            return false;
-        };
+        let (addr, after) = v6.split_once(']').ok_or("unclosed '[' of an IPv6 address")?;
         if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return false;
+            return Err("an IPv6 address is hex digits and ':'");
         }
         match after {
-            "" => return true,
-            p => match p.strip_prefix(':') {
-                Some(port) => return valid_port(port),
-                None => return false,
-            },
+            "" => return Ok(()),
+            p => (None, Some(p.strip_prefix(':').ok_or("only ':port' may follow ']'")?)),
         }
     } else {
         match domain.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (domain, None),
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(domain), None),
         }
     };
     let component = |c: &str| {
@@ -273,11 +318,17 @@ fn valid_domain(domain: &str) -> bool {
             && b[b.len() - 1].is_ascii_alphanumeric()
             && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'-')
     };
-    host.split('.').all(component) && port.map_or(true, valid_port)
-}
-
-fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+    if let Some(host) = host {
+        if !host.split('.').all(component) {
+            return Err("host name components are letters, digits and inner '-', separated by '.'");
+        }
+    }
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("the port must be digits");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -382,6 +433,77 @@ mod tests {
                 assert!(err.to_string().contains(&format!("{input:?}")), "{err}");
             }
         }
+    }
+
+    #[test]
+    fn hub_keeps_library_for_nested_paths() {
+        // Docker's FamiliarName strips `library/` only when one component
+        // remains: `library/a/b` is a different repository from `a/b`.
+        let r = Reference::parse("library/a/b").unwrap();
+        assert_eq!(r.repository, "library/a/b");
+        assert_eq!(r.remote_path(), "library/a/b");
+        assert_eq!(r.full_name(), "docker.io/library/a/b:latest");
+        assert_eq!(Reference::parse("docker.io/library/a/b:1").unwrap().remote_path(), "library/a/b");
+        assert_eq!(Reference::parse("library/a").unwrap().repository, "a");
+    }
+
+    #[test]
+    fn hub_paths_that_read_as_a_registry_keep_docker_io() {
+        for input in ["docker.io/a.b/c", "index.docker.io/a.b/c", "docker.io/localhost/x:1"] {
+            let r = Reference::parse(input).unwrap();
+            assert_eq!(r.registry.as_deref(), Some("docker.io"), "{input}");
+            assert_eq!(r.domain(), "docker.io");
+            assert!(r.to_string().starts_with("docker.io/"), "{r}");
+            assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+            assert_eq!(Reference::parse(&r.full_name()).unwrap(), r);
+        }
+        assert_eq!(Reference::parse("docker.io/a.b/c").unwrap().remote_path(), "a.b/c");
+        assert_eq!(Reference::parse("docker.io/a.b").unwrap().registry, None);
+    }
+
+    #[test]
+    fn name_limit_counts_the_fully_qualified_name() {
+        // `docker.io/library/` is 18 characters: 237 more make 255.
+        let ok = "a".repeat(237);
+        assert_eq!(Reference::parse(&ok).unwrap().full_name().len(), 255 + ":latest".len());
+        let long = "a".repeat(238);
+        let err = Reference::parse(&long).unwrap_err();
+        assert!(matches!(err, ReferenceError::NameTooLong { length: 256, .. }), "{err:?}");
+        assert!(err.to_string().contains("256 characters"), "{err}");
+        let ok = format!("quay.io/{}", "b".repeat(247));
+        assert!(Reference::parse(&ok).is_ok());
+        assert!(Reference::parse(&format!("{ok}b")).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_part_at_fault() {
+        let d = format!("sha256:{}", hex('a'));
+        // input, the part named, a phrase of the reason
+        let cases = [
+            ("acme/Base/x", "Base", "must be lowercase"),
+            ("a/b__c___d", "b__c___d", "separated by"),
+            ("r:-x", "-x", "must start with"),
+            ("r:a+b", "a+b", "may contain only"),
+            ("r:", "", "empty"),
+            ("host:port/x", "host:port", "port must be digits"),
+            ("[::1/x", "[::1", "unclosed"),
+            ("[::g]/x", "[::g]", "IPv6"),
+            ("[::1]x/y", "[::1]x", "only ':port'"),
+            ("a_b.io/x", "a_b.io", "host name components"),
+            ("r@sha256:zz", "sha256:zz", "64 lower-case hex"),
+            ("r@md5:00", "md5:00", "unsupported algorithm"),
+        ];
+        for (input, part, phrase) in cases {
+            let err = Reference::parse(input).expect_err(input);
+            assert_eq!(err.part(), Some(part), "{input}: {err:?}");
+            assert!(input.contains(part), "{input}");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("{input:?}")) && msg.contains(phrase), "{input}: {msg}");
+            if !input.contains('@') {
+                assert!(msg.contains(&format!("{part:?}")), "{input}: {msg}");
+            }
+        }
+        assert!(Reference::parse(&format!("r@{d}")).is_ok());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! confined as before. The sequential path keeps one entry: the parent of
 //! the previous entry.
 
-use super::entry::{at, attrs, clean, is_errno, join, lossy, replacing, Attrs, Entry};
+use super::entry::{at, attrs, check_header, clean, is_errno, join, lossy, replacing, Attrs, Entry};
 use super::ApplyError;
 use crate::image::{OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::snapshot::Whiteouts;
@@ -173,6 +173,7 @@ impl Applier {
         if kind == EntryType::Regular && raw.ends_with(b"/") {
             kind = EntryType::Directory;
         }
+        check_header(entry, kind, &raw)?;
         let comps = clean(&raw).ok_or_else(|| ApplyError::PathEscapes { path: lossy(&raw) })?;
         let Some((name, parent)) = comps.split_last() else {
             return Ok(()); // the root itself

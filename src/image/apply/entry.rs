@@ -10,6 +10,7 @@ use crate::sys::Errno;
 use std::borrow::Cow;
 use std::io::{self, Read};
 use std::os::fd::{BorrowedFd, OwnedFd};
+use tar::EntryType;
 
 /// PAX record prefix for extended attributes (as written by GNU tar,
 /// libarchive and Go's `archive/tar`).
@@ -21,6 +22,8 @@ const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
 /// names over PAX `path` over the header).
 pub(super) trait Entry {
     fn header(&self) -> &tar::Header;
+    /// Bytes of data that follow the header (PAX `size` over the header's).
+    fn size(&self) -> u64;
     fn path_bytes(&self) -> Cow<'_, [u8]>;
     fn link_name_bytes(&self) -> Option<Cow<'_, [u8]>>;
     fn pax_extensions(&mut self) -> io::Result<Option<tar::PaxExtensions<'_>>>;
@@ -29,6 +32,9 @@ pub(super) trait Entry {
 impl<R: Read> Entry for tar::Entry<'_, R> {
     fn header(&self) -> &tar::Header {
         tar::Entry::header(self)
+    }
+    fn size(&self) -> u64 {
+        tar::Entry::size(self)
     }
     fn path_bytes(&self) -> Cow<'_, [u8]> {
         tar::Entry::path_bytes(self)
@@ -110,6 +116,122 @@ fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
         Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
         r => r,
     }
+}
+
+/// Largest owner ID: `u32::MAX` is `(uid_t)-1`, which `chown(2)` reads as
+/// "leave unchanged".
+const MAX_ID: u64 = u32::MAX as u64 - 1;
+/// Largest size: `off_t` (and Go's `archive/tar`) is signed.
+const MAX_SIZE: u64 = i64::MAX as u64;
+/// The kernel's `dev_t` holds a 12-bit major and a 20-bit minor
+/// (`include/linux/kdev_t.h`, `new_encode_dev`); larger numbers would be
+/// truncated into another device.
+const MAX_MAJOR: u32 = (1 << 12) - 1;
+const MAX_MINOR: u32 = (1 << 20) - 1;
+/// The file type bits some writers put in the mode field (Go's
+/// `archive/tar` `c_IS*`), and the ones each entry type may carry.
+const S_IFMT: u64 = 0o170000;
+
+fn type_bits_fit(kind: EntryType, bits: u64) -> bool {
+    const FIFO: u64 = 0o010000;
+    const CHR: u64 = 0o020000;
+    const DIR: u64 = 0o040000;
+    const BLK: u64 = 0o060000;
+    const REG: u64 = 0o100000;
+    const CTG: u64 = 0o110000;
+    const LNK: u64 = 0o120000;
+    match kind {
+        _ if bits == 0 => true,
+        EntryType::Regular | EntryType::GNUSparse => bits == REG,
+        EntryType::Continuous => bits == REG || bits == CTG,
+        EntryType::Directory => bits == DIR,
+        EntryType::Symlink => bits == LNK,
+        EntryType::Char => bits == CHR,
+        EntryType::Block => bits == BLK,
+        EntryType::Fifo => bits == FIFO,
+        // A hard link may point at any kind of file.
+        EntryType::Link => [FIFO, CHR, DIR, BLK, REG, CTG, LNK].contains(&bits),
+        _ => true,
+    }
+}
+
+/// Types whose entries carry no data (Go's `isHeaderOnlyType`): Go reads
+/// their size as 0 where the `tar` crate skips that many bytes, so a
+/// non-zero size would make the two see different archives.
+fn header_only(kind: EntryType) -> bool {
+    matches!(
+        kind,
+        EntryType::Link
+            | EntryType::Symlink
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Directory
+            | EntryType::Fifo
+    )
+}
+
+/// Refuses a header no honest writer produces, naming the entry and the
+/// field: a NUL inside the path or link name, a size beyond `off_t` or
+/// data on a type that has none, mode bits beyond `0o7777` other than a
+/// file type matching the entry's, owner IDs beyond `u32` (or `-1`),
+/// unreadable PAX `uid`/`gid`/`size` records (which the `tar` crate would
+/// silently ignore, and Go refuses), device numbers the kernel cannot
+/// hold. `kind` is the entry's type as apply treats it.
+pub(super) fn check_header(entry: &mut impl Entry, kind: EntryType, raw: &[u8]) -> Result<(), ApplyError> {
+    let invalid = |field: &'static str, detail: String| ApplyError::InvalidHeader { path: lossy(raw), field, detail };
+    if raw.contains(&0) {
+        return Err(invalid("path", "contains a NUL byte".into()));
+    }
+    if let Some(link) = entry.link_name_bytes().filter(|l| l.contains(&0)) {
+        return Err(invalid("link name", format!("{:?} contains a NUL byte", lossy(&link))));
+    }
+    let size = entry.size();
+    if size > MAX_SIZE {
+        return Err(invalid("size", format!("{size} is beyond the largest file size, {MAX_SIZE}")));
+    }
+    if size != 0 && header_only(kind) {
+        return Err(invalid("size", format!("{size} bytes of data on a {kind:?} entry, which has none")));
+    }
+    let h = entry.header();
+    let old = h.as_old();
+    let mode = numeric(h.mode().map(u64::from), &old.mode).map_err(|e| invalid("mode", e.to_string()))?;
+    if mode & !(S_IFMT | 0o7777) != 0 {
+        return Err(invalid("mode", format!("{mode:#o} has bits beyond the file type and 0o7777")));
+    }
+    if !type_bits_fit(kind, mode & S_IFMT) {
+        return Err(invalid("mode", format!("{mode:#o} gives a file type that is not a {kind:?} entry's")));
+    }
+    for (field, parsed, raw_field) in [("uid", h.uid(), &old.uid), ("gid", h.gid(), &old.gid)] {
+        let id = numeric(parsed, raw_field).map_err(|e| invalid(field, e.to_string()))?;
+        if id > MAX_ID {
+            return Err(invalid(field, format!("{id} is beyond the largest ID, {MAX_ID}")));
+        }
+    }
+    if matches!(kind, EntryType::Char | EntryType::Block) {
+        let major = h.device_major().map_err(|e| invalid("device major", e.to_string()))?.unwrap_or(0);
+        let minor = h.device_minor().map_err(|e| invalid("device minor", e.to_string()))?.unwrap_or(0);
+        if major > MAX_MAJOR || minor > MAX_MINOR {
+            return Err(invalid("device", format!("{major}:{minor} is beyond the kernel's {MAX_MAJOR}:{MAX_MINOR}")));
+        }
+    }
+    if let Some(exts) = entry.pax_extensions().map_err(|e| invalid("pax header", e.to_string()))? {
+        for ext in exts {
+            let ext = ext.map_err(|e| invalid("pax header", e.to_string()))?;
+            let (field, max) = match ext.key_bytes() {
+                b"uid" => ("pax uid", MAX_ID),
+                b"gid" => ("pax gid", MAX_ID),
+                b"size" => ("pax size", MAX_SIZE),
+                _ => continue,
+            };
+            let value = ext.value_bytes();
+            let n = std::str::from_utf8(value).ok().filter(|v| v.bytes().all(|b| b.is_ascii_digit()));
+            match n.and_then(|v| v.parse::<u64>().ok()) {
+                Some(n) if n <= max => {}
+                _ => return Err(invalid(field, format!("{:?} is not a decimal number up to {max}", lossy(value)))),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses a PAX time (`[-]seconds[.fraction]`, POSIX pax "mtime").
@@ -254,6 +376,142 @@ mod tests {
         assert_eq!(c("../x"), None);
         assert_eq!(c("a/../../x"), None);
         assert_eq!(c("/../x"), None);
+    }
+
+    /// One entry of type `kind` at `path`, its header bytes edited by
+    /// `edit` (checksum repaired), PAX records before it, `data` after it.
+    fn one_entry(kind: EntryType, path: &str, pax: &[(&str, &[u8])], edit: impl Fn(&mut [u8; 512])) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        if !pax.is_empty() {
+            b.append_pax_extensions(pax.iter().copied()).unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_path(path).unwrap();
+        h.set_mode(0o644);
+        h.set_size(0);
+        let block: &mut [u8; 512] = h.as_mut_bytes();
+        edit(block);
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// `check_header` and `attrs` on the entry, through the `tar` crate (the
+    /// parallel reader meets the same checks in the fuzz contract).
+    fn verdict(tar: &[u8]) -> Result<(), String> {
+        let mut a = tar::Archive::new(tar);
+        let mut e = a.entries().unwrap().next().unwrap().map_err(|e| e.to_string())?;
+        let raw = Entry::path_bytes(&e).into_owned();
+        let kind = e.header().entry_type();
+        check_header(&mut e, kind, &raw).map_err(|e| e.to_string())?;
+        attrs(&mut e, &raw).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn field(block: &mut [u8; 512], at: usize, len: usize, value: &[u8]) {
+        block[at..at + len].fill(0);
+        block[at..at + value.len()].copy_from_slice(value);
+    }
+
+    #[test]
+    fn header_checks_refuse_what_no_writer_produces() {
+        use EntryType as T;
+        let none: &[(&str, &[u8])] = &[];
+        // (what, the tar, a phrase of the error)
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("NUL in a PAX path", one_entry(T::Regular, "x", &[("path", b"a\0b")], |_| {}), "path: contains a NUL"),
+            ("NUL in a link name", one_entry(T::Symlink, "l", &[("linkpath", b"/t\0x")], |_| {}), "link name"),
+            (
+                "mode beyond 0o177777",
+                one_entry(T::Regular, "m", none, |b| field(b, 100, 8, b"0207777")),
+                "invalid mode",
+            ),
+            (
+                "directory type bits on a file",
+                one_entry(T::Regular, "m", none, |b| field(b, 100, 8, b"0040755")),
+                "file type",
+            ),
+            ("garbled mode", one_entry(T::Regular, "m", none, |b| field(b, 100, 8, b"7x7")), "invalid mode"),
+            (
+                "uid beyond u32",
+                one_entry(T::Regular, "u", none, |b| field(b, 108, 8, b"\x80\0\0\x01\0\0\0\0")),
+                "invalid uid",
+            ),
+            (
+                "uid (uid_t)-1",
+                one_entry(T::Regular, "u", none, |b| field(b, 108, 8, b"\x80\0\0\0\xff\xff\xff\xff")),
+                "largest ID",
+            ),
+            ("garbled gid", one_entry(T::Regular, "g", none, |b| field(b, 116, 8, b"-1")), "invalid gid"),
+            ("negative PAX uid", one_entry(T::Regular, "p", &[("uid", b"-1")], |_| {}), "pax uid"),
+            ("garbled PAX gid", one_entry(T::Regular, "p", &[("gid", b"12ab")], |_| {}), "pax gid"),
+            ("PAX size not a number", one_entry(T::Regular, "p", &[("size", b"0x10")], |_| {}), "pax size"),
+            (
+                "PAX uid beyond u32",
+                one_entry(T::Regular, "p", &[("uid", b"4294967296")], |_| {}),
+                "4294967296 is beyond",
+            ),
+            (
+                "PAX size beyond off_t",
+                one_entry(T::Regular, "p", &[("size", b"9223372036854775808")], |_| {}),
+                "largest file size",
+            ),
+            (
+                "size beyond off_t",
+                one_entry(T::Regular, "s", none, |b| field(b, 124, 12, b"\x80\0\0\0\x80\0\0\0\0\0\0\0")),
+                "largest file size",
+            ),
+            (
+                "data on a directory",
+                one_entry(T::Directory, "d/", none, |b| field(b, 124, 12, b"00000000001")),
+                "which has none",
+            ),
+            (
+                "data on a symlink",
+                one_entry(T::Symlink, "l", none, |b| field(b, 124, 12, b"00000001000")),
+                "which has none",
+            ),
+            (
+                "device major beyond 12 bits",
+                one_entry(T::Char, "c", none, |b| field(b, 329, 8, b"0010001")),
+                "invalid device",
+            ),
+            (
+                "device minor beyond 20 bits",
+                one_entry(T::Block, "b", none, |b| field(b, 337, 8, b"4000000")),
+                "invalid device",
+            ),
+            ("garbled device major", one_entry(T::Char, "c", none, |b| field(b, 329, 8, b"zz")), "device major"),
+        ];
+        for (what, tar, phrase) in cases {
+            let err = verdict(&tar).expect_err(what);
+            assert!(err.contains(phrase), "{what}: {err}");
+            assert!(err.starts_with("tar entry \""), "{what}: the error names the entry: {err}");
+        }
+    }
+
+    #[test]
+    fn header_checks_accept_what_real_writers_produce() {
+        use EntryType as T;
+        let none: &[(&str, &[u8])] = &[];
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("plain file", one_entry(T::Regular, "f", none, |_| {})),
+            ("setuid and sticky bits", one_entry(T::Regular, "f", none, |b| field(b, 100, 8, b"0007755"))),
+            ("Go's c_ISREG on a file", one_entry(T::Regular, "f", none, |b| field(b, 100, 8, b"0100644"))),
+            ("Go's c_ISDIR on a directory", one_entry(T::Directory, "d/", none, |b| field(b, 100, 8, b"0040755"))),
+            ("c_ISLNK on a symlink", one_entry(T::Symlink, "l", none, |b| field(b, 100, 8, b"0120777"))),
+            ("hard link carrying its target's type", one_entry(T::Link, "h", none, |b| field(b, 100, 8, b"0100644"))),
+            ("blank owner fields", one_entry(T::Regular, "f", none, |b| field(b, 108, 16, b"       \0       \0"))),
+            ("largest IDs and devices", {
+                one_entry(T::Char, "c", &[("uid", b"4294967294")], |b| {
+                    field(b, 329, 8, b"0007777");
+                    field(b, 337, 8, b"3777777");
+                })
+            }),
+        ];
+        for (what, tar) in cases {
+            verdict(&tar).unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
     }
 
     #[test]

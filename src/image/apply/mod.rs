@@ -58,6 +58,7 @@
 
 mod applier;
 mod entry;
+pub mod fuzz;
 mod pipeline;
 mod sequential;
 mod tarstream;

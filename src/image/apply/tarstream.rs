@@ -110,6 +110,9 @@ impl Entry for Parsed {
     fn header(&self) -> &tar::Header {
         &self.header
     }
+    fn size(&self) -> u64 {
+        self.size
+    }
     fn path_bytes(&self) -> Cow<'_, [u8]> {
         if let Some(p) = &self.long_path {
             return Cow::Borrowed(strip_nul(p));
@@ -133,12 +136,36 @@ impl Entry for Parsed {
     }
 }
 
-fn other(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_owned())
+/// Where an error is: the header at byte `at`, and the name its name
+/// field spells (a long name comes from an extension header before it).
+#[derive(Clone, Copy)]
+struct At {
+    offset: u64,
+    name: [u8; 100],
 }
 
-fn eof(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, format!("unexpected end of layer in {what}"))
+impl At {
+    const START: At = At { offset: 0, name: [0; 100] };
+
+    fn new(offset: u64, block: &[u8; BLOCK]) -> At {
+        let mut name = [0; 100];
+        name.copy_from_slice(&block[..100]);
+        At { offset, name }
+    }
+
+    fn error(&self, kind: io::ErrorKind, what: impl std::fmt::Display) -> io::Error {
+        let end = self.name.iter().position(|b| *b == 0).unwrap_or(self.name.len());
+        let name = String::from_utf8_lossy(&self.name[..end]);
+        io::Error::new(kind, format!("tar header at byte {} ({name:?}): {what}", self.offset))
+    }
+
+    fn other(&self, what: impl std::fmt::Display) -> io::Error {
+        self.error(io::ErrorKind::InvalidData, what)
+    }
+
+    fn eof(&self, what: &str) -> io::Error {
+        self.error(io::ErrorKind::UnexpectedEof, format!("unexpected end of layer in {what}"))
+    }
 }
 
 /// The tar reader. After [`TarStream::next_entry`] the entry's data is
@@ -153,11 +180,13 @@ pub(super) struct TarStream<C> {
     pad: u64,
     /// Bytes consumed so far.
     offset: u64,
+    /// The header of the current entry, for errors in its data.
+    at: At,
 }
 
 impl<C: Chunks> TarStream<C> {
     pub fn new(src: C) -> TarStream<C> {
-        TarStream { src, cur: None, pos: 0, remaining: 0, pad: 0, offset: 0 }
+        TarStream { src, cur: None, pos: 0, remaining: 0, pad: 0, offset: 0, at: At::START }
     }
 
     /// Makes sure the current chunk has unread bytes; `false` at end of
@@ -201,7 +230,7 @@ impl<C: Chunks> TarStream<C> {
 
     fn skip(&mut self, n: u64, what: &str) -> io::Result<()> {
         if self.pieces(n, drop)? < n {
-            return Err(eof(what));
+            return Err(self.at.eof(what));
         }
         Ok(())
     }
@@ -221,21 +250,25 @@ impl<C: Chunks> TarStream<C> {
     pub fn data(&mut self, f: impl FnMut(Piece)) -> io::Result<()> {
         let n = self.remaining;
         self.remaining = 0;
-        if self.pieces(n, f)? < n {
-            return Err(eof("file data"));
+        let got = self.pieces(n, f)?;
+        if got < n {
+            return Err(self.at.eof(&format!("its data ({got} of {n} bytes)")));
         }
         Ok(())
     }
 
-    /// Data of an extension header (long name, PAX records).
+    /// Data of an extension header (long name, PAX records), grown as it
+    /// arrives: memory follows the bytes present, never the size the
+    /// header claims.
     fn read_extension(&mut self) -> io::Result<Vec<u8>> {
-        if self.remaining > MAX_EXTENSION {
-            return Err(other("extension header too large"));
+        let n = self.remaining;
+        if n > MAX_EXTENSION {
+            return Err(self.at.other(format!("extension header of {n} bytes, over the {MAX_EXTENSION}-byte limit")));
         }
-        let mut out = vec![0; usize::try_from(self.remaining).map_err(|_| other("size overflow"))?];
         self.remaining = 0;
-        if self.copy(&mut out)? < out.len() {
-            return Err(eof("extension header"));
+        let mut out = Vec::new();
+        if self.pieces(n, |p| out.extend_from_slice(&p))? < n {
+            return Err(self.at.eof(&format!("extension header data ({} of {n} bytes)", out.len())));
         }
         Ok(out)
     }
@@ -249,32 +282,36 @@ impl<C: Chunks> TarStream<C> {
             processed += 1;
             let skip = self.remaining + self.pad;
             (self.remaining, self.pad) = (0, 0);
-            self.skip(skip, "entry data")?;
+            self.skip(skip, "its data")?;
+            let start = self.offset;
             let mut block = [0u8; BLOCK];
             let n = self.copy(&mut block)?;
+            let at = At::new(start, &block);
             if n == 0 || block.iter().all(|b| *b == 0) {
                 if n != 0 && n < BLOCK {
-                    return Err(eof("header"));
+                    return Err(at.eof(&format!("a header ({n} of {BLOCK} bytes)")));
                 }
                 if processed > 1 {
-                    return Err(other("members found describing a future member but no future member found"));
+                    let what = "members found describing a future member but no future member found";
+                    return Err(self.at.other(what));
                 }
                 return Ok(None);
             }
             if n < BLOCK {
-                return Err(eof("header"));
+                return Err(at.eof(&format!("a header ({n} of {BLOCK} bytes)")));
             }
+            self.at = at;
             let mut header = tar::Header::from_byte_slice(&block).clone();
             let sum = block[..148].iter().chain(&block[156..]).fold(0u32, |a, b| a + u32::from(*b)) + 8 * 32;
-            if sum != header.cksum()? {
-                return Err(other("archive header checksum mismatch"));
+            if sum != header.cksum().map_err(|e| at.other(e))? {
+                return Err(at.other("archive header checksum mismatch"));
             }
             let kind = header.entry_type();
             let extension = kind.is_gnu_longname()
                 || kind.is_gnu_longlink()
                 || kind.is_pax_local_extensions()
                 || kind.is_pax_global_extensions();
-            let mut size = header.entry_size()?;
+            let mut size = header.entry_size().map_err(|e| at.other(e))?;
             if let Some(p) = pax.as_deref().filter(|_| !extension) {
                 if let Some(s) = pax_number(p, "size") {
                     size = s;
@@ -287,26 +324,27 @@ impl<C: Chunks> TarStream<C> {
                 }
             }
             let padded =
-                size.checked_add(BLOCK as u64 - 1).ok_or_else(|| other("size overflow"))? & !(BLOCK as u64 - 1);
+                size.checked_add(BLOCK as u64 - 1).ok_or_else(|| at.other(format!("size {size} overflows")))?
+                    & !(BLOCK as u64 - 1);
             (self.remaining, self.pad) = (size, padded - size);
             let recognized = header.as_gnu().is_some() || header.as_ustar().is_some();
             if recognized && kind.is_gnu_longname() {
                 if long_path.is_some() {
-                    return Err(other("two long name entries describing the same member"));
+                    return Err(at.other("two long name entries describing the same member"));
                 }
                 long_path = Some(self.read_extension()?);
                 continue;
             }
             if recognized && kind.is_gnu_longlink() {
                 if long_link.is_some() {
-                    return Err(other("two long name entries describing the same member"));
+                    return Err(at.other("two long name entries describing the same member"));
                 }
                 long_link = Some(self.read_extension()?);
                 continue;
             }
             if recognized && kind.is_pax_local_extensions() {
                 if pax.is_some() {
-                    return Err(other("two pax extensions entries describing the same member"));
+                    return Err(at.other("two pax extensions entries describing the same member"));
                 }
                 pax = Some(self.read_extension()?);
                 continue;
@@ -423,5 +461,37 @@ mod tests {
         assert!(parse_all(&data[..1024 + 512 + 100]).is_err(), "truncated in data");
         assert!(parse_all(&data[..1024 + 100]).is_err(), "truncated in header");
         assert!(parse_all(&data[..1024]).is_err(), "long name without its entry");
+    }
+
+    #[test]
+    fn errors_name_the_header_offset() {
+        let data = sample();
+        let mut bad = data.clone();
+        bad[1024 + 10] ^= 1;
+        let err = parse_all(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("tar header at byte 1024 ("), "{err}");
+        let err = parse_all(&data[..1024 + 512 + 100]).unwrap_err().to_string();
+        assert!(err.contains("at byte 1024") && err.contains("its data (100 of 3000 bytes)"), "{err}");
+    }
+
+    /// A long name header claiming 16 MiB in a 1.5 KiB stream: refused at
+    /// the end of the stream, with what was there, not after allocating
+    /// what the header claimed.
+    #[test]
+    fn extension_claiming_more_than_present_is_an_end_of_layer() {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(MAX_EXTENSION);
+        h.set_cksum();
+        let mut data = h.as_bytes().to_vec();
+        data.extend_from_slice(&[b'a'; 1024]);
+        let err = parse_all(&data).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("extension header data (1024 of 16777216 bytes)"), "{err}");
+        h.set_size(MAX_EXTENSION + 1);
+        h.set_cksum();
+        data[..512].copy_from_slice(h.as_bytes());
+        assert!(parse_all(&data).unwrap_err().to_string().contains("over the 16777216-byte limit"));
     }
 }
