@@ -7,7 +7,7 @@
 //!
 //! | input | rule | error (Docker's where it has one) |
 //! |---|---|---|
-//! | container name | `/?[a-zA-Z0-9][a-zA-Z0-9_.-]+` | `Invalid container name (…), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed` |
+//! | container name | `/?[a-zA-Z0-9][a-zA-Z0-9_.-]*` | `Invalid container name (…), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed` |
 //! | hostname | RFC 1123 labels of `[A-Za-z0-9-]`, no label starting or ending in `-`, at most 64 bytes (the kernel's `HOST_NAME_MAX`) | `invalid hostname format: …` |
 //! | env entry | a non-empty key before the first `=`, no NUL in key or value | `invalid environment variable: …` |
 //! | label key | non-empty after trimming, no NUL | `invalid label '…': empty name` |
@@ -28,11 +28,12 @@ pub enum InvalidInput {
 }
 
 /// Checks a container name and returns it without Docker's optional
-/// leading `/`.
+/// leading `/`. Docker's pattern ends in `+` and so needs two characters;
+/// strata also takes one (`--name c`), which is no less safe.
 pub fn container_name(name: &str) -> Result<&str, InvalidInput> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     let b = bare.as_bytes();
-    let ok = b.len() >= 2
+    let ok = !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[1..].iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
     if ok {
@@ -89,11 +90,11 @@ mod tests {
 
     #[test]
     fn container_names_follow_dockers_pattern() {
-        for ok in ["web", "/web", "a1", "my_app.v2-beta", "0x"] {
+        for ok in ["web", "/web", "a1", "my_app.v2-beta", "0x", "c", "/7"] {
             assert!(container_name(ok).is_ok(), "{ok}");
         }
         assert_eq!(container_name("/web").unwrap(), "web");
-        for bad in ["", "a", "/", "_web", "-web", ".web", "we b", "we/b", "web\n", "wé", "a\0b", "x:y"] {
+        for bad in ["", "/", "_web", "-web", ".web", "we b", "we/b", "web\n", "wé", "a\0b", "x:y"] {
             let e = container_name(bad).unwrap_err();
             assert_eq!(
                 e.to_string(),

@@ -22,7 +22,7 @@ fn bad_names_hostnames_and_env_are_refused_with_dockers_words() {
     let before = env.inventory();
     let cases: &[(&[&str], &str)] = &[
         (&["--name", "a/b"], "Invalid container name (a/b), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
-        (&["--name", "x"], "Invalid container name (x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+        (&["--name", "_x"], "Invalid container name (_x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
         (&["--name", "web\nevil"], "Invalid container name (web\nevil)"),
         (&["--hostname", "h\n6.6.6.6 registry"], "invalid hostname format: h\n6.6.6.6 registry"),
         (&["--hostname", &"h".repeat(65)], "invalid hostname format"),

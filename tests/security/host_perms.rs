@@ -4,7 +4,7 @@
 //! binary); temporary host-side mounts are `nosuid,nodev,noexec`.
 
 use super::common::{busybox_rootfs, require_root, require_tool, Env};
-use super::host_crash::{wait_for_staging_mount, Cleanup, Proc};
+use super::host_crash::{mount_lines_below, Cleanup, Proc};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -156,13 +156,34 @@ fn cp_mount_options(test: &str, driver: &'static str) {
         "-c",
         "mkdir /data && dd if=/dev/zero of=/data/big bs=1M count=8 2>/dev/null",
     ]);
-    let mut cp = Proc::spawn(&env, &["cp", "src:/data", "-"]);
-    let (point, options) = wait_for_staging_mount(&env, &mut cp, "strata cp src:/data -");
+    // cp blocks on the pipe nobody reads with its mount up; should it
+    // ever finish first (seen once under a loaded CI run, unexplained:
+    // it exited 0), look again with a fresh cp rather than fail on timing.
+    let staging = env.root.join("staging");
+    let mut seen = None;
+    for _ in 0..3 {
+        let mut cp = Proc::spawn(&env, &["cp", "src:/data", "-"]);
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(60) {
+            if let Some(m) = mount_lines_below(&staging).into_iter().next() {
+                seen = Some(m);
+                break;
+            }
+            if let Ok(Some(_)) = cp.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        cp.kill();
+        if seen.is_some() {
+            break;
+        }
+    }
+    let (point, options) = seen.expect("strata cp src:/data - never showed its mount in staging");
     let opts: Vec<&str> = options.split(',').collect();
     for want in ["nosuid", "nodev", "noexec"] {
         assert!(opts.contains(&want), "{driver}: the cp mount at {} is {options}: no {want}", point.display());
     }
-    cp.kill();
     env.ok(&["ps", "-a"]);
 }
 
