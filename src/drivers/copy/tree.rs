@@ -113,7 +113,7 @@ pub fn copy_tree(src: &Path, dst: &Path, strategy: Strategy) -> Result<CopyStats
     Ok(copier.stats)
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CopyError + 'a {
+pub(super) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CopyError + 'a {
     move |source| CopyError::Io { op, path: path.to_owned(), source }
 }
 
@@ -123,7 +123,7 @@ fn errno_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> Copy
 
 /// Errnos that mean "this filesystem (pair) cannot do that" rather than
 /// "this file failed": worth a fallback, and worth remembering.
-fn is_unsupported(e: Errno) -> bool {
+pub(super) fn is_unsupported(e: Errno) -> bool {
     matches!(e, Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::NOTTY)
 }
 
@@ -280,65 +280,7 @@ impl Copier {
 
     /// Copies `size` bytes of content from `input` to the empty `output`.
     fn data(&mut self, input: &File, output: &File, size: u64, dst: &Path) -> Result<(), CopyError> {
-        if size == 0 {
-            return Ok(());
-        }
-        if self.strategy == Strategy::Reflink && self.stats.reflink_unsupported.is_none() {
-            match sys::clone::ficlone(output, input) {
-                Ok(()) => {
-                    self.stats.reflinked += 1;
-                    self.stats.bytes += size;
-                    return Ok(());
-                }
-                Err(e) if is_unsupported(e) => self.stats.reflink_unsupported = Some(e),
-                Err(e) => return Err(errno_err("FICLONE", dst)(e)),
-            }
-        }
-        let segments = sys::clone::data_segments(input, size).map_err(errno_err("lseek SEEK_DATA", dst))?;
-        // Size first: a trailing hole is then already in place.
-        output.set_len(size).map_err(io_err("ftruncate", dst))?;
-        let mut from = 0;
-        if self.strategy != Strategy::ReadWrite && self.stats.range_unsupported.is_none() {
-            for &(start, end) in &segments {
-                match sys::clone::copy_file_range_all(input, output, start, end - start) {
-                    Ok(()) => from += 1,
-                    Err(e) if is_unsupported(e) => {
-                        self.stats.range_unsupported = Some(e);
-                        break;
-                    }
-                    Err(e) => return Err(errno_err("copy_file_range", dst)(e)),
-                }
-            }
-            if from == segments.len() {
-                self.stats.range_copied += 1;
-                self.stats.bytes += segments.iter().map(|(s, e)| e - s).sum::<u64>();
-                return Ok(());
-            }
-        }
-        // The simple twin, resuming at the first segment not yet copied.
-        if self.buf.is_empty() {
-            self.buf = vec![0; BUF_SIZE];
-        }
-        for &(start, end) in &segments[from..] {
-            let mut off = start;
-            while off < end {
-                let want = usize::try_from(end - off).unwrap_or(usize::MAX).min(self.buf.len());
-                let n = match input.read_at(&mut self.buf[..want], off) {
-                    Ok(0) => {
-                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, "source shrank while copying");
-                        return Err(io_err("read", dst)(e));
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err("read", dst)(e)),
-                };
-                output.write_all_at(&self.buf[..n], off).map_err(io_err("write", dst))?;
-                off += n as u64;
-            }
-            self.stats.bytes += end - start;
-        }
-        self.stats.read_written += 1;
-        Ok(())
+        copy_data(self.strategy, &mut self.stats, &mut self.buf, input, output, size, dst)
     }
 
     /// Owner, xattrs, mode (unless a symlink) and times, in that order.
@@ -355,4 +297,79 @@ impl Copier {
         };
         sys::fs::utimensat(CWD, dst, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_err("utimensat", dst))
     }
+}
+
+/// Copies `size` bytes of content from `input` to the empty `output`:
+/// FICLONE, else `copy_file_range` per data segment, else read/write from
+/// the first segment not yet copied (`strategy` caps how far up it starts;
+/// a kind found unsupported is recorded in `stats` and not tried again).
+/// Shared by the path copier and the descriptor copier (`tree_at`).
+pub(super) fn copy_data(
+    strategy: Strategy,
+    stats: &mut CopyStats,
+    buf: &mut Vec<u8>,
+    input: &File,
+    output: &File,
+    size: u64,
+    dst: &Path,
+) -> Result<(), CopyError> {
+    if size == 0 {
+        return Ok(());
+    }
+    if strategy == Strategy::Reflink && stats.reflink_unsupported.is_none() {
+        match sys::clone::ficlone(output, input) {
+            Ok(()) => {
+                stats.reflinked += 1;
+                stats.bytes += size;
+                return Ok(());
+            }
+            Err(e) if is_unsupported(e) => stats.reflink_unsupported = Some(e),
+            Err(e) => return Err(errno_err("FICLONE", dst)(e)),
+        }
+    }
+    let segments = sys::clone::data_segments(input, size).map_err(errno_err("lseek SEEK_DATA", dst))?;
+    // Size first: a trailing hole is then already in place.
+    output.set_len(size).map_err(io_err("ftruncate", dst))?;
+    let mut from = 0;
+    if strategy != Strategy::ReadWrite && stats.range_unsupported.is_none() {
+        for &(start, end) in &segments {
+            match sys::clone::copy_file_range_all(input, output, start, end - start) {
+                Ok(()) => from += 1,
+                Err(e) if is_unsupported(e) => {
+                    stats.range_unsupported = Some(e);
+                    break;
+                }
+                Err(e) => return Err(errno_err("copy_file_range", dst)(e)),
+            }
+        }
+        if from == segments.len() {
+            stats.range_copied += 1;
+            stats.bytes += segments.iter().map(|(s, e)| e - s).sum::<u64>();
+            return Ok(());
+        }
+    }
+    // The simple twin, resuming at the first segment not yet copied.
+    if buf.is_empty() {
+        *buf = vec![0; BUF_SIZE];
+    }
+    for &(start, end) in &segments[from..] {
+        let mut off = start;
+        while off < end {
+            let want = usize::try_from(end - off).unwrap_or(usize::MAX).min(buf.len());
+            let n = match input.read_at(&mut buf[..want], off) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "source shrank while copying");
+                    return Err(io_err("read", dst)(e));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("read", dst)(e)),
+            };
+            output.write_all_at(&buf[..n], off).map_err(io_err("write", dst))?;
+            off += n as u64;
+        }
+        stats.bytes += end - start;
+    }
+    stats.read_written += 1;
+    Ok(())
 }

@@ -16,7 +16,7 @@
 //! entered. Devices, FIFOs and sockets are recreated with `mknodat`, as
 //! Docker's volume copy does.
 
-use super::tree::{CopyError, CopyStats, Strategy};
+use super::tree::{copy_data, io_err, CopyError, CopyStats, Strategy};
 use crate::sys;
 use crate::sys::fs::{AtFlags, FileType, Kind, Mode, OFlags, Statx, StatxFlags};
 use crate::sys::Errno;
@@ -25,7 +25,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Copies the directory `src` (its contents and its own owner, mode,
@@ -71,18 +70,9 @@ struct AtCopier {
     buf: Vec<u8>,
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CopyError + 'a {
-    move |source| CopyError::Io { op, path: path.to_owned(), source }
-}
-
 fn statx_at(dir: BorrowedFd<'_>, name: &[u8], flags: AtFlags, path: &Path) -> Result<Statx, CopyError> {
     sys::fs::statx(dir, name, flags | AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
         .map_err(|e| io_err("statx", path)(e.into()))
-}
-
-/// Errnos that mean "this filesystem (pair) cannot do that".
-fn is_unsupported(e: Errno) -> bool {
-    matches!(e, Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::NOTTY)
 }
 
 impl AtCopier {
@@ -223,64 +213,7 @@ impl AtCopier {
 
     /// Copies `size` bytes of content from `input` to the empty `output`.
     fn data(&mut self, input: &File, output: &File, size: u64, path: &Path) -> Result<(), CopyError> {
-        let errno = |op| move |e: Errno| io_err(op, path)(e.into());
-        if size == 0 {
-            return Ok(());
-        }
-        if self.strategy == Strategy::Reflink && self.stats.reflink_unsupported.is_none() {
-            match sys::clone::ficlone(output, input) {
-                Ok(()) => {
-                    self.stats.reflinked += 1;
-                    self.stats.bytes += size;
-                    return Ok(());
-                }
-                Err(e) if is_unsupported(e) => self.stats.reflink_unsupported = Some(e),
-                Err(e) => return Err(errno("FICLONE")(e)),
-            }
-        }
-        let segments = sys::clone::data_segments(input, size).map_err(errno("lseek SEEK_DATA"))?;
-        output.set_len(size).map_err(io_err("ftruncate", path))?;
-        let mut from = 0;
-        if self.strategy != Strategy::ReadWrite && self.stats.range_unsupported.is_none() {
-            for &(start, end) in &segments {
-                match sys::clone::copy_file_range_all(input, output, start, end - start) {
-                    Ok(()) => from += 1,
-                    Err(e) if is_unsupported(e) => {
-                        self.stats.range_unsupported = Some(e);
-                        break;
-                    }
-                    Err(e) => return Err(errno("copy_file_range")(e)),
-                }
-            }
-            if from == segments.len() {
-                self.stats.range_copied += 1;
-                self.stats.bytes += segments.iter().map(|(s, e)| e - s).sum::<u64>();
-                return Ok(());
-            }
-        }
-        if self.buf.is_empty() {
-            self.buf = vec![0; 256 << 10];
-        }
-        for &(start, end) in &segments[from..] {
-            let mut off = start;
-            while off < end {
-                let want = usize::try_from(end - off).unwrap_or(usize::MAX).min(self.buf.len());
-                let n = match input.read_at(&mut self.buf[..want], off) {
-                    Ok(0) => {
-                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, "source shrank while copying");
-                        return Err(io_err("read", path)(e));
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err("read", path)(e)),
-                };
-                output.write_all_at(&self.buf[..n], off).map_err(io_err("write", path))?;
-                off += n as u64;
-            }
-            self.stats.bytes += end - start;
-        }
-        self.stats.read_written += 1;
-        Ok(())
+        copy_data(self.strategy, &mut self.stats, &mut self.buf, input, output, size, path)
     }
 }
 
