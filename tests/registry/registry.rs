@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `service` and `issuer` of the registry's bearer tokens.
+pub const TOKEN_SERVICE: &str = "strata-test-registry";
+pub const TOKEN_ISSUER: &str = "strata-test-issuer";
+
 /// How the registry is configured.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -87,8 +91,8 @@ impl Registry {
         if let Some((realm, cert)) = &opts.token {
             config.push_str(&format!(
                 "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                crate::token::SERVICE,
-                crate::token::ISSUER,
+                TOKEN_SERVICE,
+                TOKEN_ISSUER,
                 cert.display()
             ));
         }

@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub const SERVICE: &str = "strata-test-registry";
-pub const ISSUER: &str = "strata-test-issuer";
+pub const SERVICE: &str = crate::registry::TOKEN_SERVICE;
+pub const ISSUER: &str = crate::registry::TOKEN_ISSUER;
 
 pub struct TokenServer {
     pub port: u16,

@@ -6,6 +6,13 @@
 //! Tier: root (loop filesystems, mounts). Without root or a tool a test
 //! says why it skipped; `STRATA_TEST_STRICT` makes that a failure.
 
+mod containerd;
+#[path = "../runtimes/daemon.rs"]
+#[allow(dead_code)]
+mod daemon;
+#[path = "../registry/registry.rs"]
+#[allow(dead_code)]
+mod registry;
 mod store;
 mod suite;
 
