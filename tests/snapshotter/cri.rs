@@ -162,6 +162,7 @@ fn kubelet_sequence(rig: &Rig, images: &Images) -> (Outcome, String, String) {
     let run = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
     let pod = c.call(|mut c| async move { c.runtime.run_pod_sandbox(run).await });
     let pod = pod.unwrap_or_else(|e| panic!("{what}: RunPodSandbox: {e}\n{}", rig.cd.log_text())).pod_sandbox_id;
+    rig.net.track(&pod);
     let req = cri::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false };
     let status = c.call(|mut c| async move { c.runtime.pod_sandbox_status(req).await }).unwrap();
     let status = status.status.expect("pod status");
@@ -216,7 +217,8 @@ fn kubelet_sequence(rig: &Rig, images: &Images) -> (Outcome, String, String) {
         let s = c.call(|mut c| async move { c.runtime.container_stats(req).await }).ok()?;
         let layer = s.stats?.writable_layer?;
         let used = layer.used_bytes?.value;
-        assert!(layer.fs_id.is_some_and(|f| f.mountpoint.ends_with(&fs_path)), "{what}: writable layer's fs");
+        let fs = layer.fs_id.map(|f| f.mountpoint).unwrap_or_default();
+        assert!(fs.ends_with(&fs_path), "{what}: the writable layer is on {fs:?}");
         (used >= BLOB_BYTES).then_some(used)
     });
     let image_fs = c.call(|mut c| async move { c.images.image_fs_info(cri::ImageFsInfoRequest {}).await }).unwrap();

@@ -12,6 +12,7 @@ use crate::registry::Registry;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use sha2::{Digest as _, Sha256};
+use std::cell::RefCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -134,12 +135,15 @@ pub fn push_images(reg: &Registry, dir: &Path) -> Images {
 /// The run's CNI network: its conflist in the sandbox, and on drop the
 /// bridge it made in the host's network namespace and libcni's cached
 /// results under `/var/lib/cni` (which containerd 1.6 does not let a
-/// config move), should a failed run not have torn the pod down.
+/// config move: this network's and containerd's own `cni-loopback` one
+/// for each pod the run started), should a failed run not have torn its
+/// pods down.
 pub struct Network {
     pub name: String,
     pub bridge: String,
     pub subnet: String,
     pub conf_dir: PathBuf,
+    pods: RefCell<Vec<String>>,
 }
 
 impl Network {
@@ -167,16 +171,23 @@ impl Network {
             }],
         });
         std::fs::write(conf_dir.join("10-strata-test.conflist"), conflist.to_string()).unwrap();
-        Network { name: sandbox.name.clone(), bridge, subnet, conf_dir }
+        Network { name: sandbox.name.clone(), bridge, subnet, conf_dir, pods: RefCell::default() }
     }
-}
 
-impl Network {
-    /// libcni's cached results for this network's attachments.
+    /// Records a pod the run started, whose cached results the drop
+    /// removes.
+    pub fn track(&self, pod: &str) {
+        self.pods.borrow_mut().push(pod.to_owned());
+    }
+
+    /// libcni's cached results for this network's attachments and for
+    /// every tracked pod's (`<network>-<pod>-<ifname>`).
     pub fn cached_results(&self) -> Vec<PathBuf> {
         let prefix = format!("{}-", self.name);
+        let pods = self.pods.borrow();
+        let ours = |name: &str| name.starts_with(&prefix) || pods.iter().any(|p| name.contains(&format!("-{p}-")));
         let rd = std::fs::read_dir("/var/lib/cni/results").into_iter().flatten().flatten();
-        rd.filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect()
+        rd.filter(|e| ours(&e.file_name().to_string_lossy())).map(|e| e.path()).collect()
     }
 }
 
