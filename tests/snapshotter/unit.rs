@@ -193,3 +193,45 @@ fn systemd_unit_command_serves_and_stops_on_sigterm() {
     assert!(status.success(), "the service exits 0 on SIGTERM ({status}):\n{}", log_text());
     assert!(!socket.exists(), "the service removed its socket on the way out");
 }
+
+/// systemd (and containerd's test suite, whose `Rename` check skips at
+/// once) may send SIGTERM the moment the socket accepts: the service must
+/// already handle it then, and exit 0 rather than die of the signal.
+#[test]
+fn sigterm_right_after_listening_stops_cleanly() {
+    let what = "SIGTERM as soon as the socket accepts";
+    if !require(rustix::process::geteuid().is_root(), what, "needs root (a loop filesystem for the data root)")
+        || !require(FsKind::Xfs.mkfs_available(), what, "needs mkfs.xfs (tools/deps installs it)")
+    {
+        return;
+    }
+    let scratch = Scratch { fs: Some(ScratchFs::new(FsKind::Xfs, 1 << 30).expect("scratch filesystem")) };
+    let run = tempfile::Builder::new().prefix("strata-unit-").tempdir().expect("tempdir");
+    let socket = run.path().join("snapshotter.sock");
+    for round in 0..100 {
+        let mut child = Running(
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+                .arg("--root")
+                .arg(scratch.path().join("root"))
+                .args(["snapshotter", "serve", "--address"])
+                .arg(&socket)
+                .args(["-s", "overlay"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting strata snapshotter serve"),
+        );
+        // No sleep between tries: the signal lands right after bind(2).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(std::time::Instant::now() < deadline, "round {round}: nothing listened within 20 s");
+            assert!(child.0.try_wait().expect("try_wait").is_none(), "round {round}: the service exited");
+        }
+        let pid = rustix::process::Pid::from_raw(child.0.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let status = super::daemon::poll(Duration::from_secs(20), || child.0.try_wait().ok().flatten());
+        let status = status.unwrap_or_else(|| panic!("round {round}: SIGTERM did not stop the service in 20 s"));
+        assert!(status.success(), "round {round}: the service died of SIGTERM instead of stopping ({status})");
+    }
+}
