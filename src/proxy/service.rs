@@ -167,6 +167,12 @@ pub fn serve(store: Store, address: &Path) -> Result<(), ProxyError> {
         |source: Box<dyn std::error::Error + Send + Sync>| ProxyError::Serve { path: address.to_owned(), source };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| failed(e.into()))?;
     runtime.block_on(async {
+        // The handlers exist before the socket does: a SIGTERM sent as soon
+        // as the socket accepts (systemd, a test that stops at once) stops
+        // the service cleanly instead of killing it by default action.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| failed(e.into()))?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| failed(e.into()))?;
         if let Some(dir) = address.parent() {
             std::fs::create_dir_all(dir).map_err(|e| ProxyError::Io(crate::root::IoError::new(dir, e)))?;
         }
@@ -180,17 +186,10 @@ pub fn serve(store: Store, address: &Path) -> Result<(), ProxyError> {
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
         let service = containerd_snapshots::server(Arc::new(Service { store: Arc::new(store) }));
         eprintln!("strata-snapshotter: serving on {}", address.display());
-        let stop = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
         };
         let result =

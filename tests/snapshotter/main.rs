@@ -1,7 +1,8 @@
 //! `strata snapshotter serve`, the containerd proxy snapshotter:
 //! containerd's own conformance suite through containerd's proxy client
 //! (`suite`), and the containerd semantics the suite does not check, on
-//! the store the service runs on (`store`).
+//! the store the service runs on (`store`); the systemd unit in
+//! `tools/systemd`, verified and its command run (`unit`).
 //!
 //! Tier: root (loop filesystems, mounts). Without root or a tool a test
 //! says why it skipped; `STRATA_TEST_STRICT` makes that a failure.
@@ -17,6 +18,7 @@ mod daemon;
 mod registry;
 mod store;
 mod suite;
+mod unit;
 
 use std::path::{Path, PathBuf};
 use strata::scratch::ScratchFs;
