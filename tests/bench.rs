@@ -272,3 +272,104 @@ fn overlay_metacopy_option_copies_up_metadata_only() {
     assert!(strata::drivers::open_with_options(&root, "overlay", &["bogus=1".into()]).is_err());
     assert!(strata::drivers::open_with_options(&root, "copy", &["metacopy=on".into()]).is_err());
 }
+
+/// `strata bench containerd` at the tiny scale, end to end: containerd
+/// with strata's services as proxy snapshotters pulls, runs and sizes
+/// through each snapshotter; the report has every row and ratio, each
+/// snapshotter's Usage counts at least the bytes written into a container,
+/// and no process, mount, loop device, cgroup or directory is left.
+#[test]
+fn containerd_benchmark_runs_end_to_end_and_leaves_nothing_behind() {
+    let Some(()) = require_root("containerd bench") else { return };
+    let tools = ["containerd", "ctr", "containerd-shim-runc-v2", "runc", "docker-registry", "skopeo", "mkfs.xfs"];
+    let missing: Vec<&str> = tools
+        .into_iter()
+        .filter(|t| !["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().any(|d| Path::new(d).join(t).is_file()))
+        .collect();
+    if !missing.is_empty() {
+        assert!(std::env::var_os("STRATA_TEST_STRICT").is_none(), "containerd bench: {missing:?} not installed");
+        eprintln!("skipped: containerd bench needs {missing:?}");
+        return;
+    }
+    let base = tempfile::Builder::new().prefix("strata-bench-cd-").tempdir_in("/var/tmp").unwrap();
+    let scratch = base.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let out_dir = base.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "containerd", "--tiny", "--runs", "1", "--data"])
+        .arg(base.path().join("data"))
+        .arg("--scratch-dir")
+        .arg(&scratch)
+        .arg("-o")
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "strata bench containerd failed:\n{stdout}\n{stderr}");
+    for row in [
+        "== containerd ==",
+        "Targets:",
+        "ctr images pull --plain-http --snapshotter strata",
+        "strata / overlayfs (time)",
+        "strata / native (time)",
+        "strata-pull / overlayfs (time)",
+        "strata-btrfs / overlayfs (time)",
+        "strata-copy / overlayfs (time)",
+        "strata-overlay / overlayfs (time)",
+    ] {
+        assert!(stdout.contains(row), "no {row:?} in:\n{stdout}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("results.json")).unwrap()).unwrap();
+    let suite = &json["suites"][0];
+    assert_eq!(suite["name"], "containerd");
+    let cases = suite["cases"].as_array().unwrap();
+    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pull 5 layers, 5 MiB", "ctr run --rm /bin/true", "Usage of 3 containers"]);
+    let tools_of = |c: &serde_json::Value| -> Vec<String> {
+        c["measurements"].as_array().unwrap().iter().map(|m| m["tool"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(tools_of(&cases[0]), ["strata", "overlayfs", "native", "strata-pull"]);
+    assert_eq!(tools_of(&cases[1]), ["strata", "overlayfs"]);
+    assert_eq!(tools_of(&cases[2]), ["strata-btrfs", "strata-copy", "strata-overlay", "overlayfs", "ctr-one-key"]);
+    for c in cases {
+        for m in c["measurements"].as_array().unwrap() {
+            assert_eq!(m["samples"].as_array().unwrap().len(), 1, "{}: {}", c["name"], m["tool"]);
+        }
+        assert!(!c["ratios"].as_array().unwrap().is_empty(), "{}: no ratio", c["name"]);
+    }
+    let facts = &cases[2]["facts"];
+    let written: u64 = facts["written_bytes"].as_str().unwrap().parse().unwrap();
+    for tool in ["strata-btrfs", "strata-copy", "strata-overlay", "overlayfs"] {
+        let usage: u64 = facts[format!("usage bytes ({tool})")].as_str().unwrap().parse().unwrap();
+        assert!(usage >= written, "{tool}: Usage says {usage} bytes, {written} were written");
+    }
+
+    let run_dir = format!("/tmp/strata-bcd-{pid}");
+    assert!(!Path::new(&run_dir).exists(), "{run_dir} left behind");
+    let mut stray = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&run_dir) {
+            stray.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    assert!(stray.is_empty(), "processes left: {stray:?}");
+    let ns = format!("strata-bench-{pid}");
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(!e.path().join(&ns).exists(), "cgroup {} left", e.path().join(&ns).display());
+    }
+    let mut left = leftovers(&scratch);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        left = leftovers(&scratch);
+    }
+    assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
+}

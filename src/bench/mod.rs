@@ -20,6 +20,7 @@
 //! | [`hash`] | `Hasher` over an in-memory buffer | `openssl speed sha256`, `sha256sum` of a tmpfs file |
 //! | [`build`] | `strata build`, cached rebuild and `--no-cache`, of a 10-step Dockerfile | `buildah bud --layers` |
 //! | [`pull`] | `strata pull` of a 5-layer gzip image from a loopback `docker-registry` | `skopeo copy docker://… oci:DIR` + `umoci unpack` |
+//! | [`containerd`] | `ctr images pull`, `ctr run --rm`, `ctr snapshots usage` through `strata snapshotter serve` (a proxy snapshotter) | containerd's overlayfs and native snapshotters; `strata pull` |
 //! | [`start`] | the whole `strata run --rm busybox true`; `ps -a -s` of 100 containers | `crun run`, `runc run` of a bare bundle, `podman run --rm`, `docker run --rm`; `du -s` of each container's tree |
 //!
 //! Datasets are built once and cached ([`dataset`]); every file tree a
@@ -37,6 +38,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod containerd;
 pub mod copy;
 pub mod copyup;
 pub mod dataset;
@@ -154,6 +156,8 @@ pub enum Bench {
     Start,
     Build,
     Pull,
+    /// Not in [`Bench::all`]: it needs containerd and takes minutes.
+    Containerd,
 }
 
 impl Bench {
@@ -191,6 +195,7 @@ impl Bench {
             Bench::Start => "start",
             Bench::Build => "build",
             Bench::Pull => "pull",
+            Bench::Containerd => "containerd",
         }
     }
 }
@@ -258,6 +263,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Start => start::run(opts),
             Bench::Build => build::run(opts),
             Bench::Pull => pull::run(opts),
+            Bench::Containerd => containerd::run(opts),
         };
         match result {
             Ok(suite) => report.suites.push(suite),

@@ -23,10 +23,10 @@ use crate::scratch::FsKind;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-const LAYERS: usize = 5;
+pub(super) const LAYERS: usize = 5;
 
 /// Bytes of file content per layer.
-fn layer_bytes(scale: Scale) -> u64 {
+pub(super) fn layer_bytes(scale: Scale) -> u64 {
     match scale {
         Scale::Full => 100 << 20,
         Scale::Quick => 10 << 20,
@@ -69,7 +69,7 @@ fn write_layer(blobs: &Path, n: usize, bytes: u64) -> Result<(Descriptor, DiffId
 
 /// Builds the benchmark image as an OCI layout at `dir`; returns the
 /// compressed size and the file count.
-fn build_layout(dir: &Path, scale: Scale) -> Result<(u64, usize), BenchError> {
+pub(super) fn build_layout(dir: &Path, scale: Scale) -> Result<(u64, usize), BenchError> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
     let mut config = ImageConfig::new(&Platform::new("linux", "amd64"));
@@ -97,7 +97,7 @@ fn build_layout(dir: &Path, scale: Scale) -> Result<(u64, usize), BenchError> {
 }
 
 /// A `docker-registry` process, killed on drop.
-struct RegistryProcess(Child);
+pub(super) struct RegistryProcess(Child);
 
 impl Drop for RegistryProcess {
     fn drop(&mut self) {
@@ -106,7 +106,9 @@ impl Drop for RegistryProcess {
     }
 }
 
-fn start_registry(dir: &Path) -> Result<(RegistryProcess, String), BenchError> {
+/// Starts `docker-registry` on a free loopback port with its storage and
+/// log under `dir`; the process guard and `host:port`.
+pub(super) fn start_registry(dir: &Path) -> Result<(RegistryProcess, String), BenchError> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(io_err("pick a port", dir))?

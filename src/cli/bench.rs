@@ -60,6 +60,15 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// containerd with strata as a proxy snapshotter vs its overlayfs and
+    /// native snapshotters: ctr images pull, ctr run --rm, snapshot usage.
+    Containerd {
+        #[command(flatten)]
+        common: Common,
+        /// The test matrix (seconds): a smoke check of the suite.
+        #[arg(long, hide = true)]
+        tiny: bool,
+    },
     /// Every benchmark with its default matrix (pull only when
     /// docker-registry and skopeo are installed).
     All {
@@ -231,6 +240,7 @@ fn probe(op: &str, path: &std::path::Path, warm: bool) -> Result<()> {
 
 pub fn bench(cmd: BenchCommand) -> Result<()> {
     let scale = |c: &Common| if c.quick { Scale::Quick } else { Scale::Full };
+    let mut tiny_scale = false;
     let (common, benches) = match cmd {
         BenchCommand::Unpack { common, fs, dataset, compression } => {
             let d = bench::unpack::Params::defaults(scale(&common));
@@ -256,6 +266,10 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Report { json, json2, output } => return report(json, json2, output),
         BenchCommand::CopyUpProbe { op, path, warm } => return probe(&op, &path, warm),
         BenchCommand::Pull { common } => (common, vec![Bench::Pull]),
+        BenchCommand::Containerd { common, tiny } => {
+            tiny_scale = tiny;
+            (common, vec![Bench::Containerd])
+        }
         BenchCommand::All { common } => {
             let (benches, left_out) = Bench::all_available(scale(&common));
             if let Some(why) = left_out {
@@ -267,7 +281,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
     if common.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let mut opts = Options::new(scale(&common));
+    let mut opts = Options::new(if tiny_scale { Scale::Tiny } else { scale(&common) });
     opts.runs = common.runs;
     opts.data_dir = common.data;
     opts.scratch_dir = common.scratch_dir;
