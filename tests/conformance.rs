@@ -149,3 +149,46 @@ fn overlay_runs_on_500_layers_and_refuses_the_501st() {
     m.unmount().unwrap();
     snap.view(&key("view"), Some(&top)).expect("a view on 500 layers");
 }
+
+/// The copy driver's usage of an active snapshot on XFS with reflinks is
+/// what it really holds: after a 1-byte append to an inherited 64 MiB file
+/// and a new 1 MiB file, a few blocks plus the new file (FIEMAP exclusive
+/// bytes), not the 65 MiB a walk counts; on ext4, where every byte was
+/// copied, the walk's answer is the real cost.
+#[test]
+fn copy_usage_counts_exclusive_bytes_where_extents_are_shared() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (loop devices)");
+        return;
+    }
+    const MIB: u64 = 1 << 20;
+    for kind in [FsKind::Xfs, FsKind::Ext4] {
+        let fs = ScratchFs::new(kind, SCRATCH_SIZE).expect("scratch filesystem");
+        let home = fs.path().join("home");
+        let snap = Snapshotter::new(&home, Box::new(Copy::new(&home).expect("copy driver"))).expect("snapshotter");
+        let key = |s: &str| strata::snapshot::SnapshotKey::new(s).unwrap();
+        let dir_of = |k: &str| match snap.write_target(&key(k)).unwrap() {
+            WriteTarget::Directory { dir, .. } => dir,
+            WriteTarget::Mounted(_) => panic!("copy writes a directory"),
+        };
+        snap.prepare(&key("a"), None).unwrap();
+        let big: Vec<u8> = (0..64 * MIB).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect();
+        std::fs::write(dir_of("a").join("big"), &big).unwrap();
+        snap.commit(&key("image"), &key("a")).unwrap();
+        assert!(snap.usage(&key("image")).unwrap().size >= 64 * MIB, "a committed layer counts its content");
+        snap.prepare(&key("c"), Some(&key("image"))).unwrap();
+        let c = dir_of("c");
+        use std::io::Write as _;
+        std::fs::OpenOptions::new().append(true).open(c.join("big")).unwrap().write_all(b"x").unwrap();
+        std::fs::write(c.join("new"), vec![7u8; 1 << 20]).unwrap();
+        let used = snap.usage(&key("c")).unwrap().size;
+        match kind {
+            FsKind::Xfs => assert!(
+                (MIB..MIB + 256 * 1024).contains(&used),
+                "XFS: the container holds the new 1 MiB and the appended block, not {used} bytes"
+            ),
+            _ => assert!(used >= 65 * MIB, "ext4: every byte was copied, {used} bytes"),
+        }
+        snap.remove(&key("c")).unwrap();
+    }
+}

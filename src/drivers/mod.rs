@@ -13,6 +13,7 @@
 pub mod btrfs;
 pub mod copy;
 pub mod dmthin;
+pub mod exclusive;
 pub mod overlay;
 
 use crate::root::Root;

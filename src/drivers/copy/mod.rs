@@ -18,9 +18,11 @@
 //! to a committed snapshot's tree after commit — children copy it, views
 //! bind it read-only — which is what keeps committed layers immutable.
 //!
-//! Usage is measured as `du` would ([`tree_usage`]): blocks a snapshot
-//! shares with its parent through reflinks are counted in both, so the
-//! reported sizes overstate real consumption on reflink filesystems.
+//! Usage: on a filesystem with reflinks, a snapshot's *exclusive* bytes —
+//! the extents `FIEMAP` does not mark shared ([`super::exclusive`]), so
+//! a container that appended one byte to a 64 MiB image file costs the
+//! block it wrote, not 64 MiB; elsewhere (every byte copied) `du`'s
+//! answer ([`tree_usage`]), which is then the real cost.
 
 #[cfg(test)]
 mod differential;
@@ -42,6 +44,8 @@ pub struct Copy {
     /// The driver's home; [`Copy::reflinks`] probes `FICLONE` here when
     /// asked (nothing is probed at open).
     home: PathBuf,
+    /// See [`Copy::shares_extents`].
+    shares: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for Copy {
@@ -56,12 +60,18 @@ impl Copy {
     pub fn new(home: &Path) -> Result<Copy, DriverError> {
         let snapshots = home.join("snapshots");
         std::fs::create_dir_all(&snapshots).map_err(|e| DriverError::io(&snapshots, e))?;
-        Ok(Copy { snapshots, home: home.to_owned() })
+        Ok(Copy { snapshots, home: home.to_owned(), shares: std::sync::OnceLock::new() })
     }
 
     /// Whether `FICLONE` worked between two files in the driver's home.
     pub fn reflinks(&self) -> bool {
         probe_reflink(&self.home).is_ok()
+    }
+
+    /// [`Copy::reflinks`], probed once per driver value: whether usage
+    /// asks `FIEMAP` for exclusive bytes.
+    fn shares_extents(&self) -> bool {
+        *self.shares.get_or_init(|| self.reflinks())
     }
 
     fn dir(&self, id: SnapshotId) -> PathBuf {
@@ -136,7 +146,9 @@ impl Driver for Copy {
 
     fn usage(&self, id: SnapshotId, _parents: &[SnapshotId]) -> Result<Usage, DriverError> {
         let fs = self.fs(id);
-        match tree_usage(&fs) {
+        let measured =
+            if self.shares_extents() { super::exclusive::exclusive_usage(&fs, None) } else { tree_usage(&fs) };
+        match measured {
             // A view of a parent holds nothing of its own.
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.dir(id).exists() => Ok(Usage::default()),
             other => other.map_err(|e| DriverError::io(fs, e)),

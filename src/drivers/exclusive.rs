@@ -1,6 +1,8 @@
-//! How much a btrfs snapshot holds on its own: the data extents no other
-//! subvolume references, found by comparing the snapshot with its parent
-//! and asking `FIEMAP` which extents are shared.
+//! How much a snapshot holds on its own on a filesystem with shared
+//! extents (btrfs, XFS with reflink): the data extents no other file
+//! references, found by asking `FIEMAP` which extents are shared — for a
+//! btrfs snapshot against its parent, for the copy driver's reflinked
+//! trees over the whole tree (its parent's files are other inodes).
 //!
 //! A child snapshot starts out sharing every extent with its parent. A
 //! write copies only the blocks written: after one byte is written into a
@@ -10,7 +12,8 @@
 //! its *unshared* extents — 4 KiB — not the file's apparent size as
 //! overlay reports it after a whole-file copy-up.
 //!
-//! The walk:
+//! The walk (btrfs; the same on XFS with no parent to compare, where every
+//! file is asked):
 //! * An entry whose parent-side twin (same relative path) has the same
 //!   inode number, type and ctime is unchanged: btrfs snapshots keep inode
 //!   numbers, any change to an inode moves its ctime, and btrfs never
