@@ -208,6 +208,17 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Says why a test is skipped. Under `STRATA_TEST_STRICT` (tools/test sets
+/// it) a skip is a failure instead: a test that cannot run never passes
+/// silently where everything it needs should be installed.
+///
+/// # Panics
+/// Under `STRATA_TEST_STRICT`.
+pub fn skip_test(why: &str) {
+    assert!(std::env::var_os("STRATA_TEST_STRICT").is_none(), "{why}, and STRATA_TEST_STRICT forbids skipping");
+    eprintln!("skipped: {why}");
+}
+
 /// Whether tests that need device-mapper can run here. Hosts without it
 /// skip them with a message naming `what` (tools/vmtest runs them in a
 /// VM), even under `STRATA_TEST_STRICT`; inside that VM (`STRATA_VMTEST`
@@ -253,12 +264,12 @@ mod tests {
     #[test]
     fn scratch_fs_leaves_nothing_behind() {
         if !is_root() {
-            eprintln!("skipped: needs root (loop devices and mounts)");
+            skip_test("needs root (loop devices and mounts)");
             return;
         }
         for kind in [FsKind::Ext4, FsKind::Xfs] {
             if !kind.mkfs_available() {
-                eprintln!("skipped {kind:?}: mkfs tool not installed");
+                skip_test(&format!("{kind:?}: mkfs tool not installed"));
                 continue;
             }
             let fs = ScratchFs::new(kind, 300 << 20).unwrap();
@@ -282,7 +293,7 @@ mod tests {
     #[test]
     fn scratch_fs_cleans_up_when_the_test_panics() {
         if !is_root() {
-            eprintln!("skipped: needs root (loop devices and mounts)");
+            skip_test("needs root (loop devices and mounts)");
             return;
         }
         let seen = std::sync::Mutex::new(None);

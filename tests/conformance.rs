@@ -5,11 +5,11 @@
 //! Tier: root. Each combination gets its own scratch filesystem on a loop
 //! device ([`ScratchFs`]), released on drop even when a check fails.
 //! Without root (or without the mkfs tool) a test prints why it was
-//! skipped instead of passing silently.
+//! skipped instead of passing silently (a failure under STRATA_TEST_STRICT).
 
 use std::path::Path;
 use strata::drivers::{btrfs::Btrfs, copy::Copy, overlay, overlay::Overlay};
-use strata::scratch::{FsKind, ScratchFs};
+use strata::scratch::{skip_test, FsKind, ScratchFs};
 use strata::snapshot::{testsuite, Driver, Snapshotter, WriteTarget};
 
 /// Backing file size: sparse, so only what the checks write is allocated.
@@ -17,11 +17,11 @@ const SCRATCH_SIZE: u64 = 2 << 30;
 
 fn run(driver: &str, kind: FsKind) {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root (loop devices, mounts, chown) for {driver} on {kind:?}");
+        skip_test(&format!("needs root (loop devices, mounts, chown) for {driver} on {kind:?}"));
         return;
     }
     if !kind.mkfs_available() {
-        eprintln!("skipped: {kind:?} needs its mkfs tool installed for {driver} on {kind:?}");
+        skip_test(&format!("{kind:?} needs its mkfs tool installed for {driver} on {kind:?}"));
         return;
     }
     let fs = ScratchFs::new(kind, SCRATCH_SIZE).expect("scratch filesystem");
@@ -107,7 +107,7 @@ fn overlay_runs_on_500_layers_and_refuses_the_501st() {
     use strata::mount::TempMount;
     use strata::snapshot::SnapshotKey;
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root (loop devices, mounts)");
+        skip_test("needs root (loop devices, mounts)");
         return;
     }
     let fs = ScratchFs::new(FsKind::Ext4, SCRATCH_SIZE).expect("scratch filesystem");
@@ -158,7 +158,7 @@ fn overlay_runs_on_500_layers_and_refuses_the_501st() {
 #[test]
 fn copy_usage_counts_exclusive_bytes_where_extents_are_shared() {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root (loop devices)");
+        skip_test("needs root (loop devices)");
         return;
     }
     const MIB: u64 = 1 << 20;

@@ -215,7 +215,9 @@ mod runc_interop {
     #[test]
     fn runc_sends_its_master_to_a_console_listener() {
         let (Ok(_), Ok(busybox)) = (which("runc"), which("busybox")) else {
-            eprintln!("SKIPPED: runc or a static busybox is not installed, so the reference runtime cannot be run");
+            crate::scratch::skip_test(
+                "runc or a static busybox is not installed, so the reference runtime cannot be run",
+            );
             return;
         };
         let dir = tempfile::tempdir().unwrap();

@@ -244,7 +244,7 @@ fn check_read_back(engine: &mut IoEngine, root: &Path, want: &BTreeMap<PathBuf, 
 #[test]
 fn uring_and_sync_engines_build_identical_trees() {
     if !crate::sys::process::geteuid().is_root() {
-        eprintln!("skipped: needs root (tmpfs, chown, trusted.* xattrs)");
+        crate::scratch::skip_test("needs root (tmpfs, chown, trusted.* xattrs)");
         return;
     }
     let Ok(mut uring) = IoEngine::with_kind(IoEngineKind::Uring) else {

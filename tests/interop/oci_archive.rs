@@ -18,7 +18,7 @@ fn have(tool: &str, test: &str) -> bool {
     match Command::new(tool).arg("--version").output() {
         Ok(o) if o.status.success() => true,
         _ => {
-            eprintln!("SKIP {test}: {tool} is not installed (tools/deps installs it)");
+            strata::scratch::skip_test(&format!("{test}: {tool} is not installed (tools/deps installs it)"));
             false
         }
     }
@@ -29,7 +29,7 @@ fn have(tool: &str, test: &str) -> bool {
 fn root(test: &str) -> bool {
     let root = rustix::process::geteuid().is_root();
     if !root {
-        eprintln!("SKIP {test}: needs root to unpack files with their owners");
+        strata::scratch::skip_test(&format!("{test}: needs root to unpack files with their owners"));
     }
     root
 }

@@ -307,7 +307,7 @@ fn every_strategy_copies_the_same_tree_without_reflinks() {
         let fs = ScratchFs::new(FsKind::Ext4, 256 << 20).unwrap();
         run(fs.path(), true, false);
     } else {
-        eprintln!("skipped: needs root and mkfs.ext4 for a scratch ext4");
+        crate::scratch::skip_test("needs root and mkfs.ext4 for a scratch ext4");
     }
 }
 

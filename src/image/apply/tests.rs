@@ -227,7 +227,10 @@ fn parallel_apply_matches_the_sequential_twin() {
                         assert_eq!(Some(n), got_tree.get(p), "seed {seed}, {workers} workers: {p}");
                     }
                 }
-                (Err(_), Err(_)) => {}
+                // Both refuse: for the same reason, naming the same entry.
+                (Err(w), Err(g)) => {
+                    assert_eq!(w.to_string(), g.to_string(), "seed {seed}, {workers} workers: refusals differ")
+                }
                 _ => panic!("seed {seed}, {workers} workers: sequential {want:?}, parallel {got:?}"),
             }
         }
