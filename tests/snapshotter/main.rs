@@ -1,15 +1,19 @@
 //! `strata snapshotter serve`, the containerd proxy snapshotter:
 //! containerd's own conformance suite through containerd's proxy client
-//! (`suite`), and the containerd semantics the suite does not check, on
-//! the store the service runs on (`store`).
+//! (`suite`), the containerd semantics the suite does not check, on the
+//! store the service runs on (`store`), images pulled and run through
+//! containerd's `ctr` (`ctr`), and the service killed under containerd
+//! (`faults`).
 //!
 //! Tier: root (loop filesystems, mounts). Without root or a tool a test
 //! says why it skipped; `STRATA_TEST_STRICT` makes that a failure.
 
 mod containerd;
+mod ctr;
 #[path = "../runtimes/daemon.rs"]
 #[allow(dead_code)]
 mod daemon;
+mod faults;
 #[path = "../registry/registry.rs"]
 #[allow(dead_code)]
 mod registry;
