@@ -1,7 +1,9 @@
 //! `strata snapshotter serve`, the containerd proxy snapshotter:
 //! containerd's own conformance suite through containerd's proxy client
-//! (`suite`), and the containerd semantics the suite does not check, on
-//! the store the service runs on (`store`); the systemd unit in
+//! (`suite`), the containerd semantics the suite does not check, on the
+//! store the service runs on (`store`), images pulled and run through
+//! containerd's `ctr` (`ctr`), the service killed under containerd
+//! (`faults`), the kubelet's CRI sequence (`cri`), and the systemd unit in
 //! `tools/systemd`, verified and its command run (`unit`).
 //!
 //! Tier: root (loop filesystems, mounts). Without root or a tool a test
@@ -10,9 +12,11 @@
 mod containerd;
 mod cri;
 mod cri_client;
+mod ctr;
 #[path = "../runtimes/daemon.rs"]
 #[allow(dead_code)]
 mod daemon;
+mod faults;
 #[path = "../registry/registry.rs"]
 #[allow(dead_code)]
 mod registry;
