@@ -30,6 +30,11 @@ impl Mount {
         Mount { kind: "bind".into(), source: source.display().to_string(), options }
     }
 
+    /// The value of `key=value` option `key`.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.iter().find_map(|o| o.strip_prefix(key)?.strip_prefix('='))
+    }
+
     /// Whether the mount is read-only.
     pub fn is_readonly(&self) -> bool {
         self.options.iter().any(|o| o == "ro")
@@ -143,6 +148,20 @@ impl Mount {
         }
         m
     }
+}
+
+/// `mounts` with overlay's `volatile` added to each overlay that has an
+/// upper dir (other mounts unchanged): no `fsync`/`syncfs` reaches the
+/// upper filesystem while mounted, and the kernel refuses to mount that
+/// upper again until its `work/incompat/volatile` marker is removed
+/// (`ops::container::volatile` says when that is safe).
+pub fn with_volatile(mut mounts: Vec<Mount>) -> Vec<Mount> {
+    for m in &mut mounts {
+        if m.kind == "overlay" && m.option("upperdir").is_some() && !m.options.iter().any(|o| o == "volatile") {
+            m.options.push("volatile".into());
+        }
+    }
+    mounts
 }
 
 /// A mount that is undone when dropped: for temporary host-side views

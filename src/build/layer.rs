@@ -190,6 +190,9 @@ pub fn run(engine: &Engine, spec: RunSpec<'_>, out: &mut dyn Write) -> Result<La
         env: spec.env.clone(),
         network: Some(spec.network.clone()),
         skip_image_volumes: true,
+        // Read back from the page cache and removed right after: its
+        // writes never need the disk (see ops::container::volatile).
+        volatile: Some(engine.snapshots.driver_name() == "overlay"),
         ..CreateOptions::default()
     };
     let id = lifecycle::create(engine, &opts).map_err(|e| BuildError::Invalid(e.to_string()))?;

@@ -98,6 +98,10 @@ pub struct CreateArgs {
     /// Automatically remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Storage driver options: overlay.volatile=true|false (default: true
+    /// with --rm; a volatile layer skips fsync and is reset after a host crash).
+    #[arg(long = "storage-opt")]
+    storage_opt: Vec<String>,
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     init: bool,
@@ -170,6 +174,7 @@ fn options(a: &CreateArgs) -> Result<CreateOptions> {
         },
         log,
         auto_remove: a.rm,
+        volatile: crate::ops::container::volatile::parse_storage_opts(&a.storage_opt)?,
         init: a.init,
         skip_image_volumes: false,
     })
@@ -574,6 +579,15 @@ pub fn cp(engine: &Engine, a: CpArgs) -> Result<()> {
     };
     let opts = crate::ops::container::fs::CopyOptions { archive: a.archive, follow_link: a.follow_link };
     let report = match (split(&a.src), split(&a.dest)) {
+        (Some((c, p)), None) if a.dest == "-" => {
+            let id = resolve(engine, &c)?;
+            let stdout = std::io::stdout().lock();
+            crate::ops::container::fs::copy_out_tar(engine, &id, &p, opts, stdout)?;
+            return Ok(());
+        }
+        (None, Some(_)) if a.src == "-" => {
+            bail!("copying a tar stream from standard input (cp - CONTAINER:PATH) is not supported yet; copy a path")
+        }
         (Some((c, p)), None) => {
             let id = resolve(engine, &c)?;
             crate::ops::container::fs::copy_out(engine, &id, &p, std::path::Path::new(&a.dest), opts)?

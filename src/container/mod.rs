@@ -192,6 +192,11 @@ pub struct Config {
     pub security: Security,
     pub log: LogConfig,
     pub auto_remove: bool,
+    /// The writable layer is mounted with overlay's `volatile` (no fsync
+    /// reaches the disk; see `ops::container::volatile`). Absent in
+    /// containers made before the option existed: not volatile.
+    #[serde(default)]
+    pub volatile: bool,
     /// Run strata's init as PID 1 (reaps zombies, forwards signals).
     pub init: bool,
     pub stop_signal: String,

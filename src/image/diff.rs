@@ -141,17 +141,7 @@ fn write_with<W: Write>(
         DiffSource::OverlayUpper(upper) => (open(upper)?, None, true),
         DiffSource::Trees { lower, upper } => (open(upper)?, lower.as_deref().map(open).transpose()?, false),
     };
-    let mut w = Writer {
-        out: HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, out)),
-        overlay,
-        links: HashMap::new(),
-        pending: Vec::new(),
-        written: 0,
-        content: 0,
-        buf: vec![0; BUF_SIZE],
-        root_dev: None,
-        placeholders: placeholders.iter().map(|p| p.as_bytes().to_vec()).collect(),
-    };
+    let mut w = Writer::new(out, overlay, placeholders);
     if one_file_system {
         w.root_dev = Some(sysfs::fstat(upper.as_fd()).map_err(at(b"", "stat"))?.dev);
     }
@@ -162,10 +152,39 @@ fn write_with<W: Write>(
         }
     }
     w.walk(upper.as_fd(), lower.as_ref().map(|l| l.as_fd()), &[])?;
-    w.out.write_all(&[0; 2 * BLOCK]).map_err(DiffError::Write)?;
-    let (buffered, digest, size) = w.out.finish();
-    buffered.into_inner().map_err(|e| DiffError::Write(e.into_error()))?.flush().map_err(DiffError::Write)?;
-    Ok(DiffOutcome { diff_id: DiffId(digest), size, content_size: w.content })
+    w.finish()
+}
+
+/// A tar of entry `name` of directory `parent` under its own name — a
+/// directory with everything below it, on the same filesystem — as
+/// `docker cp CONTAINER:SRC -` streams it. Nothing is followed: the entry
+/// and everything below are opened relative to `parent`'s descriptor
+/// without following symlinks, so a tree a container controls cannot
+/// point the walk elsewhere. Sockets are left out, as in layers.
+pub fn write_entry<W: Write>(parent: BorrowedFd<'_>, name: &[u8], out: W) -> Result<DiffOutcome, DiffError> {
+    let mut w = Writer::new(out, false, &[]);
+    w.root_dev = Some(sysfs::fstat(parent).map_err(at(b"", "stat"))?.dev);
+    let meta = sysfs::lstat_at(parent, name).map_err(at(name, "stat"))?;
+    let xattrs = content_xattrs(sysfs::lxattrs_at(parent, name).map_err(at(name, "list xattrs"))?);
+    if meta.kind == Kind::Dir {
+        let sub = sysfs::open_dir_at(parent, name).map_err(at(name, "open directory"))?;
+        let path = [name, b"/"].concat();
+        w.pending.push(Ancestor { path: path.clone(), meta, xattrs });
+        w.flush_pending()?;
+        w.walk(sub.as_fd(), None, &path)?;
+    } else if meta.kind != Kind::Socket {
+        w.non_dir(parent, name, name, &meta, &xattrs)?;
+    }
+    w.finish()
+}
+
+/// A tar of what directory `dir` holds, named relative to it (`docker cp
+/// CONTAINER:SRC/. -`), walked as [`write_entry`] walks.
+pub fn write_contents<W: Write>(dir: BorrowedFd<'_>, out: W) -> Result<DiffOutcome, DiffError> {
+    let mut w = Writer::new(out, false, &[]);
+    w.root_dev = Some(sysfs::fstat(dir).map_err(at(b"", "stat"))?.dev);
+    w.walk(dir, None, &[])?;
+    w.finish()
 }
 
 fn is_opaque(xattrs: &[(Vec<u8>, Vec<u8>)]) -> bool {
@@ -214,6 +233,29 @@ struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
+    fn new(out: W, overlay: bool, placeholders: &[&str]) -> Writer<W> {
+        Writer {
+            out: HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, out)),
+            overlay,
+            links: HashMap::new(),
+            pending: Vec::new(),
+            written: 0,
+            content: 0,
+            buf: vec![0; BUF_SIZE],
+            root_dev: None,
+            placeholders: placeholders.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    /// The end-of-archive blocks; flushes and says what was written.
+    fn finish(mut self) -> Result<DiffOutcome, DiffError> {
+        self.out.write_all(&[0; 2 * BLOCK]).map_err(DiffError::Write)?;
+        let content_size = self.content;
+        let (buffered, digest, size) = self.out.finish();
+        buffered.into_inner().map_err(|e| DiffError::Write(e.into_error()))?.flush().map_err(DiffError::Write)?;
+        Ok(DiffOutcome { diff_id: DiffId(digest), size, content_size })
+    }
+
     /// Writes the changes under the directory `upper` (at `prefix`, empty
     /// or ending in `/`), compared with `lower` if given.
     fn walk(&mut self, upper: BorrowedFd<'_>, lower: Option<BorrowedFd<'_>>, prefix: &[u8]) -> Result<(), DiffError> {

@@ -63,3 +63,63 @@ fn fs_tools(kind: FsKind, driver: &'static str) {
     assert!(!names.iter().any(|n| n == "etc/group"), "deleted file not exported");
     assert!(!names.iter().any(|n| n == "etc/hosts"), "runtime placeholder not exported");
 }
+
+/// `cp CONTAINER:SRC -` streams a tar to standard output, as Docker does:
+/// a directory under its own name, `SRC/.` as its contents, a file alone,
+/// symlinks as links (never followed); nothing is written on the host.
+#[test]
+fn cp_to_dash_streams_a_tar() {
+    let Some(h) = super::Host::new(FsKind::Ext4, "overlay") else { return };
+    h.env.ok(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo a > /data/a && echo b > /data/sub/b && ln -s /etc/passwd /data/link",
+    ]);
+    let cwd = tempfile::tempdir().unwrap();
+    let stream = |src: &str| -> Vec<(String, tar::EntryType, String)> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--root")
+            .arg(&h.env.root)
+            .args(["cp", src, "-"])
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cp {src} -: {}", String::from_utf8_lossy(&out.stderr));
+        let mut a = tar::Archive::new(&out.stdout[..]);
+        let mut v = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut text = String::new();
+            if e.header().entry_type() == tar::EntryType::Symlink {
+                text = e.link_name().unwrap().unwrap().display().to_string();
+            } else {
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+            }
+            v.push((e.path().unwrap().display().to_string(), e.header().entry_type(), text));
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let s = |x: &str| x.to_owned();
+    assert_eq!(
+        stream("src:/data"),
+        vec![
+            (s("data/"), Directory, s("")),
+            (s("data/a"), Regular, s("a\n")),
+            (s("data/link"), Symlink, s("/etc/passwd")),
+            (s("data/sub/"), Directory, s("")),
+            (s("data/sub/b"), Regular, s("b\n")),
+        ]
+    );
+    assert_eq!(stream("src:/data/sub/b"), vec![(s("b"), Regular, s("b\n"))]);
+    assert_eq!(stream("src:/data/link"), vec![(s("link"), Symlink, s("/etc/passwd"))], "the link is not followed");
+    let contents: Vec<String> = stream("src:/data/.").into_iter().map(|e| e.0).collect();
+    assert_eq!(contents, ["a", "link", "sub/", "sub/b"]);
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "cp to - wrote into the working directory: {left:?}");
+}

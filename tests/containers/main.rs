@@ -13,6 +13,7 @@ mod inside;
 mod lifecycle;
 mod liveness;
 mod seed;
+mod volatile;
 
 use common::{busybox_rootfs, require_root, Env};
 use strata::scratch::FsKind;

@@ -214,6 +214,12 @@ disabled_plugins = [{disabled}]
         run(&mut self.ctr(args))
     }
 
+    /// `program` run in containerd's mount namespace (its private `/run`,
+    /// where CRI binds network namespaces).
+    pub fn enter(&self, program: impl AsRef<OsStr>) -> Command {
+        self._daemon.enter(program)
+    }
+
     /// containerd's own log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()

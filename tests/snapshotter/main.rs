@@ -8,6 +8,8 @@
 //! says why it skipped; `STRATA_TEST_STRICT` makes that a failure.
 
 mod containerd;
+mod cri;
+mod cri_client;
 #[path = "../runtimes/daemon.rs"]
 #[allow(dead_code)]
 mod daemon;

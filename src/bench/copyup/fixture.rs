@@ -38,6 +38,8 @@ pub struct Bed {
     snap: Snapshotter,
     mnt: PathBuf,
     next: Cell<u64>,
+    /// Containers mount with overlay's `volatile` ([`super::VOLATILE`]).
+    volatile: bool,
     // Last: dropped after the snapshotter is done with it.
     fs: ScratchFs,
 }
@@ -70,7 +72,9 @@ impl Bed {
     pub fn open(opts: &crate::bench::Options, setup: &Setup, fs_bytes: u64) -> Result<Bed, Unavailable> {
         let fs = crate::bench::scratch(opts, setup.fs, fs_bytes).map_err(|e| Unavailable::Here(e.to_string()))?;
         let root = crate::root::Root::open(fs.path().join("root")).map_err(|e| Unavailable::Here(e.to_string()))?;
-        let options: Vec<String> = setup.options.iter().map(|s| (*s).to_owned()).collect();
+        let volatile = setup.options.contains(&super::VOLATILE);
+        let options: Vec<String> =
+            setup.options.iter().filter(|o| **o != super::VOLATILE).map(|s| (*s).to_owned()).collect();
         let snap = match crate::drivers::open_with_options(&root, setup.driver, &options) {
             Ok(s) => s,
             Err(crate::drivers::DriverSelectError::Unknown(_)) => return Err(Unavailable::NotInBuild),
@@ -78,7 +82,7 @@ impl Bed {
         };
         let mnt = fs.path().join("mnt");
         std::fs::create_dir_all(&mnt).map_err(|e| Unavailable::Here(e.to_string()))?;
-        Ok(Bed { snap, mnt, next: Cell::new(0), fs })
+        Ok(Bed { snap, mnt, next: Cell::new(0), fs, volatile })
     }
 
     pub fn fs_path(&self) -> &Path {
@@ -117,7 +121,10 @@ impl Bed {
     /// A new container (active snapshot, mounted) on image `top`.
     pub fn container(&self, top: &str) -> Result<Container<'_>, BenchError> {
         let k = key(&self.fresh("c"));
-        let mounts = self.snap.prepare(&k, Some(&key(top))).map_err(snap_err)?;
+        let mut mounts = self.snap.prepare(&k, Some(&key(top))).map_err(snap_err)?;
+        if self.volatile {
+            mounts = crate::mount::with_volatile(mounts);
+        }
         let mut c = Container { bed: self, key: Some(k.clone()), mount: None, dir: self.mnt.join(k.as_str()) };
         std::fs::create_dir(&c.dir).map_err(io("mkdir", &c.dir))?;
         c.mount = Some(TempMount::new(&mounts, &c.dir).map_err(io("mount container", &c.dir))?);

@@ -82,6 +82,9 @@ impl Setup {
     }
 }
 
+/// The setup option that mounts containers with overlay's `volatile`.
+pub const VOLATILE: &str = "volatile";
+
 /// Every setup the suite knows. A setup whose driver cannot run here
 /// (dm-thin on a kernel without device-mapper) is listed as unavailable in
 /// the report, with the driver's reason.
@@ -92,6 +95,14 @@ pub const SETUPS: &[Setup] = &[
     Setup::new("copy", FsKind::Xfs),
     Setup::new("copy", FsKind::Ext4),
     Setup { options: &["metacopy=on"], only: &[Op::Chmod, Op::Chown], ..Setup::new("overlay", FsKind::Ext4) },
+    // What podman does for ephemeral containers and strata for `--rm`
+    // ones: the container's overlay mounted `volatile` (copy_up skips its
+    // fsync). A mount option, not a driver option (see fixture.rs).
+    Setup {
+        options: &[VOLATILE],
+        only: &[Op::Write, Op::Append, Op::Truncate, Op::Chmod, Op::Chown, Op::Rename, Op::Link],
+        ..Setup::new("overlay", FsKind::Ext4)
+    },
     Setup::new("btrfs", FsKind::Btrfs),
     Setup::new("dmthin", FsKind::Ext4),
 ];

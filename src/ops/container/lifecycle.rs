@@ -61,6 +61,9 @@ pub struct CreateOptions {
     pub security: super::security::SecurityRequest,
     pub log: LogConfig,
     pub auto_remove: bool,
+    /// `--storage-opt overlay.volatile=…` (`None`: volatile when
+    /// `auto_remove`); see [`super::volatile`].
+    pub volatile: Option<bool>,
     pub init: bool,
     /// Leave out the image's `VOLUME`s (a build's `RUN` containers: their
     /// writes there are simply discarded, as Docker's builder does).
@@ -178,6 +181,13 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
     if network != "none" && network != "host" {
         return Err(OpsError::Invalid(format!("network {network} not found (strata offers none and host)")));
     }
+    if o.volatile == Some(true) && engine.snapshots.driver_name() != "overlay" {
+        return Err(OpsError::Invalid(format!(
+            "--storage-opt {}=true needs the overlay storage driver (this root uses {})",
+            super::volatile::STORAGE_OPT,
+            engine.snapshots.driver_name()
+        )));
+    }
     let security = super::security::resolve(&o.security)?;
     let name = o.name.as_deref().map(validate::container_name).transpose()?;
     if let Some(h) = &o.hostname {
@@ -220,6 +230,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<ContainerId, OpsErro
         security,
         log: o.log.clone(),
         auto_remove: o.auto_remove,
+        volatile: o.volatile.unwrap_or(o.auto_remove),
         init: o.init,
         stop_signal: ic.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         driver: engine.snapshots.driver_name().to_owned(),

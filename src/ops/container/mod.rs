@@ -13,3 +13,4 @@ pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod supervise;
+pub mod volatile;

@@ -21,6 +21,7 @@
 //! (`ContainerStore::get`).
 
 use super::spec::Bind;
+use super::volatile;
 use crate::container::log::JsonLog;
 use crate::container::records::ContainerStore;
 use crate::container::{Config, ContainerId, MountKind, State, Status};
@@ -156,8 +157,11 @@ pub fn start_detached(engine: &Engine, id: &ContainerId) -> Result<(), StartErro
     std::fs::File::from(r)
         .read_to_string(&mut msg)
         .map_err(|e| StartError::caused(format!("read supervisor: {e}"), e))?;
+    if let Some(rest) = msg.strip_prefix("ok") {
+        rest.lines().filter(|l| !l.is_empty()).for_each(|w| eprintln!("WARNING: {w}"));
+        return Ok(());
+    }
     match msg.split_once('\t') {
-        None if msg == "ok" => Ok(()),
         Some((code, m)) => Err(StartError::new(code.parse().unwrap_or(125), m)),
         None => Err(StartError::new(125, "the supervisor exited before starting the container")),
     }
@@ -192,7 +196,15 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
         .ok_or_else(|| StartError::new(125, format!("container {} is already running", id.short())))?;
     clear_previous_run(engine, id)?;
     let key = SnapshotKey::new(id.as_str()).expect("container IDs are valid keys");
-    let mounts = engine.snapshots.mounts(&key).map_err(StartError::from_error)?;
+    let mut warning = None;
+    if config.volatile {
+        warning = volatile::settle(engine, &config, volatile::Use::Mount).map_err(StartError::from_error)?;
+        volatile::record_boot(engine, &config).map_err(StartError::from_error)?;
+    }
+    let mut mounts = engine.snapshots.mounts(&key).map_err(StartError::from_error)?;
+    if config.volatile {
+        mounts = volatile::with_volatile(mounts);
+    }
     let binds = binds(engine, &config)?;
     let mut io = stdio(&config).map_err(|e| StartError::caused(format!("stdio: {e}"), e))?;
     // Block the forwarded signals before any thread exists, so the
@@ -267,7 +279,12 @@ fn run(engine: &Engine, id: &ContainerId, mode: Mode, say: &mut dyn FnMut(String
         ..State::created()
     };
     store.set_state(id, &running).map_err(StartError::from_error)?;
-    say("ok".into());
+    // A warning rides on the report (detached) or goes to our stderr.
+    match (&warning, mode) {
+        (Some(w), Mode::Attached) => eprintln!("WARNING: {w}"),
+        (Some(w), _) => say(format!("ok\n{w}")),
+        (None, _) => say("ok".into()),
+    }
 
     let log = JsonLog::open(&store.log_path(id), config.log.max_size, config.log.max_file)
         .map_err(|e| StartError::caused(format!("log: {e}"), e))?;

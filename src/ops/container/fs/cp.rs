@@ -243,6 +243,44 @@ pub fn copy_out(
     Ok(run(policy, &source, &sp, target, src, &shown)?)
 }
 
+/// `docker cp CONTAINER:SRC_PATH -`: a tar of SRC_PATH on `out` (a
+/// directory under its own name with its subtree, `SRC/.` as its
+/// contents), read from the container's root without following any
+/// symlink the container planted (`-L` follows SRC_PATH itself, inside the
+/// root). Owners, modes, xattrs and set-id bits are kept, as Docker's
+/// archive keeps them: nothing is created on the host. `-L` is refused
+/// here (a stream names the entry by SRC_PATH; follow the link yourself).
+pub fn copy_out_tar(
+    engine: &Engine,
+    id: &ContainerId,
+    src: &str,
+    opts: CopyOptions,
+    out: impl std::io::Write,
+) -> Result<(), FsError> {
+    if opts.follow_link {
+        return Err(FsError::Invalid("cp -L to - (a tar stream) is not supported: name the link's target".into()));
+    }
+    let view = RootView::open(engine, id)?;
+    let root = view.open_root()?;
+    let sp = split_src(src.as_bytes())?;
+    let open_dir = |rel: &[u8]| sysfs::open_dir_in_root(root.as_fd(), rel).map_err(entry(src, "open"));
+    match &sp.leaf {
+        _ if sp.contents || sp.leaf.is_none() => {
+            let dir = open_dir(&in_root(if sp.leaf.is_none() { b"." } else { src.as_bytes() }))?;
+            crate::image::diff::write_contents(dir.as_fd(), out)?;
+        }
+        Some(leaf) => {
+            let (parent, name) = (open_dir(&in_root(&sp.parent))?, leaf.clone());
+            if sp.dir && sysfs::lstat_at(parent.as_fd(), &name).map_err(entry(src, "stat"))?.kind != Kind::Dir {
+                return Err(CpError::NotDir { path: src.to_owned() }.into());
+            }
+            crate::image::diff::write_entry(parent.as_fd(), &name, out)?;
+        }
+        None => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
 /// `SRC_PATH` in the container, resolved inside `root`.
 fn container_source(root: BorrowedFd<'_>, shown: &str, sp: &SrcPath, follow: bool) -> Result<Source, CpError> {
     let rel = in_root(shown.as_bytes());

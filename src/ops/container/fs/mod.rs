@@ -17,7 +17,7 @@
 mod cp;
 mod tree;
 
-pub use cp::{copy_in, copy_out, CopyOptions, CopyReport, CpError};
+pub use cp::{copy_in, copy_out, copy_out_tar, CopyOptions, CopyReport, CpError};
 pub use tree::Skipped;
 
 use crate::container::records::{ContainerError, ContainerStore};
@@ -28,6 +28,7 @@ use crate::engine::Engine;
 use crate::image::apply::ApplyError;
 use crate::image::diff::{write_layer, write_layer_without, write_tree_without, DiffError};
 use crate::mount::TempMount;
+use crate::ops::container::volatile::{self, Use};
 use crate::ops::image::import::ImportError;
 use crate::root::RootError;
 use crate::snapshot::{SnapshotError, SnapshotKey};
@@ -79,10 +80,11 @@ impl RootView {
     /// Opens the container's root: live through `/proc/<pid>/root` when it
     /// runs, else by mounting its writable layer.
     pub fn open(engine: &Engine, id: &ContainerId) -> Result<RootView, FsError> {
-        let (_, state) = ContainerStore::new(&engine.root).get(id)?;
+        let (config, state) = ContainerStore::new(&engine.root).get(id)?;
         if let (Status::Running, Some(pid)) = (state.status, state.pid) {
             return Ok(RootView { path: PathBuf::from(format!("/proc/{pid}/root")), _mount: None });
         }
+        settle(engine, &config, Use::Mount)?;
         let key = SnapshotKey::new(id.as_str()).expect("valid key");
         let mounts = engine.snapshots.mounts(&key)?;
         let staging = engine.root.staging_dir("rootview")?;
@@ -109,6 +111,29 @@ pub struct Change {
     pub kind: char,
 }
 
+/// A volatile layer made safe to use (see [`crate::ops::container::volatile`]);
+/// a layer reset after a host restart is said on stderr, as Docker's
+/// warnings are.
+fn settle(engine: &Engine, config: &crate::container::Config, use_: Use) -> Result<(), FsError> {
+    if config.volatile {
+        let warning = volatile::settle(engine, config, use_).map_err(|e| FsError::Invalid(e.to_string()))?;
+        if let Some(w) = warning {
+            eprintln!("WARNING: {w}");
+        }
+    }
+    Ok(())
+}
+
+/// [`settle`] for reading a stopped container's upper dir in place (a
+/// running one is read live).
+fn settle_stopped(engine: &Engine, id: &ContainerId) -> Result<(), FsError> {
+    let (config, state) = ContainerStore::new(&engine.root).get(id)?;
+    if state.status == Status::Running {
+        return Ok(());
+    }
+    settle(engine, &config, Use::Read)
+}
+
 /// Streams a tar written by `write` on another thread into `read`.
 fn piped<T: Send + 'static>(
     write: impl FnOnce(std::fs::File) -> Result<T, FsError> + Send + 'static,
@@ -124,6 +149,7 @@ fn piped<T: Send + 'static>(
 
 /// The container's changes against its image, as `docker diff` lists them.
 pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
+    settle_stopped(engine, id)?;
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
     let info = engine.snapshots.stat(&key)?;
     // The image's tree, to tell added from changed.
@@ -248,6 +274,7 @@ pub fn commit(
     changes: Vec<crate::image::changes::Change>,
 ) -> Result<crate::digest::ImageId, FsError> {
     let (config, _) = ContainerStore::new(&engine.root).get(id)?;
+    settle_stopped(engine, id)?;
     let base: crate::digest::ImageId = config.image.parse()?;
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
     // The diff goes to the content store once; the layer is registered
