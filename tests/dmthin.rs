@@ -8,6 +8,8 @@
 //! (saying so) even under STRATA_TEST_STRICT; `tools/vmtest` runs them in a
 //! VM with STRATA_VMTEST=1, where a skip is a failure.
 
+#[path = "dmthin/commit_mounted.rs"]
+mod commit_mounted;
 #[path = "images/common.rs"]
 #[allow(dead_code)]
 mod common;

@@ -32,6 +32,8 @@ pub const DM_LIST_DEVICES: libc::Ioctl = iowr(2);
 pub const DM_DEV_CREATE: libc::Ioctl = iowr(3);
 /// `#define DM_DEV_REMOVE _IOWR(DM_IOCTL, DM_DEV_REMOVE_CMD, struct dm_ioctl)` (cmd 4)
 pub const DM_DEV_REMOVE: libc::Ioctl = iowr(4);
+/// `#define DM_DEV_RENAME _IOWR(DM_IOCTL, DM_DEV_RENAME_CMD, struct dm_ioctl)` (cmd 5)
+pub const DM_DEV_RENAME: libc::Ioctl = iowr(5);
 /// `#define DM_DEV_SUSPEND _IOWR(DM_IOCTL, DM_DEV_SUSPEND_CMD, struct dm_ioctl)` (cmd 6)
 pub const DM_DEV_SUSPEND: libc::Ioctl = iowr(6);
 /// `#define DM_DEV_STATUS _IOWR(DM_IOCTL, DM_DEV_STATUS_CMD, struct dm_ioctl)` (cmd 7)
@@ -55,6 +57,26 @@ pub const DM_STATUS_TABLE_FLAG: u32 = 1 << 4;
 pub const DM_BUFFER_FULL_FLAG: u32 = 1 << 8;
 /// `#define DM_DATA_OUT_FLAG (1 << 16)`
 pub const DM_DATA_OUT_FLAG: u32 = 1 << 16;
+/// `#define DM_DEFERRED_REMOVE (1 << 17)`: on `DM_DEV_REMOVE`, remove when
+/// the last opener closes; on output, a removal is pending
+pub const DM_DEFERRED_REMOVE: u32 = 1 << 17;
+
+/// Flags of `DM_DEV_REMOVE` ([`Control::dev_remove_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RemoveFlags(u32);
+
+impl RemoveFlags {
+    /// Remove now; `EBUSY` while the device is open.
+    pub const NOW: RemoveFlags = RemoveFlags(0);
+    /// `DM_DEFERRED_REMOVE`: an open device is removed when its last
+    /// opener closes it (the call succeeds at once; the device keeps its
+    /// name until then); a closed one is removed now.
+    pub const DEFERRED: RemoveFlags = RemoveFlags(DM_DEFERRED_REMOVE);
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
 
 /// `#define DM_NAME_LEN 128`
 pub const DM_NAME_LEN: usize = 128;
@@ -139,6 +161,8 @@ pub struct DevInfo {
     pub suspended: bool,
     pub readonly: bool,
     pub has_table: bool,
+    /// A deferred removal is pending (`DM_DEFERRED_REMOVE` in the answer).
+    pub deferred_remove: bool,
 }
 
 /// An open `/dev/mapper/control`.
@@ -281,7 +305,23 @@ impl Control {
 
     /// `DM_DEV_REMOVE`: removes device `name` (`EBUSY` while it is open).
     pub fn dev_remove(&self, name: &str) -> io::Result<()> {
-        self.call(DM_DEV_REMOVE, header(Some(name), 0, HEADER_SIZE)?, &[]).map(|_| ())
+        self.dev_remove_with(name, RemoveFlags::NOW)
+    }
+
+    /// `DM_DEV_REMOVE` with `flags`: with [`RemoveFlags::DEFERRED`], an open
+    /// device goes away when its last opener closes it.
+    pub fn dev_remove_with(&self, name: &str, flags: RemoveFlags) -> io::Result<()> {
+        self.call(DM_DEV_REMOVE, header(Some(name), flags.bits(), HEADER_SIZE)?, &[]).map(|_| ())
+    }
+
+    /// `DM_DEV_RENAME`: device `name` is called `new_name` from now on
+    /// (open or not; its device number and mounts stay). `EBUSY` when
+    /// `new_name` is taken.
+    pub fn dev_rename(&self, name: &str, new_name: &str) -> io::Result<()> {
+        let mut payload = [0u8; DM_NAME_LEN];
+        copy_name(&mut payload, new_name)?;
+        let len = new_name.len() + 1;
+        self.call(DM_DEV_RENAME, header(Some(name), 0, HEADER_SIZE)?, &payload[..len]).map(|_| ())
     }
 
     /// `DM_DEV_SUSPEND` with `DM_SUSPEND_FLAG`: suspends `name` (I/O is
@@ -416,6 +456,7 @@ fn info(h: &DmIoctl) -> DevInfo {
         suspended: h.flags & DM_SUSPEND_FLAG != 0,
         readonly: h.flags & DM_READONLY_FLAG != 0,
         has_table: h.flags & DM_ACTIVE_PRESENT_FLAG != 0,
+        deferred_remove: h.flags & DM_DEFERRED_REMOVE != 0,
     }
 }
 
@@ -434,6 +475,7 @@ mod tests {
         assert_eq!(DM_VERSION, 0xc138_fd00);
         assert_eq!(DM_TARGET_MSG, 0xc138_fd0e);
         assert_eq!(DM_TABLE_STATUS, 0xc138_fd0c);
+        assert_eq!(DM_DEV_RENAME, 0xc138_fd05);
     }
 
     #[test]

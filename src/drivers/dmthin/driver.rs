@@ -16,6 +16,7 @@ impl Dmthin {
         let _lock = self.lock()?;
         let mut st = self.load()?;
         self.check_pool()?;
+        self.reap_retired(&mut st)?;
         // Debris of a crash before the snapshot metadata recorded this ID.
         self.destroy(&mut st, id)?;
         let origin = Self::device(&st, parents.first().copied())?.thin;
@@ -45,23 +46,6 @@ impl Dmthin {
             return Err(e);
         }
         Ok(())
-    }
-
-    fn commit_snapshot(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<Usage, DmthinError> {
-        let _lock = self.lock()?;
-        let mut st = self.load()?;
-        let dev = Self::device(&st, Some(id))?;
-        self.unmount_kept(id)?;
-        let name = self.name(id);
-        self.activate(&name, dev.thin, false)?;
-        let mapped = self.mapped(&name)?;
-        // A pool that ran out of space failed some of the layer's writes.
-        self.check_pool()?;
-        super::pool::deactivate(&self.ctl, &name).map_err(dm("remove", &name))?;
-        st.devices.insert(id.0, Device { thin: dev.thin, mapped: Some(mapped.0) });
-        let parent = Self::parent_mapped(&st, parents)?;
-        self.save(&st)?;
-        Ok(Usage { size: State::exclusive_bytes(mapped, parent), inodes: 0 })
     }
 
     fn measure(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<Usage, DmthinError> {
@@ -184,6 +168,7 @@ impl Driver for Dmthin {
     fn remove(&self, id: SnapshotId) -> Result<(), DriverError> {
         let _lock = self.lock()?;
         let mut st = self.load()?;
+        self.reap_retired(&mut st)?;
         Ok(self.destroy(&mut st, id)?)
     }
 

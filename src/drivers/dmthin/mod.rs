@@ -20,7 +20,8 @@
 //! reads them. Mounts are returned as data (`/dev/mapper/<name>`, fs type).
 //! Usage is the thin target's mapped sectors minus the parent's, recorded
 //! when the parent was committed — what the kernel knows, no file walk.
-//! Crash safety: see [`state`].
+//! A snapshot committed while mounted: see [`commit`]. Crash safety: see
+//! [`state`].
 
 pub mod pool;
 mod state;
@@ -110,6 +111,7 @@ impl Dmthin {
         d.ensure_pool()?;
         let mut st = d.load()?;
         d.repair(&mut st)?;
+        d.reap_retired(&mut st)?;
         d.ensure_base(&mut st)?;
         Ok(d)
     }
@@ -343,7 +345,8 @@ impl Dmthin {
     /// device outlives strata's records.
     pub fn pool_thin_ids(&self) -> Result<Vec<(ThinId, Option<SnapshotId>)>, DriverError> {
         let _lock = self.lock()?;
-        let st = self.load()?;
+        let mut st = self.load()?;
+        self.reap_retired(&mut st)?;
         let pool = self.pool_info()?;
         let probe = format!("{}-probe", self.prefix);
         let mut out = Vec::new();
@@ -370,6 +373,7 @@ fn device_prefix(canonical_home: &Path) -> String {
     format!("strata-{}", &hex::encode(hash)[..12])
 }
 
+mod commit;
 mod driver;
 mod exclusive;
 mod kept;

@@ -369,6 +369,12 @@ pub fn deactivate(ctl: &Control, name: &str) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
+    remove_node(name)
+}
+
+/// Removes `/dev/mapper/<name>` (strata makes these nodes itself; no udev
+/// is assumed), if there.
+pub fn remove_node(name: &str) -> io::Result<()> {
     std::fs::remove_file(PathBuf::from("/dev/mapper").join(name)).or_else(ignore_not_found)
 }
 

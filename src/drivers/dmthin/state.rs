@@ -52,12 +52,25 @@ pub struct State {
     pub base: Option<Device>,
     /// Thin devices by snapshot ID.
     pub devices: BTreeMap<u64, Device>,
+    /// Thin devices of snapshots committed while mounted: the commit took
+    /// a snapshot of the live device, and the old device, still mounted
+    /// (its dm device renamed with [`State::retired_name`] and removed
+    /// when the last mount goes), is deleted once its dm device is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<ThinId>,
     pub pending: Option<Pending>,
 }
 
 impl Default for State {
     fn default() -> State {
-        State { transaction_id: 0, next_thin: 1, base: None, devices: BTreeMap::new(), pending: None }
+        State {
+            transaction_id: 0,
+            next_thin: 1,
+            base: None,
+            devices: BTreeMap::new(),
+            retired: Vec::new(),
+            pending: None,
+        }
     }
 }
 
@@ -69,9 +82,19 @@ impl State {
         Some(id)
     }
 
-    /// Whether `thin` belongs to the base or a recorded snapshot.
+    /// Whether `thin` belongs to the base or a recorded snapshot, or is
+    /// retired (deleted later).
     pub fn knows(&self, thin: ThinId) -> bool {
-        self.base.is_some_and(|b| b.thin == thin) || self.devices.values().any(|d| d.thin == thin)
+        self.base.is_some_and(|b| b.thin == thin)
+            || self.devices.values().any(|d| d.thin == thin)
+            || self.retired.contains(&thin)
+    }
+
+    /// The dm name a retired thin device's activation goes by, under the
+    /// home's device prefix: never a snapshot's name, so the snapshot can
+    /// be activated again while the retired device waits for its mounts.
+    pub fn retired_name(prefix: &str, thin: ThinId) -> String {
+        format!("{prefix}-retired-{thin}")
     }
 
     /// What must happen to bring the pool in line with this file, given the
