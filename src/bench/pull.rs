@@ -152,16 +152,8 @@ pub(super) fn missing_tool() -> Option<&'static str> {
 
 /// Runs the pull suite.
 pub fn run(opts: &Options) -> Result<Suite, BenchError> {
-    if let Some(tool) = missing_tool() {
-        return Err(BenchError::Unavailable {
-            what: "pull".into(),
-            reason: format!("{tool} is not installed (tools/deps installs it)"),
-        });
-    }
-    let strata = super::start::strata_binary().ok_or_else(|| BenchError::Unavailable {
-        what: "strata".into(),
-        reason: "no strata binary beside the benchmark (cargo build --release first)".into(),
-    })?;
+    super::start::require_tools("pull", missing_tool())?;
+    let strata = super::start::require_strata()?;
     let mut suite = Suite::new(
         "pull",
         format!(

@@ -31,6 +31,26 @@ pub(super) fn strata_binary() -> Option<PathBuf> {
     sibling.is_file().then_some(sibling)
 }
 
+/// [`strata_binary`], or why a suite that runs it cannot run.
+pub(super) fn require_strata() -> Result<PathBuf, BenchError> {
+    strata_binary().ok_or_else(|| BenchError::Unavailable {
+        what: "strata".into(),
+        reason: "no strata binary beside the benchmark (cargo build --release first)".into(),
+    })
+}
+
+/// `Ok` when every tool a suite needs is installed (`missing` is the first
+/// that is not), else why suite `what` cannot run.
+pub(super) fn require_tools(what: &str, missing: Option<&str>) -> Result<(), BenchError> {
+    match missing {
+        None => Ok(()),
+        Some(tool) => Err(BenchError::Unavailable {
+            what: what.into(),
+            reason: format!("{tool} is not installed (tools/deps installs it)"),
+        }),
+    }
+}
+
 /// The `strata-runc` executable beside the `strata` one.
 fn strata_runc_binary() -> Option<PathBuf> {
     let p = strata_binary()?.with_file_name("strata-runc");
@@ -107,10 +127,7 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
     let fs = scratch(opts, FsKind::Ext4, 2 << 30)?;
     let work = fs.path().to_owned();
     let tar = rootfs(&work)?;
-    let strata = strata_binary().ok_or_else(|| BenchError::Unavailable {
-        what: "strata".into(),
-        reason: "no strata binary beside the benchmark (cargo build --release first)".into(),
-    })?;
+    let strata = require_strata()?;
     let data_root = work.join("strata-root");
     pipeline(&[vec![
         strata.clone().into(),

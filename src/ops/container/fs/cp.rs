@@ -265,18 +265,17 @@ pub fn copy_out_tar(
     let sp = split_src(src.as_bytes())?;
     let open_dir = |rel: &[u8]| sysfs::open_dir_in_root(root.as_fd(), rel).map_err(entry(src, "open"));
     match &sp.leaf {
-        _ if sp.contents || sp.leaf.is_none() => {
-            let dir = open_dir(&in_root(if sp.leaf.is_none() { b"." } else { src.as_bytes() }))?;
-            crate::image::diff::write_contents(dir.as_fd(), out)?;
-        }
-        Some(leaf) => {
-            let (parent, name) = (open_dir(&in_root(&sp.parent))?, leaf.clone());
-            if sp.dir && sysfs::lstat_at(parent.as_fd(), &name).map_err(entry(src, "stat"))?.kind != Kind::Dir {
+        // `SRC/.` or the root: what the directory holds.
+        Some(leaf) if !sp.contents => {
+            let parent = open_dir(&in_root(&sp.parent))?;
+            if sp.dir && sysfs::lstat_at(parent.as_fd(), leaf).map_err(entry(src, "stat"))?.kind != Kind::Dir {
                 return Err(CpError::NotDir { path: src.to_owned() }.into());
             }
-            crate::image::diff::write_entry(parent.as_fd(), &name, out)?;
+            crate::image::diff::write_entry(parent.as_fd(), leaf, out)?;
         }
-        None => unreachable!("handled above"),
+        _ => {
+            crate::image::diff::write_contents(open_dir(&in_root(src.as_bytes()))?.as_fd(), out)?;
+        }
     }
     Ok(())
 }

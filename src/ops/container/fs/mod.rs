@@ -126,12 +126,15 @@ fn settle(engine: &Engine, config: &crate::container::Config, use_: Use) -> Resu
 
 /// [`settle`] for reading a stopped container's upper dir in place (a
 /// running one is read live).
-fn settle_stopped(engine: &Engine, id: &ContainerId) -> Result<(), FsError> {
-    let (config, state) = ContainerStore::new(&engine.root).get(id)?;
+fn settle_stopped(
+    engine: &Engine,
+    config: &crate::container::Config,
+    state: &crate::container::State,
+) -> Result<(), FsError> {
     if state.status == Status::Running {
         return Ok(());
     }
-    settle(engine, &config, Use::Read)
+    settle(engine, config, Use::Read)
 }
 
 /// Streams a tar written by `write` on another thread into `read`.
@@ -149,7 +152,8 @@ fn piped<T: Send + 'static>(
 
 /// The container's changes against its image, as `docker diff` lists them.
 pub fn diff(engine: &Engine, id: &ContainerId) -> Result<Vec<Change>, FsError> {
-    settle_stopped(engine, id)?;
+    let (config, state) = ContainerStore::new(&engine.root).get(id)?;
+    settle_stopped(engine, &config, &state)?;
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
     let info = engine.snapshots.stat(&key)?;
     // The image's tree, to tell added from changed.
@@ -273,8 +277,8 @@ pub fn commit(
     message: Option<String>,
     changes: Vec<crate::image::changes::Change>,
 ) -> Result<crate::digest::ImageId, FsError> {
-    let (config, _) = ContainerStore::new(&engine.root).get(id)?;
-    settle_stopped(engine, id)?;
+    let (config, state) = ContainerStore::new(&engine.root).get(id)?;
+    settle_stopped(engine, &config, &state)?;
     let base: crate::digest::ImageId = config.image.parse()?;
     let key = SnapshotKey::new(id.as_str()).expect("valid key");
     // The diff goes to the content store once; the layer is registered
