@@ -281,6 +281,24 @@ mod tests {
         }
     }
 
+    /// A classic bind takes `nosuid`/`ro` only in a second remount, so for
+    /// a moment it is visible without them (a CI run caught a `cp` view
+    /// in that window); binds go through the new API, flags set before
+    /// the mount is attached anywhere.
+    #[test]
+    fn a_bind_is_attached_with_its_flags_already_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, target) = (dir.path().join("src"), dir.path().join("t"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&target).unwrap();
+        let _cleanup = Cleanup(target.clone());
+        let api = Mount::bind(&src, true).host_view().mount(&target).unwrap();
+        assert_eq!(api, sys::mount::Api::New, "a bind on this kernel must not take the two-step classic path");
+        let opts = options_at(&target);
+        assert!(opts.iter().any(|x| x == "nosuid") && opts.iter().any(|x| x == "ro"), "{opts:?}");
+        unmount_all(&target).unwrap();
+    }
+
     #[test]
     fn a_bad_detached_mount_names_the_source() {
         let m = Mount { kind: "ext4".into(), source: "/nonexistent/dev".into(), options: vec![] };

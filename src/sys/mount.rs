@@ -55,8 +55,20 @@ pub enum Api {
 /// (`EINVAL` on `lowerdir+` before 6.8).
 pub fn mount_fs(fstype: &str, source: &str, options: &[String], target: &Path) -> io::Result<Api> {
     if fstype == "bind" || options.iter().any(|o| o == "bind" || o == "rbind") {
-        bind(source, options, target)?;
-        return Ok(Api::Classic);
+        // A classic bind takes its flags only in a second remount call, so
+        // for a moment the mount is visible without `nosuid`/`ro`; the
+        // new API sets them on the detached copy before it is attached.
+        match bind_detached(source, options) {
+            Ok(tree) => {
+                attach(tree.as_fd(), target)?;
+                return Ok(Api::New);
+            }
+            Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::NOSYS)) => {
+                bind(source, options, target)?;
+                return Ok(Api::Classic);
+            }
+            Err(e) => return Err(e),
+        }
     }
     match mount_new_api(fstype, source, options, target) {
         Ok(()) => Ok(Api::New),
