@@ -51,6 +51,7 @@ pub mod run;
 pub mod start;
 pub mod unpack;
 pub mod uring;
+pub mod usage;
 
 use crate::scratch::FsKind;
 use harness::{Skip, Suite};
@@ -83,6 +84,10 @@ pub enum BenchError {
     Copy(#[from] crate::drivers::copy::tree::CopyError),
     #[error("write layer: {0}")]
     Diff(#[from] crate::image::diff::DiffError),
+    /// Two implementations of one operation gave different answers: a
+    /// bug, never a figure.
+    #[error("{0}")]
+    Disagree(String),
     #[error("unknown {what} {value:?} (expected one of: {expected})")]
     UnknownValue { what: &'static str, value: String, expected: &'static str },
 }
@@ -152,6 +157,7 @@ pub enum Bench {
     Unpack(unpack::Params),
     Copy(copy::Params),
     Diff(diff::Params),
+    Usage(usage::Params),
     Hash,
     Start,
     Build,
@@ -168,6 +174,7 @@ impl Bench {
             Bench::Unpack(unpack::Params::defaults(scale)),
             Bench::Copy(copy::Params::defaults(scale)),
             Bench::Diff(diff::Params::defaults(scale)),
+            Bench::Usage(usage::Params::defaults(scale)),
             Bench::Start,
             Bench::Build,
         ]
@@ -191,6 +198,7 @@ impl Bench {
             Bench::Unpack(_) => "unpack",
             Bench::Copy(_) => "copy",
             Bench::Diff(_) => "diff",
+            Bench::Usage(_) => "usage",
             Bench::Hash => "hash",
             Bench::Start => "start",
             Bench::Build => "build",
@@ -259,6 +267,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Unpack(p) => unpack::run(opts, p),
             Bench::Copy(p) => copy::run(opts, p),
             Bench::Diff(p) => diff::run(opts, p),
+            Bench::Usage(p) => usage::run(opts, p),
             Bench::Hash => hash::run(opts),
             Bench::Start => start::run(opts),
             Bench::Build => build::run(opts),

@@ -40,6 +40,14 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',')]
         fs: Option<Vec<String>>,
     },
+    /// Tree usage (ps -s, system df -v): io_uring vs sync walks vs du, warm and cold.
+    Usage {
+        #[command(flatten)]
+        common: Common,
+        /// Filesystems to hold the tree [default: xfs,ext4].
+        #[arg(long, value_delimiter = ',')]
+        fs: Option<Vec<String>>,
+    },
     /// sha256 throughput vs openssl speed and sha256sum.
     Hash {
         #[command(flatten)]
@@ -254,6 +262,10 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Copy { common, fs } => {
             let d = bench::copy::Params::defaults(scale(&common));
             (common, vec![Bench::Copy(bench::copy::Params { fs: parse_all(fs, bench::parse_fs, d.fs)? })])
+        }
+        BenchCommand::Usage { common, fs } => {
+            let d = bench::usage::Params::defaults(scale(&common));
+            (common, vec![Bench::Usage(bench::usage::Params { fs: parse_all(fs, bench::parse_fs, d.fs)? })])
         }
         BenchCommand::Diff { common, fs } => {
             let d = bench::diff::Params::defaults(scale(&common));

@@ -22,8 +22,9 @@ pub struct Usage {
     pub inodes: u64,
 }
 
-/// Sums apparent file sizes and inodes under `dir` (including `dir`).
-pub fn tree_usage(dir: &Path) -> std::io::Result<Usage> {
+/// Sums apparent file sizes and inodes under `dir` (including `dir`): the
+/// simple twin of [`super::tree_usage`], one `lstat` per path.
+pub fn tree_usage_simple(dir: &Path) -> std::io::Result<Usage> {
     let mut usage = Usage::default();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut stack = vec![dir.to_owned()];
@@ -42,4 +43,28 @@ pub fn tree_usage(dir: &Path) -> std::io::Result<Usage> {
         }
     }
     Ok(usage)
+}
+
+/// [`tree_usage_simple`]'s answer, computed by the walk the measurements
+/// chose (see [`super::tree_usage`]): what the overlay and copy drivers'
+/// `usage`, `ps -s`, `system df -v` and volume sizes call.
+///
+/// That is the batched walk on the default engine ([`super::IoEngine::new`]:
+/// io_uring unless `STRATA_IO=sync` or the ring is unavailable):
+/// `bench usage` measured it 1.2-3.3x faster than the simple twin on XFS
+/// and ext4, warm and cold, and io_uring's batched `statx` 1.2-2.3x
+/// faster than the sync engine's cold (it loses warm on ext4; a usage walk
+/// is mostly of trees not touched lately). It also never follows a path
+/// again: subdirectories are opened relative to their parent under
+/// `RESOLVE_IN_ROOT`, so a container swapping a directory for a symlink
+/// mid-walk cannot send the host's walk elsewhere.
+pub fn tree_usage(dir: &Path) -> std::io::Result<Usage> {
+    let mut engine = super::IoEngine::new();
+    super::tree_usage(&mut engine, dir).map_err(|e| {
+        let kind = match &e {
+            super::UringError::Io { source, .. } => source.kind(),
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e.to_string())
+    })
 }

@@ -82,7 +82,7 @@ impl Walk {
 
 /// Apparent bytes of every non-directory and the inode count under `path`
 /// (including it), each hardlinked inode once — Docker's layer and
-/// container size; the batched twin of [`super::du::tree_usage`].
+/// container size; the batched twin of [`super::du::tree_usage_simple`].
 pub fn tree_usage(engine: &mut IoEngine, path: &Path) -> Result<Usage, UringError> {
     let mut walk = Walk::new(path)?;
     let top = engine.statx(&[At { dir: &walk.root, name: b"." }]).pop().expect("one result")?;
