@@ -267,6 +267,14 @@ pub struct RangeCopy {
     pub segments: Vec<(u64, u64)>,
 }
 
+/// A file the caller opened (and checked) itself, for
+/// [`IoEngine::read_fds_with`]; `path` names it in errors.
+#[derive(Debug, Clone)]
+pub struct FdRead {
+    pub fd: SharedFd,
+    pub path: PathBuf,
+}
+
 /// A write of `data` at `offset` into the file `name` in `dir`, created
 /// first if `create` holds its mode. The unit both engines' write paths
 /// share.
@@ -380,6 +388,18 @@ impl IoEngine {
         match &mut self.backend {
             Backend::Sync(s) => s.read_files_with(items, f),
             Backend::Uring(r) => r.read_files_with(items, f),
+        }
+    }
+
+    /// [`read_files_with`](Self::read_files_with) on descriptors the
+    /// caller has already opened and checked (say, `O_PATH` + inode check
+    /// + reopen, where a hostile tree could swap a FIFO or a device in
+    /// under a name): the same pieces and end-of-file rule, from offset 0;
+    /// nothing is closed.
+    pub fn read_fds_with(&mut self, items: &[FdRead], f: impl FnMut(usize, Result<Chunk<'_>, UringError>)) {
+        match &mut self.backend {
+            Backend::Sync(s) => s.read_fds_with(items, f),
+            Backend::Uring(r) => r.read_fds_with(items, f),
         }
     }
 

@@ -17,7 +17,7 @@
 //! file is in flight, so when a step completes its fd is unshared again
 //! and can be handed to `CLOSE`.
 
-use super::{stat_from_statx, At, Chunk, RangeCopy, UringError, WriteJob, CHUNK, DEPTH, FIRST_READ};
+use super::{stat_from_statx, At, Chunk, FdRead, RangeCopy, UringError, WriteJob, CHUNK, DEPTH, FIRST_READ};
 use crate::sys::fs::{AtFlags, Mode, OFlags};
 use crate::sys::uring::{Op, Outcome, Ring, RingError, SharedFd};
 use crate::sys::Errno;
@@ -207,6 +207,63 @@ impl RingIo {
                 }
                 // A read-only fd's close reports nothing worth acting on.
                 (Tag::Close(_), _, _) => active -= 1,
+                (tag, op, _) => unreachable!("read batch got {tag:?} for {}", Ring::<Tag>::op_name(&op)),
+            }
+        }
+    }
+
+    /// [`super::IoEngine::read_fds_with`]: `READ(FIRST_READ)` ─►
+    /// `READ(CHUNK)`… until short, on descriptors the caller opened (and
+    /// keeps: nothing is closed here).
+    pub(super) fn read_fds_with(&mut self, items: &[FdRead], mut f: impl FnMut(usize, Result<Chunk<'_>, UringError>)) {
+        let mut done = vec![false; items.len()];
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let (mut next, mut active) = (0, 0);
+        loop {
+            while active < DEPTH && next < items.len() {
+                let buf = spare.pop().unwrap_or_default();
+                let op = Op::Read { fd: items[next].fd.clone(), buf, offset: 0, len: FIRST_READ, fill: false };
+                self.ring.push(op, Tag::Read(next));
+                next += 1;
+                active += 1;
+            }
+            let c = match self.ring.wait_next() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    for i in (0..items.len()).filter(|&i| !done[i]) {
+                        f(i, Err(ring_failed(items[i].path.clone(), &e)));
+                    }
+                    break;
+                }
+            };
+            match (c.tag, c.op, c.result) {
+                (Tag::Read(i), Op::Read { fd, mut buf, offset, len, .. }, result) => {
+                    let more = match result {
+                        Err(Errno::ISDIR) => {
+                            f(i, Err(UringError::NotAFile(items[i].path.clone())));
+                            false
+                        }
+                        Err(e) => {
+                            f(i, Err(UringError::io("read", items[i].path.clone(), e)));
+                            false
+                        }
+                        Ok(_) => {
+                            let eof = buf.len() < len;
+                            f(i, Ok(Chunk { offset, data: &buf, eof }));
+                            !eof
+                        }
+                    };
+                    let pos = offset + buf.len() as u64;
+                    buf.clear();
+                    if more {
+                        self.ring.push(Op::Read { fd, buf, offset: pos, len: CHUNK, fill: false }, Tag::Read(i));
+                    } else {
+                        done[i] = true;
+                        active -= 1;
+                        spare.push(buf);
+                    }
+                }
                 (tag, op, _) => unreachable!("read batch got {tag:?} for {}", Ring::<Tag>::op_name(&op)),
             }
         }

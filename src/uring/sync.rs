@@ -3,7 +3,7 @@
 //! open flags, the same `statx` mask, the same chunking and end-of-file
 //! rules — so the two can be compared item by item.
 
-use super::{stat_from_statx, At, Chunk, RangeCopy, Stat, UringError, WriteJob, CHUNK, FIRST_READ};
+use super::{stat_from_statx, At, Chunk, FdRead, RangeCopy, Stat, UringError, WriteJob, CHUNK, FIRST_READ};
 use crate::sys::fs::{openat, pread, pwrite, statx, AtFlags, Mode, OFlags, StatxFlags};
 use crate::sys::Errno;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -87,6 +87,33 @@ impl SyncIo {
                     .map_err(|e| UringError::io("statx", at.dir.child_path(at.name), e))
             })
             .collect()
+    }
+
+    /// The twin of the ring's `read_fds_with`: one `pread` per piece.
+    pub(super) fn read_fds_with(&mut self, items: &[FdRead], mut f: impl FnMut(usize, Result<Chunk<'_>, UringError>)) {
+        let mut buf = std::mem::take(&mut self.buf);
+        for (i, item) in items.iter().enumerate() {
+            let (mut offset, mut len) = (0, FIRST_READ);
+            loop {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                match retry(|| pread(item.fd.as_fd(), &mut buf[..len], offset)) {
+                    Err(Errno::ISDIR) => f(i, Err(UringError::NotAFile(item.path.clone()))),
+                    Err(e) => f(i, Err(UringError::io("read", item.path.clone(), e))),
+                    Ok(n) => {
+                        let eof = n < len;
+                        f(i, Ok(Chunk { offset, data: &buf[..n], eof }));
+                        if !eof {
+                            (offset, len) = (offset + n as u64, CHUNK);
+                            continue;
+                        }
+                    }
+                }
+                break;
+            }
+        }
+        self.buf = buf;
     }
 
     pub(super) fn read_files_with(

@@ -41,6 +41,8 @@
 //! `security.selinux` is the host's label, not image content; neither is
 //! written.
 
+mod prefetch;
+
 use super::{OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::digest::{DiffId, HashingWriter};
 use crate::snapshot::DiffSource;
@@ -136,12 +138,23 @@ fn write_with<W: Write>(
     placeholders: &[&str],
     out: W,
 ) -> Result<DiffOutcome, DiffError> {
+    write_with_reader(source, one_file_system, placeholders, out, Some(crate::uring::IoEngine::new()))
+}
+
+fn write_with_reader<W: Write>(
+    source: &DiffSource,
+    one_file_system: bool,
+    placeholders: &[&str],
+    out: W,
+    engine: Option<crate::uring::IoEngine>,
+) -> Result<DiffOutcome, DiffError> {
     let open = |p: &Path| sysfs::open_dir(p).map_err(|source| DiffError::Open { path: p.to_owned(), source });
     let (upper, lower, overlay) = match source {
         DiffSource::OverlayUpper(upper) => (open(upper)?, None, true),
         DiffSource::Trees { lower, upper } => (open(upper)?, lower.as_deref().map(open).transpose()?, false),
     };
     let mut w = Writer::new(out, overlay, placeholders);
+    w.reader = engine.map(prefetch::Reader::new);
     if one_file_system {
         w.root_dev = Some(sysfs::fstat(upper.as_fd()).map_err(at(b"", "stat"))?.dev);
     }
@@ -153,6 +166,26 @@ fn write_with<W: Write>(
     }
     w.walk(upper.as_fd(), lower.as_ref().map(|l| l.as_fd()), &[])?;
     w.finish()
+}
+
+/// [`write_tree`] with the given read-ahead engine, or none (every file
+/// read when its entry is written): for the differential test and the
+/// benchmark.
+pub fn write_tree_using<W: Write>(
+    root: &Path,
+    out: W,
+    engine: Option<crate::uring::IoEngine>,
+) -> Result<DiffOutcome, DiffError> {
+    write_with_reader(&DiffSource::Trees { lower: None, upper: root.to_owned() }, true, &[], out, engine)
+}
+
+/// [`write_layer`] with the given read-ahead engine, or none.
+pub fn write_layer_using<W: Write>(
+    source: &DiffSource,
+    out: W,
+    engine: Option<crate::uring::IoEngine>,
+) -> Result<DiffOutcome, DiffError> {
+    write_with_reader(source, false, &[], out, engine)
 }
 
 /// A tar of entry `name` of directory `parent` under its own name — a
@@ -173,7 +206,7 @@ pub fn write_entry<W: Write>(parent: BorrowedFd<'_>, name: &[u8], out: W) -> Res
         w.flush_pending()?;
         w.walk(sub.as_fd(), None, &path)?;
     } else if meta.kind != Kind::Socket {
-        w.non_dir(parent, name, name, &meta, &xattrs)?;
+        w.non_dir(parent, name, name, &meta, &xattrs, None)?;
     }
     w.finish()
 }
@@ -230,6 +263,9 @@ struct Writer<W: Write> {
     /// Paths left out when they are empty regular files.
     placeholders: Vec<Vec<u8>>,
     buf: Vec<u8>,
+    /// Small files read ahead in batches ([`prefetch`]); `None` reads
+    /// every file when its entry is written (the simple twin).
+    reader: Option<prefetch::Reader>,
 }
 
 impl<W: Write> Writer<W> {
@@ -244,6 +280,7 @@ impl<W: Write> Writer<W> {
             buf: vec![0; BUF_SIZE],
             root_dev: None,
             placeholders: placeholders.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            reader: Some(prefetch::Reader::new(crate::uring::IoEngine::new())),
         }
     }
 
@@ -280,9 +317,32 @@ impl<W: Write> Writer<W> {
             }
         }
         children.sort_by(|a, b| a.key.cmp(&b.key));
+        // Read ahead only where every listed file is written: against a
+        // lower tree an unchanged file is not, and is never read.
+        let read_ahead = lower.is_none() && self.reader.is_some();
+        let mut window = prefetch::Window::default();
+        let mut ahead_from = 0;
 
-        for child in children {
+        for (index, child) in children.iter().enumerate() {
             let path = [prefix, &child.name].concat();
+            let mut ahead = None;
+            if let (true, Some(meta), Some(reader)) = (read_ahead, &child.meta, self.reader.as_mut()) {
+                if child.key == child.name && prefetch::candidate(meta) {
+                    ahead = window.take(reader, index);
+                    if ahead.is_none() && index >= ahead_from {
+                        let rest = children.iter().enumerate().skip(index).filter_map(|(i, c)| {
+                            let m = c.meta.filter(|m| c.key == c.name && prefetch::candidate(m))?;
+                            Some((i, c.name.clone(), [prefix, &c.name].concat(), m))
+                        });
+                        let mut last = index;
+                        let rest = rest.inspect(|(i, ..)| last = *i);
+                        if window.fill(reader, upper, rest) {
+                            ahead = window.take(reader, index);
+                        }
+                        ahead_from = last + 1;
+                    }
+                }
+            }
             let Some(meta) = child.meta else {
                 self.whiteout(&[prefix, &child.key].concat())?;
                 continue;
@@ -350,7 +410,7 @@ impl<W: Write> Writer<W> {
                     continue;
                 }
                 self.flush_pending()?;
-                self.non_dir(upper, &child.name, &path, &meta, &xattrs)?;
+                self.non_dir(upper, &child.name, &path, &meta, &xattrs, ahead)?;
             }
         }
         Ok(())
@@ -422,6 +482,7 @@ impl<W: Write> Writer<W> {
         path: &[u8],
         meta: &Meta,
         xattrs: &[(Vec<u8>, Vec<u8>)],
+        ahead: Option<Result<Vec<u8>, DiffError>>,
     ) -> Result<(), DiffError> {
         if meta.nlink > 1 {
             if let Some(first) = self.links.get(&(meta.dev, meta.ino)) {
@@ -444,7 +505,13 @@ impl<W: Write> Writer<W> {
         write_header(&mut self.out, &h).map_err(DiffError::Write)?;
         if kind == EntryType::Regular && size > 0 {
             self.content += size;
-            self.file_data(dir, name, path, meta)?;
+            match ahead {
+                Some(data) => {
+                    self.out.write_all(&data?).map_err(DiffError::Write)?;
+                    pad(&mut self.out, meta.size).map_err(DiffError::Write)?;
+                }
+                None => self.file_data(dir, name, path, meta)?,
+            }
         }
         Ok(())
     }
