@@ -258,12 +258,20 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
     // only loads the program. A copy stays in the state directory for exec.
     let filter = match &linux.seccomp {
         Some(s) => {
+            let here = seccomp::Cache::new(&dir);
             let f = match &opts.seccomp_cache {
-                Some(cache) => seccomp::Cache::new(cache).compile(s),
-                None => seccomp::compile(s),
+                Some(cache) => {
+                    let shared = seccomp::Cache::new(cache);
+                    let f = shared.compile(s).map_err(StartError::from_error)?;
+                    let _ = here.keep_from(&shared, s, &f);
+                    f
+                }
+                None => {
+                    let f = seccomp::compile(s).map_err(StartError::from_error)?;
+                    let _ = here.keep(s, &f);
+                    f
+                }
             };
-            let f = f.map_err(StartError::from_error)?;
-            let _ = seccomp::Cache::new(&dir).keep(s, &f);
             Some(f)
         }
         None => None,

@@ -3,7 +3,7 @@
 //! parent module's doc). Only fields that are set are written, so the
 //! same code serves `create` and `update`.
 
-use super::{devices, read_u64, write, CgroupError, Manager};
+use super::{devices, read_u64, write, CgroupError, Control, Manager};
 use crate::runtime::spec::{BlockIo, Cpu, Memory, Resources, ThrottleDevice};
 use crate::sys::bpf;
 use crate::sys::Errno;
@@ -139,9 +139,22 @@ fn apply_devices(m: &Manager, r: &Resources) -> Result<(), CgroupError> {
         // Deny everything, then replay the list, as the kernel evaluates
         // v1 exceptions itself. (On update this briefly denies all
         // devices to running processes, as runc did before 1.0.)
-        write(dir, "devices.deny", "a")?;
-        for (allow, line) in devices::v1_lines(&r.devices)? {
-            write(dir, if allow { "devices.allow" } else { "devices.deny" }, &line)?;
+        // The kernel takes one rule per write(2); each file is opened
+        // once and every rule written through that descriptor.
+        let lines = devices::v1_lines(&r.devices)?;
+        let mut deny = Control::open(dir, "devices.deny")?;
+        deny.write("a")?;
+        let mut allow_file = None;
+        for (allow, line) in &lines {
+            if *allow {
+                let f = match &mut allow_file {
+                    Some(f) => f,
+                    None => allow_file.insert(Control::open(dir, "devices.allow")?),
+                };
+                f.write(line)?;
+            } else {
+                deny.write(line)?;
+            }
         }
         return Ok(());
     }

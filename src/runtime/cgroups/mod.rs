@@ -82,6 +82,33 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     std::fs::write(&p, value).map_err(io_err(&p))
 }
 
+/// A control file open for writing, for several writes through one
+/// descriptor (v1's `devices.allow` takes one rule per write).
+struct Control {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Control {
+    fn open(dir: &Path, file: &str) -> Result<Control, CgroupError> {
+        let path = dir.join(file);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+        Ok(Control { path, file })
+    }
+
+    /// One write(2) of `value`.
+    fn write(&mut self, value: &str) -> Result<(), CgroupError> {
+        use std::io::Write;
+        match self.file.write(value.as_bytes()) {
+            Ok(n) if n == value.len() => Ok(()),
+            Ok(_) => {
+                Err(CgroupError::Io { path: self.path.clone(), source: io::Error::from(io::ErrorKind::WriteZero) })
+            }
+            Err(e) => Err(CgroupError::Io { path: self.path.clone(), source: e }),
+        }
+    }
+}
+
 /// Reads the control file `dir/file`, trimmed.
 fn read(dir: &Path, file: &str) -> Result<String, CgroupError> {
     let p = dir.join(file);

@@ -17,12 +17,12 @@
 //!                    "<native arch>\n"
 //!                    the spec's linux.seccomp as JSON (serde's field order)
 //!
-//! <key>.bpf:  "strata seccomp v1\n"          magic, 18 bytes
+//! <key>.bpf:  "strata seccomp v2\n"          magic, 18 bytes
 //!             u32 LE  N                       instructions (1 ..= 4096)
 //!             u32 LE  M                       bytes of names
 //!             N × 8   struct sock_filter      host byte order
 //!             M       unknown syscall names   each followed by '\n'
-//!             32      sha256 of all the above
+//!             32      sha256 of <key> (64 hex digits), then all the above
 //! ```
 //!
 //! The key covers everything the program depends on: the spec, the
@@ -31,7 +31,10 @@
 //! the architecture. An entry is written to a temporary name and renamed,
 //! so a reader sees a whole file or none; a file that is short, too long,
 //! or whose checksum does not match is not trusted but compiled again and
-//! replaced. Entries are not fsynced: a torn one fails its checksum and a
+//! replaced. The checksum covers the key, so a whole, sound entry of
+//! another spec (a stale or permissive program copied or renamed over
+//! this one's name) fails it too: what is loaded is always the program
+//! of the spec asked for, or a fresh compilation. Entries are not fsynced: a torn one fails its checksum and a
 //! lost one is compiled again. A cache that cannot be written costs only
 //! the compilation: the filter is returned all the same.
 
@@ -43,7 +46,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const MAGIC: &[u8] = b"strata seccomp v1\n";
+const MAGIC: &[u8] = b"strata seccomp v2\n";
 #[cfg(test)]
 pub(super) const MAGIC_LEN: usize = MAGIC.len();
 const CHECKSUM: usize = 32;
@@ -62,14 +65,19 @@ impl Cache {
 
     /// Where the program of `spec` is kept.
     pub fn path_of(&self, spec: &spec::Seccomp) -> PathBuf {
-        self.dir.join(format!("{}.bpf", key(spec).hex()))
+        self.entry(&key(spec))
+    }
+
+    fn entry(&self, key: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.bpf", key.hex()))
     }
 
     /// The filter of `spec`: its cached program when there is a sound one,
     /// otherwise compiled by libseccomp (as [`super::compile`]) and stored.
     pub fn compile(&self, spec: &spec::Seccomp) -> Result<Filter, SeccompError> {
-        let path = self.path_of(spec);
-        if let Some((program, unknown)) = std::fs::read(&path).ok().as_deref().and_then(decode) {
+        let key = key(spec);
+        if let Some((program, unknown)) = std::fs::read(self.entry(&key)).ok().as_deref().and_then(|b| decode(&key, b))
+        {
             return Ok(Filter { program, flags: filter_flags(spec), unknown, origin: Origin::Cached });
         }
         let filter = super::compile(spec)?;
@@ -80,7 +88,21 @@ impl Cache {
     /// Stores `filter`, compiled from `spec`, for the next
     /// [`Cache::compile`] of `spec` here.
     pub fn keep(&self, spec: &spec::Seccomp, filter: &Filter) -> std::io::Result<()> {
-        self.store(&self.path_of(spec), &encode(&filter.program, &filter.unknown))
+        let key = key(spec);
+        self.store(&self.entry(&key), &encode(&key, &filter.program, &filter.unknown))
+    }
+
+    /// Stores `filter` of `spec` here as [`Cache::keep`] does, by a hard
+    /// link to `from`'s entry when `filter` was read from it (one
+    /// `link(2)` instead of writing the program again on every container
+    /// start); the entry is still checked by [`Cache::compile`] when read.
+    pub fn keep_from(&self, from: &Cache, spec: &spec::Seccomp, filter: &Filter) -> std::io::Result<()> {
+        let key = key(spec);
+        let (src, dst) = (from.entry(&key), self.entry(&key));
+        if filter.origin == Origin::Cached && std::fs::hard_link(&src, &dst).is_ok() {
+            return Ok(());
+        }
+        self.store(&dst, &encode(&key, &filter.program, &filter.unknown))
     }
 
     /// Writes `bytes` to `path` through a temporary file and a rename.
@@ -116,8 +138,8 @@ fn key(spec: &spec::Seccomp) -> Digest {
     h.finish()
 }
 
-/// A cache file's bytes for a program and its unknown names.
-fn encode(program: &[sc::SockFilter], unknown: &[String]) -> Vec<u8> {
+/// A cache file's bytes for a program and its unknown names, under `key`.
+fn encode(key: &Digest, program: &[sc::SockFilter], unknown: &[String]) -> Vec<u8> {
     let names: String = unknown.iter().map(|n| format!("{n}\n")).collect();
     let count = u32::try_from(program.len()).expect("at most BPF_MAXINSNS instructions");
     let names_len = u32::try_from(names.len()).expect("names fit in 4 GiB");
@@ -129,17 +151,17 @@ fn encode(program: &[sc::SockFilter], unknown: &[String]) -> Vec<u8> {
         out.extend_from_slice(&insn.to_bytes());
     }
     out.extend_from_slice(names.as_bytes());
-    let sum = checksum(&out);
+    let sum = checksum(key, &out);
     out.extend_from_slice(&sum);
     out
 }
 
 /// The program and unknown names in a cache file's bytes, or `None` for
-/// anything but a whole, sound entry.
-fn decode(bytes: &[u8]) -> Option<(Vec<sc::SockFilter>, Vec<String>)> {
+/// anything but a whole, sound entry written under `key`.
+fn decode(key: &Digest, bytes: &[u8]) -> Option<(Vec<sc::SockFilter>, Vec<String>)> {
     let body_len = bytes.len().checked_sub(CHECKSUM)?;
     let (body, sum) = bytes.split_at(body_len);
-    if checksum(body)[..] != *sum {
+    if checksum(key, body)[..] != *sum {
         return None;
     }
     let rest = body.strip_prefix(MAGIC)?;
@@ -158,8 +180,11 @@ fn decode(bytes: &[u8]) -> Option<(Vec<sc::SockFilter>, Vec<String>)> {
     Some((program, names.lines().map(str::to_owned).collect()))
 }
 
-/// The sha256 a cache file ends with.
-fn checksum(bytes: &[u8]) -> [u8; CHECKSUM] {
+/// The sha256 a cache file ends with: of its key, then its bytes.
+fn checksum(key: &Digest, bytes: &[u8]) -> [u8; CHECKSUM] {
     use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
+    let mut h = sha2::Sha256::new();
+    h.update(key.hex().as_bytes());
+    h.update(bytes);
+    h.finalize().into()
 }

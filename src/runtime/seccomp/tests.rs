@@ -331,6 +331,46 @@ fn a_corrupt_or_short_cache_file_is_rebuilt() {
     }
 }
 
+/// A cache entry is bound to its key: a whole, sound entry of another
+/// spec — here an allow-everything filter — put under the name of a
+/// stricter spec's entry (a stale file, or one planted by whoever could
+/// write the directory) is refused and the stricter filter compiled.
+#[test]
+fn a_tampered_cache_entry_of_another_spec_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = Cache::new(root.path());
+    let strict = cache_spec();
+    let permissive = seccomp(SeccompAction::Allow, vec![rule(&["getppid"], SeccompAction::Allow, None, vec![])]);
+    let permissive_filter = cache.compile(&permissive).unwrap();
+    let strict_fresh = compile(&strict).unwrap();
+    assert_ne!(permissive_filter.program, strict_fresh.program, "the two specs make different programs");
+    std::fs::copy(cache.path_of(&permissive), cache.path_of(&strict)).unwrap();
+    let f = cache.compile(&strict).unwrap();
+    assert_eq!(f.origin(), Origin::Compiled, "another spec's entry is not trusted");
+    assert_eq!(f.program, strict_fresh.program, "the filter loaded is the strict spec's own");
+    assert_eq!(cache.compile(&strict).unwrap().origin(), Origin::Cached, "the rewritten entry is used afterwards");
+}
+
+/// `keep_from` (create's copy for exec in the state directory) links the
+/// shared entry, and what it leaves is read back as the same program.
+#[test]
+fn keep_from_leaves_an_entry_that_reads_back() {
+    let root = tempfile::tempdir().unwrap();
+    let (shared, state) = (Cache::new(&root.path().join("shared")), Cache::new(&root.path().join("state")));
+    std::fs::create_dir(root.path().join("state")).unwrap();
+    let spec = cache_spec();
+    shared.compile(&spec).unwrap();
+    let cached = shared.compile(&spec).unwrap();
+    assert_eq!(cached.origin(), Origin::Cached);
+    state.keep_from(&shared, &spec, &cached).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (std::fs::metadata(shared.path_of(&spec)).unwrap(), std::fs::metadata(state.path_of(&spec)).unwrap());
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "a hard link, not a second copy");
+    let again = state.compile(&spec).unwrap();
+    assert_eq!(again.origin(), Origin::Cached);
+    assert_eq!(again.program, cached.program);
+}
+
 #[test]
 fn a_cached_program_filters_like_a_fresh_one() {
     let (status, dir) = in_child("a_cached_program_filters_like_a_fresh_one", |dir| {
