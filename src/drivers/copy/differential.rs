@@ -245,6 +245,9 @@ fn generate(root: &Path, rng: &mut Rng, privileged: bool) {
     }
 }
 
+/// One way to copy the source to a destination.
+type CopyFn<'a> = &'a dyn Fn(&Path) -> CopyStats;
+
 /// Copies one random tree with every strategy and compares each copy with
 /// the source.
 fn run(base: &Path, privileged: bool, expect_reflink: bool) {
@@ -279,7 +282,7 @@ fn run(base: &Path, privileged: bool, expect_reflink: bool) {
     for strategy in [Strategy::Reflink, Strategy::CopyRange, Strategy::ReadWrite] {
         let twin = copy_tree_sequential(&src, &base.join(format!("{strategy:?}-sequential")), strategy).unwrap();
         let with = |threads, io| Parallel { strategy, threads, io };
-        let copies: [(&str, &dyn Fn(&Path) -> CopyStats); 5] = [
+        let copies: [(&str, CopyFn<'_>); 5] = [
             ("sequential", &|_| twin.clone()),
             ("default", &|dst| copy_tree(&src, dst, strategy).unwrap()),
             ("4 threads", &|dst| copy_tree_parallel(&src, dst, strategy, 4).unwrap()),

@@ -33,8 +33,9 @@
 //! [`IoEngine::copy_ranges`] batch — io_uring keeps them all in flight;
 //! the sync twin copies them one `pread`/`pwrite` at a time — and then
 //! sets each file's attributes. [`Parallel::io`] picks the engine; the
-//! default is the sync twin, which measured no slower (see
-//! `benches/results/`).
+//! default is the sync twin: io_uring showed no margin the noise supports
+//! on loop XFS or ext4 (`benches/results/2026-12-07-copy-parallel-quick.json`),
+//! and on ext4 its buffered writes are partly punted to io-wq workers.
 //!
 //! **Same result as [`super::tree::copy_tree_sequential`]**, checked by
 //! `differential.rs`: which name of a hardlinked inode is copied first
@@ -59,6 +60,9 @@ use std::sync::{Arc, Mutex};
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
 }
+
+/// What a worker hands back: its stats and the links it deferred.
+type Done = (CopyStats, Vec<(PathBuf, PathBuf)>);
 
 /// Files per read/write batch handed to the I/O engine.
 pub const BATCH: usize = 32;
@@ -123,7 +127,7 @@ pub fn copy_tree_with(src: &Path, dst: &Path, opts: Parallel) -> Result<CopyStat
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let claimed: Mutex<HashMap<(u64, u64), PathBuf>> = Mutex::new(HashMap::new());
-    let results: Vec<Result<(CopyStats, Vec<(PathBuf, PathBuf)>), CopyError>> = std::thread::scope(|s| {
+    let results: Vec<Result<Done, CopyError>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 s.spawn(|| {
@@ -205,8 +209,9 @@ fn walk(
 
 /// The owner and umask every file created below `top` gets, when they are
 /// certain: `top` (just made by this process) neither inherited setgid —
-/// then files would take its group — nor any extended attribute, such as
-/// a default ACL, which would replace the umask.
+/// group inheritance then follows rules (group membership, `CAP_FSETID`)
+/// this engine does not model — nor any extended attribute, such as a
+/// default ACL, which would replace the umask.
 fn created_files(top: &Path) -> Result<Option<Created>, CopyError> {
     let dir = File::open(top).map_err(io_err("open", top))?;
     let md = dir.metadata().map_err(io_err("fstat", top))?;
