@@ -1,7 +1,8 @@
 //! `bench copy`: a tree of many files copied within one filesystem, by
-//! strata's copy engine with its default chain (`FICLONE` first), by the
-//! same engine restricted to read/write (its slow twin), and by
-//! `cp -a --reflink=auto`.
+//! strata's copy engine with its default chain (`FICLONE` first), by its
+//! one-thread twin, by the same engine restricted to read/write (its slow
+//! twin) with each I/O engine (sync, io_uring), and by `cp -a`
+//! (`--reflink=always` where the filesystem has reflinks).
 //!
 //! One scratch filesystem per filesystem type holds the source tree, made
 //! before any timing; every run copies it to a new destination which is
@@ -12,8 +13,10 @@ use super::dataset::{write_tree, TreeSpec};
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::{pipeline, syncfs};
 use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
-use crate::drivers::copy::tree::{copy_tree, CopyStats, Strategy};
+use crate::drivers::copy::parallel::{copy_tree_with, Parallel};
+use crate::drivers::copy::tree::{copy_tree, copy_tree_sequential, CopyStats, Strategy};
 use crate::scratch::FsKind;
+use crate::uring::{IoEngine, IoEngineKind};
 use std::path::Path;
 
 /// Which filesystems to copy on.
@@ -39,8 +42,15 @@ pub fn tree_spec(scale: Scale) -> TreeSpec {
 
 #[derive(Clone, Copy)]
 enum Tool {
+    /// `copy_tree`: the parallel copy with the default engine.
     Strata(Strategy),
-    Cp,
+    /// The one-thread twin, to measure the parallel copy against in the
+    /// same run.
+    Sequential,
+    /// The parallel read/write copy with its data batched through io_uring.
+    ReadWriteUring,
+    /// `cp -a`, with `--reflink=always` where the filesystem has reflinks.
+    Cp { reflink: bool },
 }
 
 impl Tool {
@@ -49,7 +59,9 @@ impl Tool {
             Tool::Strata(Strategy::Reflink) => "strata",
             Tool::Strata(Strategy::CopyRange) => "strata-copy-range",
             Tool::Strata(Strategy::ReadWrite) => "strata-read-write",
-            Tool::Cp => "cp",
+            Tool::Sequential => "strata-sequential",
+            Tool::ReadWriteUring => "strata-read-write-uring",
+            Tool::Cp { .. } => "cp",
         }
     }
 
@@ -57,9 +69,32 @@ impl Tool {
         match self {
             Tool::Strata(Strategy::Reflink) => "strata copy_tree Reflink (FICLONE, copy_file_range, read/write)",
             Tool::Strata(Strategy::CopyRange) => "strata copy_tree CopyRange",
-            Tool::Strata(Strategy::ReadWrite) => "strata copy_tree ReadWrite",
-            Tool::Cp => "cp -a --reflink=auto",
+            Tool::Strata(Strategy::ReadWrite) => "strata copy_tree ReadWrite (sync engine)",
+            Tool::Sequential => "strata copy_tree_sequential Reflink (one thread)",
+            Tool::ReadWriteUring => "strata copy_tree_with ReadWrite, io_uring engine",
+            Tool::Cp { reflink: true } => "cp -a --reflink=always",
+            Tool::Cp { reflink: false } => "cp -a",
         }
+    }
+
+    fn copy(self, src: &Path, dst: &Path) -> Result<Option<CopyStats>, BenchError> {
+        Ok(Some(match self {
+            Tool::Strata(strategy) => copy_tree(src, dst, strategy)?,
+            Tool::Sequential => copy_tree_sequential(src, dst, Strategy::Reflink)?,
+            Tool::ReadWriteUring => {
+                let opts = Parallel { io: IoEngineKind::Uring, ..Parallel::new(Strategy::ReadWrite) };
+                copy_tree_with(src, dst, opts)?
+            }
+            Tool::Cp { reflink } => {
+                let mut argv = vec!["cp".into(), "-a".into()];
+                if reflink {
+                    argv.push("--reflink=always".into());
+                }
+                argv.extend([src.to_owned().into(), dst.to_owned().into()]);
+                pipeline(&[argv])?;
+                return Ok(None);
+            }
+        }))
     }
 }
 
@@ -109,9 +144,14 @@ fn case(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Case, BenchError>
     let bytes = write_tree(spec, &src)?;
     case.fact("tree", format!("{} files, {bytes} bytes", spec.files));
     syncfs(&src)?;
-    let mut tools = vec![Tool::Strata(Strategy::Reflink), Tool::Strata(Strategy::ReadWrite)];
+    let mut tools = vec![Tool::Strata(Strategy::Reflink), Tool::Sequential, Tool::Strata(Strategy::ReadWrite)];
+    match IoEngine::with_kind(IoEngineKind::Uring) {
+        Ok(_) => tools.push(Tool::ReadWriteUring),
+        Err(e) => case.skipped.push(Skip { what: Tool::ReadWriteUring.name().into(), reason: e.to_string() }),
+    }
     if super::env::have_tool("cp") {
-        tools.push(Tool::Cp);
+        let reflink = crate::drivers::probe_reflink(scratch.path()).is_ok();
+        tools.push(Tool::Cp { reflink });
     } else {
         case.skipped.push(Skip { what: "cp".into(), reason: "not installed".into() });
     }
@@ -120,19 +160,7 @@ fn case(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Case, BenchError>
         for i in rotation(tools.len(), round) {
             let dst = scratch.path().join(format!("dst-{round}-{i}"));
             let (stats, secs) = time(|| -> Result<Option<CopyStats>, BenchError> {
-                let stats = match tools[i] {
-                    Tool::Strata(strategy) => Some(copy_tree(&src, &dst, strategy)?),
-                    Tool::Cp => {
-                        pipeline(&[vec![
-                            "cp".into(),
-                            "-a".into(),
-                            "--reflink=auto".into(),
-                            src.clone().into(),
-                            dst.clone().into(),
-                        ]])?;
-                        None
-                    }
-                };
+                let stats = tools[i].copy(&src, &dst)?;
                 if opts.sync {
                     syncfs(&dst)?;
                 }
@@ -151,7 +179,10 @@ fn case(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Case, BenchError>
     }
     case.add_ratio("strata", "strata-read-write");
     case.add_ratio("strata", "cp");
+    case.add_ratio("strata", "strata-sequential");
+    case.add_ratio("strata-sequential", "cp");
     case.add_ratio("strata-read-write", "cp");
+    case.add_ratio("strata-read-write-uring", "strata-read-write");
     Ok(case)
 }
 

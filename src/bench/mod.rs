@@ -15,7 +15,7 @@
 //! | suite | strata | peers |
 //! |---|---|---|
 //! | [`unpack`] | `apply_layer` into a fresh scratch filesystem per run | `tar -x`, `gzip -dc \| tar -x`, `zstd -dc \| tar -x` |
-//! | [`copy`] | `copy_tree` with `Reflink` and with `ReadWrite` | `cp -a --reflink=auto` |
+//! | [`copy`] | `copy_tree` (parallel) with `Reflink` and `ReadWrite`, the sequential twin, io_uring read/write | `cp -a` (`--reflink=always` on XFS/btrfs) |
 //! | [`diff`] | `write_layer` of an overlay upper dir (with its diff ID) | `tar -c \| sha256sum`, `tar -cf /dev/null` |
 //! | [`hash`] | `Hasher` over an in-memory buffer | `openssl speed sha256`, `sha256sum` of a tmpfs file |
 //! | [`build`] | `strata build`, cached rebuild and `--no-cache`, of a 10-step Dockerfile | `buildah bud --layers` |

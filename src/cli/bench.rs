@@ -24,7 +24,7 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',')]
         compression: Option<Vec<String>>,
     },
-    /// Tree copy (reflink, read/write) vs cp -a --reflink=auto.
+    /// Tree copy (parallel, sequential twin, read/write on each I/O engine) vs cp -a.
     Copy {
         #[command(flatten)]
         common: Common,

@@ -26,6 +26,7 @@
 
 #[cfg(test)]
 mod differential;
+pub mod parallel;
 pub mod tree;
 pub mod tree_at;
 

@@ -102,12 +102,21 @@ impl CopyError {
 
 /// Copies the tree at `src` (a directory or any single entry) to `dst`,
 /// which must not exist.
+///
+/// Regular files, symlinks and special files are spread over the cores
+/// ([`super::parallel`]); [`copy_tree_sequential`] is the one-thread twin
+/// it is checked against.
 pub fn copy_tree(src: &Path, dst: &Path, strategy: Strategy) -> Result<CopyStats, CopyError> {
+    super::parallel::copy_tree_parallel(src, dst, strategy, super::parallel::default_threads())
+}
+
+/// [`copy_tree`] on one thread, one entry after the other in directory
+/// order: the simple twin of the parallel copy.
+pub fn copy_tree_sequential(src: &Path, dst: &Path, strategy: Strategy) -> Result<CopyStats, CopyError> {
     if dst.symlink_metadata().is_ok() {
         return Err(CopyError::DestinationExists(dst.to_owned()));
     }
-    let mut copier =
-        Copier { strategy, links: HashMap::new(), stats: CopyStats::default(), buf: Vec::new(), noatime: true };
+    let mut copier = Copier::new(strategy);
     let md = src.symlink_metadata().map_err(io_err("lstat", src))?;
     copier.entry(src, dst, &md)?;
     Ok(copier.stats)
@@ -131,11 +140,11 @@ pub(super) fn is_unsupported(e: Errno) -> bool {
 /// to stay in cache.
 const BUF_SIZE: usize = 256 << 10;
 
-struct Copier {
+pub(super) struct Copier {
     strategy: Strategy,
     /// Source (dev, ino) of multiply-linked inodes → their first copy.
     links: HashMap<(u64, u64), PathBuf>,
-    stats: CopyStats,
+    pub(super) stats: CopyStats,
     buf: Vec<u8>,
     /// Cleared after the first `EPERM` from `O_NOATIME` (source files the
     /// caller does not own, without CAP_FOWNER).
@@ -143,6 +152,10 @@ struct Copier {
 }
 
 impl Copier {
+    pub(super) fn new(strategy: Strategy) -> Copier {
+        Copier { strategy, links: HashMap::new(), stats: CopyStats::default(), buf: Vec::new(), noatime: true }
+    }
+
     fn entry(&mut self, src: &Path, dst: &Path, md: &Metadata) -> Result<(), CopyError> {
         let ft = md.file_type();
         if !ft.is_dir() && md.nlink() > 1 {
@@ -157,7 +170,14 @@ impl Copier {
             self.dir(src, dst, md)
         } else if ft.is_file() {
             self.file(src, dst, md)
-        } else if ft.is_symlink() {
+        } else {
+            self.node(src, dst, md)
+        }
+    }
+
+    /// A symlink, device node, fifo or socket, with its attributes.
+    pub(super) fn node(&mut self, src: &Path, dst: &Path, md: &Metadata) -> Result<(), CopyError> {
+        if md.file_type().is_symlink() {
             let target = std::fs::read_link(src).map_err(io_err("readlink", src))?;
             std::os::unix::fs::symlink(&target, dst).map_err(io_err("symlink", dst))?;
             self.stats.symlinks += 1;
@@ -202,7 +222,7 @@ impl Copier {
     /// lookups, and chown/chmod only when the new file differs (most files
     /// in a root-owned image already match what `open` created). Same
     /// order: owner, xattrs, mode, times.
-    fn file_attributes(
+    pub(super) fn file_attributes(
         &mut self,
         input: &File,
         output: &File,
@@ -240,7 +260,7 @@ impl Copier {
         sys::fs::futimens(output.as_fd(), atime, mtime).map_err(io_err("futimens", dst))
     }
 
-    fn copy_xattrs(&mut self, src: &Path, dst: &Path) -> Result<(), CopyError> {
+    pub(super) fn copy_xattrs(&mut self, src: &Path, dst: &Path) -> Result<(), CopyError> {
         let names = match sys::xattr::llist(src) {
             Ok(names) => names,
             Err(e) if Errno::from_io_error(&e) == Some(Errno::OPNOTSUPP) => Vec::new(),
@@ -262,9 +282,12 @@ impl Copier {
         Ok(())
     }
 
-    fn open_source(&mut self, src: &Path) -> Result<File, CopyError> {
+    pub(super) fn open_source(&mut self, src: &Path) -> Result<File, CopyError> {
         let open = |extra: OFlags| {
-            let fd = sys::fs::open(src, OFlags::RDONLY | OFlags::NOFOLLOW | extra, Mode::empty());
+            // O_NONBLOCK: a fifo swapped in for the file must not block the
+            // copy (callers check the type on the descriptor).
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | extra;
+            let fd = sys::fs::open(src, flags, Mode::empty());
             fd.map(File::from).map_err(io_err("open", src))
         };
         if self.noatime {
@@ -279,12 +302,12 @@ impl Copier {
     }
 
     /// Copies `size` bytes of content from `input` to the empty `output`.
-    fn data(&mut self, input: &File, output: &File, size: u64, dst: &Path) -> Result<(), CopyError> {
+    pub(super) fn data(&mut self, input: &File, output: &File, size: u64, dst: &Path) -> Result<(), CopyError> {
         copy_data(self.strategy, &mut self.stats, &mut self.buf, input, output, size, dst)
     }
 
     /// Owner, xattrs, mode (unless a symlink) and times, in that order.
-    fn attributes(&mut self, src: &Path, dst: &Path, md: &Metadata, chmod: bool) -> Result<(), CopyError> {
+    pub(super) fn attributes(&mut self, src: &Path, dst: &Path, md: &Metadata, chmod: bool) -> Result<(), CopyError> {
         std::os::unix::fs::lchown(dst, Some(md.uid()), Some(md.gid())).map_err(io_err("lchown", dst))?;
         self.copy_xattrs(src, dst)?;
         if chmod {
