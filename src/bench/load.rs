@@ -69,7 +69,7 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
     let layout = work.join("layout");
     let (compressed, files) = build_layout(&layout, opts.scale)?;
     let archive = work.join("image.tar");
-    pipeline(&[vec![os(&["tar", "-cf"]), vec![arg(&archive), "-C".into(), arg(&layout), ".".into()]].concat()])?;
+    pipeline(&[[os(&["tar", "-cf"]), vec![arg(&archive), "-C".into(), arg(&layout), ".".into()]].concat()])?;
 
     let mut case = Case::new(format!("{LAYERS} layers, {} MiB", (layer_bytes(opts.scale) * LAYERS as u64) >> 20));
     case.fact("layers", format!("{LAYERS} x gzip (fast), {files} files"));

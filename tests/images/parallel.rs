@@ -62,7 +62,7 @@ fn image() -> (Vec<Vec<u8>>, Vec<DiffId>) {
                 3 => {
                     whiteout(&mut b, ".wh.d");
                     // Over 1 MiB: the streamed path of the applier.
-                    let big: Vec<u8> = (0..3u32 << 20).map(|n| (n * 31 / 7) as u8).collect();
+                    let big: Vec<u8> = (0..3u32 << 20).map(|n| u8::try_from((n * 31 / 7) % 256).unwrap()).collect();
                     file(&mut b, "big", &big, 0o644);
                     dir(&mut b, "keep", 0o755);
                     file(&mut b, "keep/again", b"k3", 0o644);

@@ -199,7 +199,7 @@ mod tests {
             .into_iter()
             .flat_map(|l| [(l, true), (l, false)])
         {
-            let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+            let data: Vec<u8> = (0..len).map(|i| u8::try_from((i * 7 + i / 251) % 256).unwrap()).collect();
             let mut blob =
                 HashedBlob::new(Trickle { data: data.clone(), pos: 0, interrupted: false }, threaded).unwrap();
             // Read part of it through BufRead, leave the rest to finish.
