@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
                 Some(w) => (w, true),
                 None => w.strip_suffix('n').map_or((w, sync), |w| (w, false)),
             };
-            Tool::Strata(ApplyOptions { workers: w.parse().unwrap_or(2), hash_thread, sync })
+            Tool::Strata(ApplyOptions { workers: w.parse().unwrap_or(2), hash_thread, blob_hash_thread: true, sync })
         })
         .collect();
     let runs = var("UNPACK_RUNS", "3").parse().unwrap_or(3);

@@ -46,6 +46,7 @@ pub mod diff;
 pub mod env;
 pub mod harness;
 pub mod hash;
+pub mod load;
 pub mod pull;
 pub mod run;
 pub mod start;
@@ -162,6 +163,8 @@ pub enum Bench {
     Start,
     Build,
     Pull,
+    /// `load` of a 5-layer image: layers at once vs in order vs peers.
+    Load,
     /// Not in [`Bench::all`]: it needs containerd and takes minutes.
     Containerd,
 }
@@ -203,6 +206,7 @@ impl Bench {
             Bench::Start => "start",
             Bench::Build => "build",
             Bench::Pull => "pull",
+            Bench::Load => "load",
             Bench::Containerd => "containerd",
         }
     }
@@ -272,6 +276,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Start => start::run(opts),
             Bench::Build => build::run(opts),
             Bench::Pull => pull::run(opts),
+            Bench::Load => load::run(opts),
             Bench::Containerd => containerd::run(opts),
         };
         match result {

@@ -12,9 +12,8 @@
 //! does tar.
 //!
 //! strata's apply is measured in-process through its public API, with the
-//! default engine. The apply API offers no sequential twin to select yet
-//! (no options argument, no environment switch); when it does, it belongs
-//! in [`strata_variants`] so both are measured side by side.
+//! default engine and, beside it in the same rounds, with the blob's
+//! digest on the reading thread ([`strata_variants`]).
 
 use super::dataset::{self, Dataset, DatasetKind, SyntheticSpec};
 use super::harness::{time, Case, Measurement, Suite, Unit};
@@ -80,7 +79,7 @@ impl Tool {
 
     fn command(&self, blob: &Path) -> String {
         match self {
-            Tool::Strata { .. } => format!("strata apply_layer {}", file_name(blob)),
+            Tool::Strata { label } => format!("{label} apply_layer {}", file_name(blob)),
             // File names only: the table stays readable, the full path is
             // in the case's facts.
             Tool::Peer { stages, .. } => describe(stages).replace(&blob.display().to_string(), &file_name(blob)),
@@ -92,10 +91,19 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The strata engines to measure: the default one, and its sequential
-/// twin once the apply API exposes one.
+/// The strata engines to measure: the default one, and the same with the
+/// blob's digest computed on the reading thread (what it did before the
+/// blob hasher thread), so the gain is measured in the same run.
 fn strata_variants() -> Vec<Tool> {
-    vec![Tool::Strata { label: "strata" }]
+    vec![Tool::Strata { label: "strata" }, Tool::Strata { label: "strata-inline-blob-hash" }]
+}
+
+fn strata_options(label: &str) -> crate::image::apply::ApplyOptions {
+    let opts = crate::image::apply::ApplyOptions::default();
+    match label {
+        "strata-inline-blob-hash" => crate::image::apply::ApplyOptions { blob_hash_thread: false, ..opts },
+        _ => opts,
+    }
 }
 
 /// Stands for the target directory in a peer's command line until a run
@@ -218,14 +226,19 @@ fn case(opts: &Options, data: &Dataset, kind: DatasetKind, fs: FsKind, c: Compre
             syncfs(&target)?;
             let (result, secs) = time(|| -> Result<Option<String>, BenchError> {
                 let diff_id = match &tools[i] {
-                    Tool::Strata { .. } => {
+                    Tool::Strata { label } => {
                         let f = std::fs::File::open(&blob).map_err(|source| BenchError::Io {
                             what: "open",
                             path: blob.clone(),
                             source,
                         })?;
-                        let out = crate::image::apply::apply_layer(f, &target, Whiteouts::Overlay)
-                            .map_err(|source| BenchError::Apply { path: blob.clone(), source })?;
+                        let out = crate::image::apply::apply_layer_with(
+                            f,
+                            &target,
+                            Whiteouts::Overlay,
+                            &strata_options(label),
+                        )
+                        .map_err(|source| BenchError::Apply { path: blob.clone(), source })?;
                         Some(out.diff_id.to_string())
                     }
                     Tool::Peer { stages, .. } => {
@@ -252,7 +265,9 @@ fn case(opts: &Options, data: &Dataset, kind: DatasetKind, fs: FsKind, c: Compre
     for t in &tools[1..] {
         if let Tool::Peer { name, .. } = t {
             case.add_ratio("strata", name);
+            case.add_ratio("strata-inline-blob-hash", name);
         }
     }
+    case.add_ratio("strata", "strata-inline-blob-hash");
     Ok(case)
 }

@@ -68,6 +68,12 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// strata load of a 5-layer image (layers at once, in order) vs podman
+    /// load, skopeo copy + umoci unpack, docker load, ctr images import.
+    Load {
+        #[command(flatten)]
+        common: Common,
+    },
     /// containerd with strata as a proxy snapshotter vs its overlayfs and
     /// native snapshotters: ctr images pull, ctr run --rm, snapshot usage.
     Containerd {
@@ -278,6 +284,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Report { json, json2, output } => return report(json, json2, output),
         BenchCommand::CopyUpProbe { op, path, warm } => return probe(&op, &path, warm),
         BenchCommand::Pull { common } => (common, vec![Bench::Pull]),
+        BenchCommand::Load { common } => (common, vec![Bench::Load]),
         BenchCommand::Containerd { common, tiny } => {
             tiny_scale = tiny;
             (common, vec![Bench::Containerd])

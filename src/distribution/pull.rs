@@ -9,7 +9,10 @@
 //! whose parent is registered when its job starts streams from the socket
 //! straight into apply (hash, decompress, extract in one pass); one whose
 //! parent is still in flight is downloaded into the content store
-//! (verified) meanwhile, and applied from there once the parent is in.
+//! (verified) meanwhile, and applied from there once the parent is in —
+//! except on a driver that extracts a layer without its parent (overlay,
+//! `LayerStore::extract_alone`), where it streams into a snapshot of its
+//! own at once and is committed onto the parent when that is in.
 
 use super::client::Client;
 use super::fetch::{self, BlobReader};
@@ -123,7 +126,20 @@ impl Job<'_> {
         let parent = i.checked_sub(1).map(|p| &self.chains[p]);
         let had_blob = self.engine.content.contains(&desc.digest);
         let parent_ready = i == 0 || self.shared.slots.lock().expect("no panics while held")[i - 1] == Slot::Registered;
-        let (_, fresh) = if parent_ready {
+        let (_, fresh) = if !parent_ready && layers.extracts_alone() {
+            // The driver extracts a layer without its parent (overlay):
+            // stream it into a snapshot of its own now, commit it onto the
+            // parent once that is in. A failure anywhere drops the extract.
+            let reader = Counting::new(BlobReader::new(self.client, desc), self.progress, id, desc.size);
+            let extracted =
+                layers.extract_alone(&self.diff_ids[i], Some(&desc.digest), reader, true).map_err(layer_err)?;
+            if !had_blob {
+                self.shared.added_blobs.lock().expect("no panics while held").push(desc.digest.clone());
+            }
+            self.progress.status(id, "Extracted, waiting for the layer below");
+            self.shared.wait_registered(i - 1)?;
+            layers.commit_extracted(&lock, parent, extracted).map_err(layer_err)?
+        } else if parent_ready {
             let reader = Counting::new(BlobReader::new(self.client, desc), self.progress, id, desc.size);
             layers.register_locked(&lock, parent, &self.diff_ids[i], &desc.digest, reader).map_err(layer_err)?
         } else {

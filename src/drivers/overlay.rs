@@ -169,6 +169,12 @@ impl Driver for Overlay {
         tree_usage(&fs).map_err(|e| DriverError::io(fs, e))
     }
 
+    /// The upper dir holds the layer's changes alone, deletions as
+    /// whiteouts: nothing of the lower dirs is read or touched.
+    fn extracts_alone(&self) -> bool {
+        true
+    }
+
     fn write_target(&self, id: SnapshotId, _parents: &[SnapshotId]) -> Result<WriteTarget, DriverError> {
         Ok(WriteTarget::Directory { dir: self.fs(id), whiteouts: Whiteouts::Overlay })
     }

@@ -24,6 +24,9 @@ use crate::snapshot::{SnapshotError, SnapshotKey, Snapshotter, Whiteouts, WriteT
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
+mod batch;
+pub use batch::LayerOrder;
+
 /// Key prefix of the temporary snapshots layers are applied into.
 pub const EXTRACT_PREFIX: &str = "extract-";
 
@@ -65,6 +68,8 @@ pub enum LayerError {
     Diff { key: String, source: crate::image::diff::DiffError },
     #[error("layer diff ID mismatch: the image says {expected}, the blob's tar is {actual}")]
     DiffIdMismatch { expected: DiffId, actual: DiffId },
+    #[error("open blob of {what}: {source}")]
+    OpenBlob { what: String, source: io::Error },
     #[error("layer {0} is not in the layer store")]
     NotFound(ChainId),
     #[error("layer {0} is claimed by an operation in progress (a pull or import about to use it)")]
@@ -102,6 +107,14 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
         }
         Ok(n)
     }
+}
+
+/// A layer applied into its extract snapshot and verified, not committed.
+struct Applied {
+    diff_id: DiffId,
+    /// Bytes of file content.
+    size: u64,
+    blob: BlobRef,
 }
 
 /// What a registration checks, and whether the chain lock is already held.
@@ -266,6 +279,26 @@ impl<'a> LayerStore<'a> {
         blob: R,
         extract: &SnapshotKey,
     ) -> Result<(Layer, bool), LayerError> {
+        let locked = verify.locked;
+        // Apply writes back as it goes and ends with one syncfs, so the
+        // layer is durable before it is committed.
+        let a = self.apply_verified(verify, blob, extract, true)?;
+        if locked {
+            self.commit_locked(extract, parent, a.diff_id, a.size, a.blob)
+        } else {
+            self.commit_as_layer(extract, parent, a.diff_id, a.size, a.blob)
+        }
+    }
+
+    /// Applies `blob` into active snapshot `extract`, checks its digests
+    /// against `verify` and stores the blob in the content store.
+    fn apply_verified<R: Read>(
+        &self,
+        verify: Verify<'_>,
+        blob: R,
+        extract: &SnapshotKey,
+        sync: bool,
+    ) -> Result<Applied, LayerError> {
         let expected = verify.diff_id;
         // A blob already in the content store (a pull downloads a layer
         // there while its parent is still being applied) is not written
@@ -275,9 +308,7 @@ impl<'a> LayerStore<'a> {
         let mut tee = Tee { inner: blob, copy: writer };
         let layer_name = expected.map(|d| d.to_string()).unwrap_or_else(|| "(new)".into());
         let apply_err = |source| LayerError::Apply { layer: layer_name.clone(), source };
-        // Apply writes back as it goes and ends with one syncfs, so the
-        // layer is durable before it is committed.
-        let synced = ApplyOptions { sync: true, ..ApplyOptions::default() };
+        let synced = ApplyOptions { sync, ..ApplyOptions::default() };
         let outcome = match self.snapshots.write_target(extract)? {
             WriteTarget::Directory { dir, whiteouts } => {
                 apply_layer_with(&mut tee, &dir, whiteouts, &synced).map_err(apply_err)?
@@ -306,11 +337,7 @@ impl<'a> LayerStore<'a> {
         };
         let blob =
             BlobRef { digest, media_type: outcome.compression.media_type().to_owned(), size: outcome.compressed_size };
-        if verify.locked {
-            self.commit_locked(extract, parent, outcome.diff_id, outcome.content_size, blob)
-        } else {
-            self.commit_as_layer(extract, parent, outcome.diff_id, outcome.content_size, blob)
-        }
+        Ok(Applied { diff_id: outcome.diff_id, size: outcome.content_size, blob })
     }
 
     /// Commits active snapshot `key`, whose diff against `parent` is

@@ -184,6 +184,10 @@ pub enum SnapshotError {
     WrongKind { key: SnapshotKey, kind: Kind, expected: Kind },
     #[error("snapshot {key} has {children} child snapshot(s); remove them first")]
     HasChildren { key: SnapshotKey, children: usize },
+    #[error(
+        "snapshot {key} was prepared on {parent}; only a snapshot prepared without a parent can be committed onto one"
+    )]
+    HasParent { key: SnapshotKey, parent: SnapshotKey },
     #[error("snapshot {key}: {source}")]
     Driver { key: SnapshotKey, source: DriverError },
     #[error(transparent)]
@@ -214,6 +218,19 @@ pub trait Driver: Send + Sync {
 
     /// Where layer apply writes into an active snapshot.
     fn write_target(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<WriteTarget, DriverError>;
+
+    /// Whether a layer can be applied into an active snapshot without its
+    /// parents' content: the write target is the snapshot's own bytes and
+    /// deletions are recorded there (overlay's whiteouts), never applied
+    /// to a parent's files. Such a snapshot may be prepared without a
+    /// parent and committed onto one later
+    /// ([`Snapshotter::commit_onto`](super::Snapshotter::commit_onto)), so
+    /// every layer of an image can be extracted at once. Drivers whose
+    /// snapshot starts as a copy of its parent (copy, btrfs, dm-thin) say
+    /// no, the default.
+    fn extracts_alone(&self) -> bool {
+        false
+    }
 
     /// Where a diff of the snapshot against its parent is read.
     fn diff_source(&self, id: SnapshotId, parents: &[SnapshotId]) -> Result<DiffSource, DriverError>;

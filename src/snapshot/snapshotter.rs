@@ -190,6 +190,60 @@ impl Snapshotter {
         Ok(())
     }
 
+    /// Whether layers can be extracted without their parents
+    /// ([`Driver::extracts_alone`]).
+    pub fn extracts_alone(&self) -> bool {
+        self.driver.extracts_alone()
+    }
+
+    /// Freezes active snapshot `key`, prepared without a parent, as
+    /// committed snapshot `name` on top of committed `parent`: what
+    /// [`commit`](Self::commit) of a snapshot prepared on `parent` would
+    /// have made. Only for drivers whose snapshots hold their changes
+    /// alone ([`Driver::extracts_alone`]); others refuse with
+    /// [`DriverError::Unsupported`](super::DriverError::Unsupported).
+    pub fn commit_onto(
+        &self,
+        name: &SnapshotKey,
+        key: &SnapshotKey,
+        parent: &SnapshotKey,
+    ) -> Result<(), SnapshotError> {
+        let drv = |source| SnapshotError::Driver { key: key.clone(), source };
+        if !self.driver.extracts_alone() {
+            return Err(drv(super::DriverError::Unsupported(format!(
+                "the {} driver's snapshots need their parent's content; commit onto a parent needs one that does not",
+                self.driver.name()
+            ))));
+        }
+        let check = |db: &Db| -> Result<(super::SnapshotId, Vec<super::SnapshotId>), SnapshotError> {
+            if db.snapshots.contains_key(name) {
+                return Err(SnapshotError::AlreadyExists(name.clone()));
+            }
+            let (rec, _) = Self::expect_active(db, key)?;
+            if let Some(p) = &rec.parent {
+                return Err(SnapshotError::HasParent { key: key.clone(), parent: p.clone() });
+            }
+            // The parent as `prepare` would have checked it.
+            let parents = Self::check_create(db, name, Some(parent))?;
+            Ok((rec.id, parents))
+        };
+        let (id, parents) = check(&self.meta.read()?)?;
+        let usage = self.driver.commit(id, &parents).map_err(drv)?;
+        let (lock, mut db) = self.meta.begin()?;
+        if check(&db)? != (id, parents) {
+            // Removed and prepared again, or the parent replaced, meanwhile.
+            return Err(SnapshotError::NotFound(key.clone()));
+        }
+        let mut rec = db.snapshots.remove(key).expect("looked up above");
+        rec.kind = Kind::Committed;
+        rec.parent = Some(parent.clone());
+        rec.usage = Some(usage);
+        rec.created = now();
+        db.snapshots.insert(name.clone(), rec);
+        self.meta.save(&lock, &db, true)?;
+        Ok(())
+    }
+
     /// Removes a snapshot with no children.
     pub fn remove(&self, key: &SnapshotKey) -> Result<(), SnapshotError> {
         let (lock, mut db) = self.meta.begin()?;

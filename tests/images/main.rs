@@ -10,4 +10,5 @@ mod common;
 mod crash;
 mod deep;
 mod hostile;
+mod parallel;
 mod walkthrough;

@@ -33,8 +33,9 @@
 //! ## Fast path and its twin
 //!
 //! By default the work is spread over threads ([`pipeline`]): the calling
-//! thread reads, hashes and decompresses the blob into pooled 1 MiB
-//! chunks, a hasher thread computes the diff ID, a driver thread parses
+//! thread reads and decompresses the blob into pooled 1 MiB chunks, one
+//! hasher thread computes the blob's digest ([`blobhash`]), another the
+//! diff ID, a driver thread parses
 //! the tar ([`tarstream`], zero-copy) and performs every non-file
 //! operation in entry order ([`applier`]), and [`ApplyOptions::workers`]
 //! threads create the regular files. Ordering rules there keep the result
@@ -57,6 +58,7 @@
 //! not committed until apply returns.
 
 mod applier;
+mod blobhash;
 mod entry;
 pub mod fuzz;
 mod pipeline;
@@ -89,6 +91,9 @@ pub struct ApplyOptions {
     /// Hash the uncompressed stream on a thread of its own rather than on
     /// the reading thread.
     pub hash_thread: bool,
+    /// Hash the compressed blob on a thread of its own rather than on the
+    /// thread that reads and decompresses it.
+    pub blob_hash_thread: bool,
     /// `syncfs(2)` the target's filesystem before returning.
     pub sync: bool,
 }
@@ -102,7 +107,8 @@ impl Default for ApplyOptions {
             _ => std::env::var("STRATA_APPLY_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(DEFAULT_WORKERS),
         };
         let hash_thread = std::env::var("STRATA_APPLY_HASH_THREAD").map_or(true, |v| v != "0");
-        ApplyOptions { workers, hash_thread, sync: false }
+        let blob_hash_thread = std::env::var("STRATA_APPLY_BLOB_HASH_THREAD").map_or(true, |v| v != "0");
+        ApplyOptions { workers, hash_thread, blob_hash_thread, sync: false }
     }
 }
 

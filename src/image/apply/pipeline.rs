@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! caller thread          driver thread              worker threads (N)
-//! read blob ─ sha256 ─▶  tar headers, dirs, links,  open+write+fchown+
+//! read blob ──────────▶  tar headers, dirs, links,  open+write+fchown+
 //! (compressed)           whiteouts, in order   ──▶  fchmod+futimens+close
 //! decompress into        (Applier)           jobs   of regular files
 //! pooled chunks ──────▶  file data as pieces        (any order, see below)
 //!        └──────▶ hasher thread: sha256 of the uncompressed stream
+//! read blob chunks ─▶ blob hasher thread: sha256 of the blob (`blobhash`)
 //! ```
 //!
 //! Chunks (`CHUNK` bytes, a fixed pool of them) flow by reference: the
@@ -27,14 +28,15 @@
 //! flush. So the tree is the one the sequential path builds.
 
 use super::applier::{Applier, Files, NewFile, Op};
+use super::blobhash::HashedBlob;
 use super::entry::{create_file_mode, fd_attrs_created, Entry};
 use super::tarstream::{Chunk, Chunks, Parsed, Piece, TarStream};
-use super::{ApplyError, ApplyOptions, ApplyOutcome, BUF_SIZE};
-use crate::digest::{DiffId, Hasher, HashingReader};
+use super::{ApplyError, ApplyOptions, ApplyOutcome};
+use crate::digest::{DiffId, Hasher};
 use crate::image::compression::{self, Compression, Decompressor};
 use crate::snapshot::Whiteouts;
 use std::collections::HashSet;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -62,10 +64,12 @@ pub(super) fn apply<R: Read>(
     whiteouts: Whiteouts,
     opts: &ApplyOptions,
 ) -> Result<ApplyOutcome, ApplyError> {
-    let mut compressed = HashingReader::new(blob);
-    let (compression, sniffed) = compression::sniff(&mut compressed).map_err(ApplyError::Read)?;
-    let mut decoder =
-        Decompressor::new(BufReader::with_capacity(BUF_SIZE, sniffed), compression).map_err(ApplyError::Read)?;
+    // The blob's own digest is computed on a thread of its own, fed the
+    // same chunks the decompressor reads (see `blobhash`).
+    let mut compressed = HashedBlob::new(blob, opts.blob_hash_thread).map_err(ApplyError::Read)?;
+    let head = compressed.fill_buf().map_err(ApplyError::Read)?;
+    let compression = compression::detect(&head[..head.len().min(compression::MAGIC_LEN)]);
+    let mut decoder = Decompressor::new(&mut compressed, compression).map_err(ApplyError::Read)?;
     let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS);
     for _ in 0..CHUNKS {
         pool_tx.send(vec![0; CHUNK]).expect("pool has room");
@@ -139,8 +143,7 @@ pub(super) fn apply<R: Read>(
     });
     let (content_size, _) = extracted?;
     drop(decoder);
-    io::copy(&mut compressed, &mut io::sink()).map_err(ApplyError::Read)?;
-    let (compressed, compressed_size) = compressed.finish();
+    let (compressed, compressed_size) = compressed.finish().map_err(ApplyError::Read)?;
     let (diff_id, size) = plain.unwrap_or_else(|| (compressed.clone(), compressed_size));
     Ok(ApplyOutcome { diff_id: DiffId(diff_id), compressed, compressed_size, size, content_size, compression })
 }

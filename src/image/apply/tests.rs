@@ -190,7 +190,7 @@ fn apply_pair(
     workers: usize,
     whiteouts: Whiteouts,
 ) -> Result<Vec<ApplyOutcome>, String> {
-    let opts = ApplyOptions { workers, hash_thread: workers % 2 == 0, sync: false };
+    let opts = ApplyOptions { workers, hash_thread: workers % 2 == 0, blob_hash_thread: workers % 3 != 0, sync: false };
     layers.iter().map(|l| apply_layer_with(&l[..], dir, whiteouts, &opts).map_err(|e| e.to_string())).collect()
 }
 

@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::image::archive::{read_archive, ArchiveError};
 use crate::image::changes::Change;
 use crate::image::images::ImageError;
-use crate::image::layers::LayerError;
+use crate::image::layers::{LayerError, LayerOrder};
 use crate::image::oci::{Descriptor, History, ImageConfig, Manifest, OCI_CONFIG};
 use crate::image::reference::Reference;
 use chrono::Utc;
@@ -137,11 +137,15 @@ pub fn load(engine: &Engine, path: &std::path::Path) -> Result<Vec<Loaded>, Impo
         let _claim = engine.layers().claim(&chains)?;
         let mut descriptors = Vec::new();
         let mut new_layers = 0;
-        for (i, l) in img.layers.iter().enumerate() {
-            let parent = i.checked_sub(1).map(|p| &chains[p]);
-            let blob =
-                l.source.open().map_err(|e| ImportError::Invalid(format!("{}: layer {i}: {e}", path.display())))?;
-            let (layer, fresh) = engine.layers().register(parent, Some(&diff_ids[i]), blob)?;
+        // Every layer at once where the driver allows it (overlay).
+        let open = |i: usize| {
+            img.layers[i]
+                .source
+                .open()
+                .map_err(|source| LayerError::OpenBlob { what: format!("{}: layer {i}", path.display()), source })
+        };
+        let registered = engine.layers().register_image(diff_ids, open, LayerOrder::default())?;
+        for (i, (l, (layer, fresh))) in img.layers.iter().zip(registered).enumerate() {
             new_layers += usize::from(fresh);
             // Keep the archive's exact blob when the manifest names it, so a
             // later save reproduces the same manifest digest.
