@@ -146,8 +146,9 @@ fn read_all(path: &Path, buf: &mut [u8]) -> io::Result<()> {
 /// returns the proof. Cold empties `fs`'s caches with
 /// [`ScratchFs::drop_cache`], so nothing may be open or mounted on it.
 /// The proof's own `mincore` maps each file without reading it, but does
-/// look it up: directories and inodes on the path are cached again, data
-/// is not.
+/// look it up: directories and inodes are cached again by the filesystem
+/// (not by the host's cache of the backing file, dropped after the walk),
+/// data is not.
 pub fn prepare_tree(cache: Cache, fs: &mut ScratchFs, tree: &Path) -> Result<Proof, BenchError> {
     let mut backing = None;
     if cache == Cache::Cold {
@@ -183,7 +184,13 @@ pub fn prepare_tree(cache: Cache, fs: &mut ScratchFs, tree: &Path) -> Result<Pro
         });
     }
     if cache == Cache::Cold {
-        backing = Some(fs.backing_residency().map_err(io_at("mincore", fs.backing_file()))?.resident);
+        // The walk above looked every file up, reading directories and
+        // inodes through the loop device into the host's cache of the
+        // backing file: drop those pages again (the filesystem keeps its
+        // own inodes and dentries — metadata is warm, data is cold).
+        let file = fs.backing_file().to_owned();
+        evict_file(&file).map_err(io_at("fadvise(DONTNEED)", &file))?;
+        backing = Some(fs.backing_residency().map_err(io_at("mincore", &file))?.resident);
     }
     let p = proof.unwrap_or(Proof {
         files: 0,
