@@ -8,13 +8,27 @@
 //! └── strata-scratch-<unique>.mnt/       mount point of /dev/loopN
 //! ```
 //!
+//! **Cold caches without touching the host's.** [`ScratchFs::drop_cache`]
+//! empties the page cache of one scratch filesystem only — unmount (which
+//! frees its inodes, dentries and data pages), `BLKFLSBUF` on its loop
+//! device (ext4 keeps metadata in the device's own cache), then
+//! `POSIX_FADV_DONTNEED` on the backing file, and mount again — where
+//! `echo 3 > /proc/sys/vm/drop_caches` would empty every cache on the
+//! machine. A filesystem made with [`ScratchFs::new_direct_in`] has its
+//! loop device read and write the backing file with `O_DIRECT`
+//! (`LO_FLAGS_DIRECT_IO`), so no byte of it is cached by the host at all:
+//! a read that misses the scratch filesystem's cache goes to the disk.
+//! [`ScratchFs::backing_residency`] proves either with `mincore(2)`.
+//!
 //! [`ScratchFs`] owns all three resources (backing file, loop device,
 //! mount) and releases them in reverse order on drop, including while a
 //! test unwinds from a panic. Needs root (`CAP_SYS_ADMIN`) and the mkfs
 //! tool of the chosen filesystem.
 
 use crate::sys::loopdev::LoopDevice;
+use crate::sys::mincore::{file_residency, Residency};
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -86,7 +100,7 @@ impl ScratchFs {
     /// Makes a `kind` filesystem of `size_bytes` backed by a sparse file in
     /// `dir`, mounted at a new directory beside it.
     pub fn new_in(dir: &Path, kind: FsKind, size_bytes: u64) -> io::Result<ScratchFs> {
-        ScratchFs::make(dir, kind, size_bytes, false)
+        ScratchFs::make(dir, kind, size_bytes, false, false)
     }
 
     /// Like [`ScratchFs::new_in`], but with all of the filesystem's
@@ -94,10 +108,19 @@ impl ScratchFs {
     /// kernel work competes with what is measured on it. For benchmarks;
     /// slower to make.
     pub fn new_settled_in(dir: &Path, kind: FsKind, size_bytes: u64) -> io::Result<ScratchFs> {
-        ScratchFs::make(dir, kind, size_bytes, true)
+        ScratchFs::make(dir, kind, size_bytes, true, false)
     }
 
-    fn make(dir: &Path, kind: FsKind, size_bytes: u64, eager: bool) -> io::Result<ScratchFs> {
+    /// Like [`ScratchFs::new_settled_in`], with the loop device doing
+    /// direct I/O on its backing file (`LOOP_SET_DIRECT_IO`), so the host's
+    /// page cache never holds the filesystem's blocks: for cold-cache
+    /// measurements that must reach the disk. Fails where the directory's
+    /// filesystem cannot do direct I/O.
+    pub fn new_direct_in(dir: &Path, kind: FsKind, size_bytes: u64) -> io::Result<ScratchFs> {
+        ScratchFs::make(dir, kind, size_bytes, true, true)
+    }
+
+    fn make(dir: &Path, kind: FsKind, size_bytes: u64, eager: bool, direct: bool) -> io::Result<ScratchFs> {
         let name = format!("strata-scratch-{}-{}", kind.fstype(), crate::root::unique_suffix());
         // Build the guard first, so every resource acquired below is released
         // by its Drop if a later step fails.
@@ -112,6 +135,14 @@ impl ScratchFs {
         file.set_len(size_bytes)?;
         drop(file);
         let device = fs.device.insert(LoopDevice::attach(&fs.backing)?);
+        if direct {
+            device.set_direct_io(true).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("direct I/O on {} over {}: {e}", device.path().display(), dir.display()),
+                )
+            })?;
+        }
         let device_path = device.path().to_owned();
         let (tool, args) = kind.mkfs(eager);
         let out = Command::new(tool).args(args).arg(&device_path).output()?;
@@ -145,6 +176,50 @@ impl ScratchFs {
     /// The backing file.
     pub fn backing_file(&self) -> &Path {
         &self.backing
+    }
+
+    /// Whether the loop device does direct I/O on the backing file.
+    pub fn direct_io(&self) -> bool {
+        self.device.as_ref().is_some_and(LoopDevice::direct_io)
+    }
+
+    /// How many pages of the backing file the host's page cache holds
+    /// (`mincore(2)`): 0 after [`ScratchFs::drop_cache`], and always 0 with
+    /// direct I/O once the filesystem is made.
+    pub fn backing_residency(&self) -> io::Result<Residency> {
+        let f = std::fs::File::open(&self.backing)?;
+        let len = f.metadata()?.len();
+        file_residency(&f, len)
+    }
+
+    /// Empties this filesystem's caches, and only its: `syncfs(2)`, unmount
+    /// (the filesystem's inodes, dentries and data pages go with its
+    /// superblock), `BLKFLSBUF` on the loop device, `POSIX_FADV_DONTNEED`
+    /// on the (now clean) backing file, mount again at the same place, and
+    /// drop the backing file's pages the mount read.
+    /// Nothing may be open or mounted on it (`EBUSY` otherwise, and it
+    /// stays mounted).
+    pub fn drop_cache(&mut self) -> io::Result<()> {
+        let at =
+            |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {e}", self.mountpoint.display()));
+        crate::sys::fs::syncfs_path(&self.mountpoint).map_err(|e| at("syncfs", e))?;
+        crate::sys::mount::unmount_path(&self.mountpoint, false).map_err(|e| at("unmount", e))?;
+        self.mounted = false;
+        let device = self.device.as_ref().ok_or_else(|| at("no loop device under", io::ErrorKind::NotFound.into()))?;
+        device.flush_buffers().map_err(|e| at("flush buffers of the device of", e))?;
+        let backing = std::fs::File::open(&self.backing)?;
+        crate::sys::fs::fadvise(backing.as_fd(), 0, None, crate::sys::fs::Advice::DontNeed)
+            .map_err(|e| at("fadvise(DONTNEED) the backing file of", e.into()))?;
+        let source = device.path().display().to_string();
+        crate::sys::mount::mount_fs(self.kind.fstype(), &source, &[], &self.mountpoint).map_err(|e| at("mount", e))?;
+        self.mounted = true;
+        // The mount itself read the superblock, group descriptors and
+        // journal through the loop device, and so into the host's cache of
+        // the backing file: drop those (clean) pages too. The filesystem
+        // keeps its own copy of what it needs.
+        crate::sys::fs::fadvise(backing.as_fd(), 0, None, crate::sys::fs::Advice::DontNeed)
+            .map_err(|e| at("fadvise(DONTNEED) the backing file of", e.into()))?;
+        Ok(())
     }
 }
 
@@ -310,5 +385,62 @@ mod tests {
         assert!(!mounted(&mnt));
         drop(open);
         assert!(wait_detached(number), "/dev/loop{number} still attached");
+    }
+
+    fn residency(path: &Path) -> Residency {
+        let f = std::fs::File::open(path).unwrap();
+        let len = f.metadata().unwrap().len();
+        file_residency(&f, len).unwrap()
+    }
+
+    #[test]
+    fn drop_cache_empties_the_filesystem_and_its_backing_file() {
+        if !is_root() {
+            skip_test("needs root (loop devices and mounts)");
+            return;
+        }
+        let mut fs = ScratchFs::new(FsKind::Ext4, 64 << 20).unwrap();
+        let f = fs.path().join("d/f");
+        std::fs::create_dir(fs.path().join("d")).unwrap();
+        let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&f, &data).unwrap();
+        crate::sys::fs::syncfs_path(fs.path()).unwrap();
+        let warm = residency(&f);
+        assert_eq!(warm.resident, warm.pages);
+        // Without direct I/O the loop device writes through the host's
+        // page cache of the backing file.
+        assert!(!fs.direct_io());
+        assert!(fs.backing_residency().unwrap().resident > 0);
+        fs.drop_cache().unwrap();
+        // The backing file first: looking the file up reads its directory
+        // and inode through the loop device (metadata, not its data).
+        assert_eq!(fs.backing_residency().unwrap().resident, 0, "backing file still cached");
+        assert_eq!(residency(&f).resident, 0, "file still cached after drop_cache");
+        assert_eq!(std::fs::read(&f).unwrap(), data);
+        // Busy: refused, and still mounted.
+        let open = std::fs::File::open(&f).unwrap();
+        assert!(fs.drop_cache().is_err());
+        drop(open);
+        assert!(mounted(fs.path()));
+    }
+
+    #[test]
+    fn direct_io_keeps_the_backing_file_out_of_the_host_cache() {
+        if !is_root() {
+            skip_test("needs root (loop devices and mounts)");
+            return;
+        }
+        let fs = match ScratchFs::new_direct_in(Path::new("/var/tmp"), FsKind::Ext4, 64 << 20) {
+            Ok(fs) => fs,
+            Err(e) if e.raw_os_error() == Some(22) => {
+                skip_test(&format!("/var/tmp cannot back a loop device with direct I/O: {e}"));
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert!(fs.direct_io(), "/sys/block/loopN/loop/dio is not 1");
+        std::fs::write(fs.path().join("f"), vec![5u8; 4 << 20]).unwrap();
+        crate::sys::fs::syncfs_path(fs.path()).unwrap();
+        assert_eq!(fs.backing_residency().unwrap().resident, 0, "the host cached the backing file");
     }
 }

@@ -6,20 +6,25 @@
 //! The upper dir is made for real: a lower tree on a scratch filesystem,
 //! an overlay mounted over it, `changed` files rewritten and a few deleted
 //! through the overlay (copy-ups and whiteouts), then unmounted. Only the
-//! upper dir is read afterwards, by every tool; it is in the page cache.
+//! upper dir is read afterwards, by every tool, warm (in the page cache)
+//! and cold: before every cold sample the scratch filesystem's caches —
+//! and only its — are emptied ([`super::cache::prepare_tree`]: unmount,
+//! device buffers, backing file, mount) and `mincore` proves no page of
+//! the upper dir's files nor of the backing file resident.
 //!
 //! Beware the `/dev/null` row: GNU tar notices that its archive is
 //! `/dev/null` and does not read file contents at all, so it is a floor
 //! for the tree walk, not equal work. `tar -c | sha256sum` reads, writes
 //! and hashes every byte, as `write_layer` does.
 
+use super::cache::{prepare_tree, Cache, Proof};
 use super::dataset::{synthetic_path, write_tree, TextGen, TreeSpec};
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::{describe, pipeline, syncfs};
 use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
 use crate::mount::{Mount, TempMount};
 use crate::rng::Rng;
-use crate::scratch::FsKind;
+use crate::scratch::{FsKind, ScratchFs};
 use crate::snapshot::DiffSource;
 use std::ffi::OsString;
 use std::path::Path;
@@ -52,15 +57,17 @@ pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
         "diff",
         format!(
             "write_layer of an overlay upper dir with {changed} rewritten files (+{} deleted) over a {}-file lower; \
-             output discarded, diff ID computed; upper dir in page cache; read-only, so no sync.\n\
+             output discarded, diff ID computed; read-only, so no sync; `warm`: upper dir in page cache, `cold`: \
+             the scratch filesystem's caches emptied (unmount, BLKFLSBUF, fadvise of the backing file, mount) \
+             before every sample of every tool, mincore-proven.\n\
              tar>/dev/null is a floor, not equal work: GNU tar skips reading file data when the archive is /dev/null",
             deletions(changed),
             lower.files
         ),
     );
     for &fs in &p.fs {
-        match case(opts, &lower, changed, fs) {
-            Ok(c) => suite.cases.push(c),
+        match cases(opts, &lower, changed, fs) {
+            Ok(c) => suite.cases.extend(c),
             Err(BenchError::Unavailable { what, reason }) => suite.skip(what, reason),
             Err(e) => return Err(e),
         }
@@ -113,18 +120,24 @@ fn make_upper(root: &Path, lower_spec: &TreeSpec, changed: usize) -> Result<(), 
     m.unmount().map_err(io("unmount overlay", &merged))
 }
 
-fn case(opts: &Options, lower: &TreeSpec, changed: usize, fs: FsKind) -> Result<Case, BenchError> {
-    let name = fs.fstype().to_owned();
+/// One case per [`Cache`] state on one upper dir.
+fn cases(opts: &Options, lower: &TreeSpec, changed: usize, fs: FsKind) -> Result<Vec<Case>, BenchError> {
+    let mut scratch = scratch(opts, fs, fs_size(lower.total_bytes * 6, 512 << 20))?;
+    opts.progress(&format!("diff {}: making an upper dir ({changed} changed files)", fs.fstype()));
+    make_upper(scratch.path(), lower, changed)?;
+    syncfs(&scratch.path().join("upper"))?;
+    Cache::BOTH.iter().map(|cache| case(opts, &mut scratch, fs, *cache)).collect()
+}
+
+fn case(opts: &Options, scratch: &mut ScratchFs, fs: FsKind, cache: Cache) -> Result<Case, BenchError> {
+    let name = format!("{} {}", fs.fstype(), cache.name());
     let mut case = Case::new(&name);
-    let scratch = scratch(opts, fs, fs_size(lower.total_bytes * 6, 512 << 20))?;
     if let Some(m) = super::env::mount_of(scratch.path()) {
         case.fact("fs", m.describe());
     }
-    case.fact("upper", scratch.path().join("upper").display().to_string());
-    opts.progress(&format!("diff {name}: making an upper dir ({changed} changed files)"));
-    make_upper(scratch.path(), lower, changed)?;
     let upper = scratch.path().join("upper");
-    syncfs(&upper)?;
+    case.fact("upper", upper.display().to_string());
+    let mut proof = None;
 
     let os = |s: &str| OsString::from(s);
     let tar_c = |out: &str| vec![os("tar"), os("-cf"), os(out), os("-C"), upper.clone().into(), os(".")];
@@ -152,6 +165,10 @@ fn case(opts: &Options, lower: &TreeSpec, changed: usize, fs: FsKind) -> Result<
     let source = DiffSource::OverlayUpper(upper.clone());
     for round in 0..=opts.runs {
         for i in rotation(case.measurements.len(), round) {
+            let p = prepare_tree(cache, scratch, &upper)?;
+            if round > 0 {
+                proof = Some(Proof::fold(proof, p));
+            }
             let (result, secs) = time(|| -> Result<Option<String>, BenchError> {
                 if i == 0 {
                     let out = crate::image::diff::write_layer(&source, std::io::sink())?;
@@ -173,6 +190,9 @@ fn case(opts: &Options, lower: &TreeSpec, changed: usize, fs: FsKind) -> Result<
                 case.measurements[i].push(secs);
             }
         }
+    }
+    if let Some(p) = proof {
+        case.fact("cache", p.describe(cache));
     }
     case.add_ratio("strata", "tar|sha256sum");
     case.add_ratio("strata", "tar>/dev/null");

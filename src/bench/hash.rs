@@ -14,6 +14,12 @@
 //! for equal work, while `strata` streams the whole buffer from memory as
 //! a layer would.
 //!
+//! The `file on ext4 warm|cold` cases hash one file on a scratch ext4 from
+//! disk — strata's `Hasher` fed by 1 MiB `read`s, against `sha256sum FILE`
+//! — warm (in the page cache) and cold (the scratch filesystem's caches
+//! emptied before every sample, [`super::cache::prepare_tree`],
+//! mincore-proven). They need root; without it they are skipped.
+//!
 //! Every layer byte strata moves is hashed at least once (the diff ID),
 //! so this throughput bounds apply and diff; OpenSSL's assembly (SHA-NI
 //! where the CPU has it) is the reference.
@@ -175,7 +181,102 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
     case.add_ratio("strata-1MiB", "openssl");
     case.add_ratio("strata", "sha256sum");
     suite.cases.push(case);
+    drop(file);
+    match on_disk(opts, &buf) {
+        Ok(cases) => suite.cases.extend(cases),
+        Err(BenchError::Unavailable { what, reason }) => suite.skip(what, reason),
+        Err(e) => return Err(e),
+    }
     Ok(suite)
+}
+
+/// strata's hasher reading `path` in 1 MiB reads.
+fn hash_file(path: &std::path::Path) -> Result<crate::digest::Digest, BenchError> {
+    use std::io::Read;
+    let err = |source| BenchError::Io { what: "read", path: path.to_owned(), source };
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut chunk = vec![0u8; BLOCK];
+    let mut h = Hasher::new();
+    loop {
+        let n = f.read(&mut chunk).map_err(err)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&chunk[..n]);
+    }
+}
+
+/// `file on ext4 warm` and `file on ext4 cold`: `buf` written to a file on
+/// a scratch ext4 and hashed from there by strata and `sha256sum`.
+fn on_disk(opts: &Options, buf: &[u8]) -> Result<Vec<Case>, BenchError> {
+    use super::cache::{prepare_tree, Cache, Proof};
+    if !crate::sys::process::geteuid().is_root() {
+        return Err(BenchError::Unavailable {
+            what: "file on ext4".into(),
+            reason: "needs root (loop devices)".into(),
+        });
+    }
+    let len = buf.len() as u64;
+    let mut fs = super::scratch(opts, crate::scratch::FsKind::Ext4, super::fs_size(len * 2, 256 << 20))?;
+    let dir = fs.path().join("data");
+    let file = dir.join("blob");
+    std::fs::create_dir(&dir).map_err(|source| BenchError::Io { what: "mkdir", path: dir.clone(), source })?;
+    std::fs::write(&file, buf).map_err(|source| BenchError::Io { what: "write", path: file.clone(), source })?;
+    let mut tools = vec!["strata"];
+    let sha256sum = super::env::have_tool("sha256sum");
+    if sha256sum {
+        tools.push("sha256sum");
+    }
+    let mut cases = Vec::new();
+    for cache in Cache::BOTH {
+        let mut case = Case::new(format!("file on ext4 {}", cache.name()));
+        if let Some(m) = super::env::mount_of(fs.path()) {
+            case.fact("fs", m.describe());
+        }
+        case.fact("bytes", len.to_string());
+        case.measurements.push(Measurement::new(
+            "strata",
+            "strata digest::Hasher over 1 MiB read(2)s of the file",
+            Unit::GigabytesPerSecond,
+        ));
+        if sha256sum {
+            case.measurements.push(Measurement::new("sha256sum", "sha256sum FILE", Unit::GigabytesPerSecond));
+        } else {
+            case.skipped.push(Skip { what: "sha256sum".into(), reason: "not installed".into() });
+        }
+        let mut proof = None;
+        for round in 0..=opts.runs {
+            for i in super::rotation(tools.len(), round) {
+                let p = prepare_tree(cache, &mut fs, &dir)?;
+                if round > 0 {
+                    proof = Some(Proof::fold(proof, p));
+                }
+                let (digest, t) = if tools[i] == "strata" {
+                    let (d, t) = time(|| hash_file(&file));
+                    (d?.to_string(), t)
+                } else {
+                    let (out, t) = time(|| pipeline(&[vec!["sha256sum".into(), file.clone().into()]]));
+                    let hex = String::from_utf8_lossy(&out?).split_whitespace().next().unwrap_or("").to_owned();
+                    (format!("sha256:{hex}"), t)
+                };
+                if round == 0 {
+                    case.fact(&format!("{} digest", tools[i]), digest);
+                }
+                let value = gbps(len, t);
+                let label = if round == 0 { "warm-up".to_owned() } else { format!("run {round}/{}", opts.runs) };
+                opts.progress(&format!("hash {} {label}: {} {value:.3} GB/s", case.name, tools[i]));
+                if round > 0 {
+                    case.measurements[i].push(value);
+                }
+            }
+        }
+        if let Some(p) = proof {
+            case.fact("cache", p.describe(cache));
+        }
+        case.add_ratio("strata", "sha256sum");
+        cases.push(case);
+    }
+    Ok(cases)
 }
 
 fn run_describe(stage: &[OsString]) -> String {

@@ -38,6 +38,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod cache;
 pub mod containerd;
 pub mod copy;
 pub mod copyup;
@@ -48,6 +49,7 @@ pub mod harness;
 pub mod hash;
 pub mod load;
 pub mod pull;
+pub mod readme;
 pub mod run;
 pub mod start;
 pub mod unpack;
@@ -363,6 +365,24 @@ fn scratch(opts: &Options, kind: FsKind, size: u64) -> Result<crate::scratch::Sc
         dir: opts.scratch_dir.clone(),
         source,
     })
+}
+
+/// [`scratch`] with the loop device doing direct I/O on its backing file
+/// ([`crate::scratch::ScratchFs::new_direct_in`]): a cold read goes to the
+/// disk, not to the host's cache of the backing file. Where the scratch
+/// directory cannot do direct I/O, a plain scratch filesystem (callers
+/// then drop the backing file's pages before cold samples and prove it).
+fn scratch_direct(opts: &Options, kind: FsKind, size: u64) -> Result<crate::scratch::ScratchFs, BenchError> {
+    if !kind.mkfs_available() {
+        return scratch(opts, kind, size);
+    }
+    match crate::scratch::ScratchFs::new_direct_in(&opts.scratch_dir, kind, size) {
+        Ok(fs) => Ok(fs),
+        Err(e) => {
+            opts.progress(&format!("no direct I/O for a loop device in {}: {e}", opts.scratch_dir.display()));
+            scratch(opts, kind, size)
+        }
+    }
 }
 
 /// The round-robin order of `n` tools in round `round`: each round starts

@@ -105,6 +105,16 @@ pub enum BenchCommand {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
+    /// Rewrites the marked tables of README.md's performance section from
+    /// the committed results files their markers name.
+    Readme {
+        /// The README to rewrite; results paths are relative to its directory.
+        #[arg(default_value = "README.md")]
+        readme: PathBuf,
+        /// Change nothing; fail if a table differs from its results file.
+        #[arg(long)]
+        check: bool,
+    },
     /// Inside a peer's container: time one operation on a file (used by
     /// `bench copy-up`; prints nanoseconds).
     #[command(name = "copy-up-probe", hide = true)]
@@ -252,6 +262,21 @@ fn probe(op: &str, path: &std::path::Path, warm: bool) -> Result<()> {
     Ok(())
 }
 
+fn regenerate_readme(path: &std::path::Path, check: bool) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
+    let repo = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let fresh = bench::readme::render(&text, repo)?;
+    if fresh == text {
+        eprintln!("[bench] {}: every generated table matches its results file", path.display());
+    } else if check {
+        bail!("{}: generated tables differ from their results files (run `strata bench readme`)", path.display());
+    } else {
+        std::fs::write(path, fresh)?;
+        eprintln!("[bench] {}: tables regenerated", path.display());
+    }
+    Ok(())
+}
+
 pub fn bench(cmd: BenchCommand) -> Result<()> {
     let scale = |c: &Common| if c.quick { Scale::Quick } else { Scale::Full };
     let mut tiny_scale = false;
@@ -283,6 +308,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
         BenchCommand::CopyUp(a) => return copy_up(a),
         BenchCommand::Report { json, json2, output } => return report(json, json2, output),
         BenchCommand::CopyUpProbe { op, path, warm } => return probe(&op, &path, warm),
+        BenchCommand::Readme { readme, check } => return regenerate_readme(&readme, check),
         BenchCommand::Pull { common } => (common, vec![Bench::Pull]),
         BenchCommand::Load { common } => (common, vec![Bench::Load]),
         BenchCommand::Containerd { common, tiny } => {

@@ -29,6 +29,11 @@ const LOOP_CLR_FD: libc::Ioctl = 0x4C01;
 const LOOP_SET_STATUS64: libc::Ioctl = 0x4C04;
 /// `#define LOOP_CONFIGURE 0x4C0A`
 const LOOP_CONFIGURE: libc::Ioctl = 0x4C0A;
+/// `#define LOOP_SET_DIRECT_IO 0x4C08`
+const LOOP_SET_DIRECT_IO: libc::Ioctl = 0x4C08;
+/// `#define BLKFLSBUF _IO(0x12,97)` from <linux/fs.h>: write back and
+/// invalidate a block device's own page cache (`blockdev --flushbufs`).
+const BLKFLSBUF: libc::Ioctl = 0x1261;
 /// `#define LOOP_CTL_GET_FREE 0x4C82`
 const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4C82;
 
@@ -155,6 +160,41 @@ impl LoopDevice {
         self.number
     }
 
+    /// `ioctl(dev, LOOP_SET_DIRECT_IO, on)`: the device reads and writes
+    /// its backing file with `O_DIRECT`, so the host's page cache holds
+    /// none of the file (what is cold on the device is cold on the host).
+    /// The kernel refuses (`EINVAL`) when the backing filesystem cannot do
+    /// direct I/O at the device's logical block size. See loop(4).
+    pub fn set_direct_io(&self, on: bool) -> io::Result<()> {
+        let dev = self.dev.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::ENXIO))?;
+        // SAFETY: LOOP_SET_DIRECT_IO takes an unsigned long by value; `dev`
+        // is open for the call.
+        let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_DIRECT_IO, libc::c_ulong::from(on)) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// `ioctl(dev, BLKFLSBUF, 0)`: writes back and drops the device's own
+    /// page cache (where ext4 keeps its metadata buffers) — for this one
+    /// device, not the host's. Pages a mounted filesystem pins stay.
+    pub fn flush_buffers(&self) -> io::Result<()> {
+        let dev = self.dev.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::ENXIO))?;
+        // SAFETY: BLKFLSBUF takes no argument; `dev` is open for the call.
+        let r = unsafe { libc::ioctl(dev.as_raw_fd(), BLKFLSBUF, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Whether the device does direct I/O on its backing file, per
+    /// `/sys/block/loopN/loop/dio`.
+    pub fn direct_io(&self) -> bool {
+        direct_io(self.number)
+    }
+
     /// `ioctl(dev, LOOP_CLR_FD)` and close. While a filesystem on the device
     /// is still mounted the kernel only marks it for autoclear and detaches
     /// when the mount goes away.
@@ -184,6 +224,12 @@ impl Drop for LoopDevice {
 /// `/sys/block/loopN/loop/backing_file` (present only while attached).
 pub fn is_attached(number: u32) -> bool {
     Path::new(&format!("/sys/block/loop{number}/loop/backing_file")).exists()
+}
+
+/// Whether `/dev/loopN` does direct I/O on its backing file
+/// (`/sys/block/loopN/loop/dio` reads `1`).
+pub fn direct_io(number: u32) -> bool {
+    std::fs::read_to_string(format!("/sys/block/loop{number}/loop/dio")).is_ok_and(|s| s.trim() == "1")
 }
 
 /// `ioctl(ctl, LOOP_CTL_GET_FREE)`: the number of a free loop device,

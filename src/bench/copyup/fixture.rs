@@ -70,7 +70,8 @@ fn snap_err(e: crate::snapshot::SnapshotError) -> BenchError {
 impl Bed {
     /// Makes the scratch filesystem and opens the setup's driver on it.
     pub fn open(opts: &crate::bench::Options, setup: &Setup, fs_bytes: u64) -> Result<Bed, Unavailable> {
-        let fs = crate::bench::scratch(opts, setup.fs, fs_bytes).map_err(|e| Unavailable::Here(e.to_string()))?;
+        let fs =
+            crate::bench::scratch_direct(opts, setup.fs, fs_bytes).map_err(|e| Unavailable::Here(e.to_string()))?;
         let root = crate::root::Root::open(fs.path().join("root")).map_err(|e| Unavailable::Here(e.to_string()))?;
         let volatile = setup.options.contains(&super::VOLATILE);
         let options: Vec<String> =
@@ -111,6 +112,24 @@ impl Bed {
         }
         self.snap.commit(&key(name), &k).map_err(snap_err)?;
         Ok(())
+    }
+
+    /// Whether the scratch filesystem's loop device does direct I/O.
+    pub fn direct_io(&self) -> bool {
+        self.fs.direct_io()
+    }
+
+    /// Makes sure the host's page cache holds none of the scratch
+    /// filesystem's backing file, and returns how many of its pages are
+    /// resident (the proof: 0). With direct I/O there is nothing to drop;
+    /// without it the (synced, so clean) pages are dropped with
+    /// `POSIX_FADV_DONTNEED` first.
+    pub fn evict_backing(&self) -> Result<u64, BenchError> {
+        let backing = self.fs.backing_file();
+        if !self.fs.direct_io() {
+            crate::bench::cache::evict_file(backing).map_err(io("fadvise(DONTNEED)", backing))?;
+        }
+        Ok(self.fs.backing_residency().map_err(io("mincore", backing))?.resident)
     }
 
     /// Writes every dirty page and all metadata of the filesystem.

@@ -16,8 +16,11 @@
 //! [`crate::mount::mount_all`]) per sample, then `Instant` (the vDSO's
 //! `clock_gettime(CLOCK_MONOTONIC)`) around the first-write call(s) only
 //! ([`ops`]). Warm-up samples are discarded. Cold samples run `syncfs(2)`
-//! and `echo 3 > /proc/sys/vm/drop_caches` before the call and prove it
-//! with `mincore(2)`: none of the file's pages resident; warm samples read
+//! and drop that file's pages alone (`POSIX_FADV_DONTNEED`, see
+//! [`crate::bench::cache`]) before the call and prove it with
+//! `mincore(2)`: none of the file's pages resident, and none of the
+//! scratch filesystem's backing file in the host's cache (its loop device
+//! does direct I/O, `LO_FLAGS_DIRECT_IO`, where the host allows); warm samples read
 //! the file first and prove all of them resident. Both proofs are recorded
 //! per record.
 //!
@@ -157,22 +160,9 @@ impl Op {
         &[Op::Write, Op::Append, Op::Truncate, Op::Chmod, Op::Chown, Op::Rename, Op::Link];
 }
 
-/// Page-cache state of the file when the operation starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cache {
-    Warm,
-    Cold,
-}
-
-impl Cache {
-    pub fn name(self) -> &'static str {
-        match self {
-            Cache::Warm => "warm",
-            Cache::Cold => "cold",
-        }
-    }
-}
+/// Page-cache state of the file when the operation starts (shared with
+/// the other suites).
+pub use crate::bench::cache::Cache;
 
 /// Which part of the suite a record belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -194,6 +184,14 @@ pub struct CacheCheck {
     /// over all samples (cold: both should be 0; warm: both `file_pages`).
     pub resident_min: u64,
     pub resident_max: u64,
+    /// Most pages of the scratch filesystem's backing file resident in the
+    /// host's page cache just before a cold call (absent in older runs):
+    /// a loop device without direct I/O could serve a "cold" file from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing_resident_max: Option<u64>,
+    /// Whether the scratch filesystem's loop device did direct I/O.
+    #[serde(default)]
+    pub direct_io: bool,
 }
 
 /// One case: its coordinates, raw samples and quantiles.
@@ -310,9 +308,10 @@ pub struct Params {
     pub start_samples: usize,
     /// The image the start-up part mounts: files, total bytes.
     pub start_image: (usize, u64),
-    /// Peers (Docker, podman) at these sizes, or none.
+    /// Peers (Docker, podman) at these sizes, or none. They take
+    /// `warmup` + `samples` like strata's cases, interleaved with each
+    /// other and with strata's overlay on ext4 (see `peers`).
     pub peer_sizes: Vec<u64>,
-    pub peer_samples: usize,
     /// Scratch filesystem size per setup.
     pub fs_bytes: u64,
 }
@@ -341,7 +340,6 @@ impl Params {
                 start_samples: 5,
                 start_image: (1_000, 20 * MIB),
                 peer_sizes: vec![4 * KIB, MIB, 64 * MIB],
-                peer_samples: 5,
                 fs_bytes: 6 * GIB,
             },
             Scale::Quick => Params {
@@ -359,7 +357,6 @@ impl Params {
                 start_samples: 2,
                 start_image: (300, 5 * MIB),
                 peer_sizes: vec![64 * MIB],
-                peer_samples: 3,
                 fs_bytes: 2 * GIB,
             },
             Scale::Tiny => Params {
@@ -377,7 +374,6 @@ impl Params {
                 start_samples: 1,
                 start_image: (20, MIB),
                 peer_sizes: Vec::new(),
-                peer_samples: 1,
                 fs_bytes: 512 * MIB,
             },
         }

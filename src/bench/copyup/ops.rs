@@ -108,17 +108,12 @@ fn read_all(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `echo 3 > /proc/sys/vm/drop_caches`: drops clean page cache, dentries
-/// and inodes, system-wide (proc(5)). Dirty pages are not dropped, hence
-/// the `syncfs(2)` before it.
-pub fn drop_caches() -> io::Result<()> {
-    std::fs::write("/proc/sys/vm/drop_caches", b"3\n")
-}
-
 /// Brings `path` to `cache` and returns the evidence: for `Warm` the file
-/// is read; for `Cold` the filesystem at `fs` is synced and caches are
-/// dropped (up to three times while pages stay resident, which dirty or
-/// mapped pages elsewhere can cause).
+/// is read; for `Cold` the filesystem at `fs` is synced and the file's
+/// pages alone are dropped ([`crate::bench::cache::evict_file`], up to
+/// three times while pages stay resident) — never the host's whole cache.
+/// The backing file of a scratch filesystem is the caller's to check
+/// (see `fixture::Bed::evict_backing`).
 pub fn prepare(cache: Cache, fs: &Path, path: &Path) -> io::Result<Residency> {
     match cache {
         Cache::Warm => {
@@ -129,8 +124,7 @@ pub fn prepare(cache: Cache, fs: &Path, path: &Path) -> io::Result<Residency> {
             let mut r = Residency { resident: u64::MAX, pages: 0 };
             for _ in 0..3 {
                 crate::sys::fs::syncfs_path(fs)?;
-                drop_caches()?;
-                r = residency(path)?;
+                r = crate::bench::cache::evict_file(path)?;
                 if r.resident == 0 {
                     break;
                 }
@@ -141,13 +135,32 @@ pub fn prepare(cache: Cache, fs: &Path, path: &Path) -> io::Result<Residency> {
 }
 
 /// Folds one sample's evidence into a record's.
-pub fn fold_check(check: Option<CacheCheck>, r: Residency) -> Option<CacheCheck> {
+/// `backing`: pages of the scratch filesystem's backing file resident in
+/// the host's cache (cold samples), `direct_io`: whether its loop device
+/// bypasses that cache.
+pub fn fold_check(
+    check: Option<CacheCheck>,
+    r: Residency,
+    backing: Option<u64>,
+    direct_io: bool,
+) -> Option<CacheCheck> {
     Some(match check {
-        None => CacheCheck { file_pages: r.pages, resident_min: r.resident, resident_max: r.resident },
+        None => CacheCheck {
+            file_pages: r.pages,
+            resident_min: r.resident,
+            resident_max: r.resident,
+            backing_resident_max: backing,
+            direct_io,
+        },
         Some(c) => CacheCheck {
             file_pages: c.file_pages.max(r.pages),
             resident_min: c.resident_min.min(r.resident),
             resident_max: c.resident_max.max(r.resident),
+            backing_resident_max: match (c.backing_resident_max, backing) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                (x, y) => x.or(y),
+            },
+            direct_io: c.direct_io && direct_io,
         },
     })
 }
@@ -190,8 +203,15 @@ mod tests {
 
     #[test]
     fn checks_fold_to_extremes() {
-        let a = fold_check(None, Residency { resident: 0, pages: 4 });
-        let b = fold_check(a, Residency { resident: 2, pages: 4 });
-        assert_eq!(b, Some(CacheCheck { file_pages: 4, resident_min: 0, resident_max: 2 }));
+        let a = fold_check(None, Residency { resident: 0, pages: 4 }, Some(0), true);
+        let b = fold_check(a, Residency { resident: 2, pages: 4 }, Some(5), true);
+        let want = CacheCheck {
+            file_pages: 4,
+            resident_min: 0,
+            resident_max: 2,
+            backing_resident_max: Some(5),
+            direct_io: true,
+        };
+        assert_eq!(b, Some(want));
     }
 }

@@ -23,8 +23,11 @@ fn method(p: &Params) -> Vec<String> {
             .into(),
         format!("{} warm-up sample(s) per case are discarded; quantiles are nearest-rank over the rest.", p.warmup),
         "warm: the file is read through the container first (all pages verified resident with mincore); \
-         cold: syncfs + echo 3 > /proc/sys/vm/drop_caches, then mincore verifies none of the file's pages \
-         is resident (the check's own lookup leaves the file's dentry and inode cached)."
+         cold: syncfs, then posix_fadvise(DONTNEED) on that file alone (the host's other caches are left \
+         alone), then mincore verifies none of the file's pages is resident (the check's own lookup leaves \
+         the file's dentry and inode cached). The scratch filesystem's loop device does direct I/O on its \
+         backing file where the host allows it (else the backing file's pages are dropped too), and \
+         mincore verifies none of the backing file's pages is in the host's cache before each cold call."
             .into(),
         "second_write: the same call again on the same file right after the first write (already copied up).".into(),
         "Layer depth: the file is in the bottom layer under N-1 empty layers; lookup = stat + open(O_RDONLY), \
@@ -36,7 +39,9 @@ fn method(p: &Params) -> Vec<String> {
          No syncfs in either."
             .into(),
         "Peers run `strata bench copy-up-probe` (the same timing code, a copied-in binary with its libraries) \
-         inside their containers, one container per sample, warm cache; see the peers section."
+         inside their containers, one container per sample, warm cache, with the same warm-up and sample \
+         counts as strata's cases, interleaved sample by sample with each other and with strata's overlay \
+         on ext4 (the 'strata overlay on ext4' peer row); see the peers section."
             .into(),
     ]
 }
@@ -149,6 +154,10 @@ fn first_write(
         let c = bed.container(&size_image(size))?;
         let f = c.path().join("f");
         let r = ops::prepare(cache, bed.fs_path(), &f).map_err(io_err("prepare cache", &f))?;
+        let backing = match cache {
+            Cache::Cold => Some(bed.evict_backing()?),
+            Cache::Warm => None,
+        };
         let ns = ops::time(op, &f).map_err(io_err(op.name(), &f))?;
         let again = match second {
             Some(_) => Some(ops::time(Op::SecondWrite, &f).map_err(io_err("second write", &f))?),
@@ -157,7 +166,7 @@ fn first_write(
         drop(c);
         if i >= a.record.warmup {
             a.record.samples_ns.push(ns);
-            a.check = fold_check(a.check, r);
+            a.check = fold_check(a.check, r, backing, bed.direct_io());
             if let (Some(s), Some(ns)) = (second.as_mut(), again) {
                 s.record.samples_ns.push(ns);
             }
@@ -403,6 +412,6 @@ pub fn run(opts: &Options, p: &Params) -> Results {
 
 /// Samples the peers part will take.
 fn peers_planned(p: &Params) -> usize {
-    // docker overlay2, podman overlay, podman vfs.
-    3 * p.peer_sizes.len() * (1 + p.peer_samples)
+    // strata's overlay on ext4 beside docker overlay2, podman overlay, podman vfs.
+    4 * p.peer_sizes.len() * (p.warmup + p.samples)
 }
