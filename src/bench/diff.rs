@@ -157,7 +157,16 @@ fn case(opts: &Options, scratch: &mut ScratchFs, fs: FsKind, cache: Cache) -> Re
             case.skipped.push(Skip { what: tool.into(), reason: format!("{} not installed", missing.join(", ")) });
         }
     }
-    case.measurements.push(Measurement::new("strata", "strata write_layer(OverlayUpper) -> sink", Unit::Seconds));
+    // strata's default (small files read ahead on io_uring), then its
+    // twins: read-ahead on the sync engine, and no read-ahead.
+    let variants: [(&str, &str); 3] = [
+        ("strata", "strata write_layer(OverlayUpper) -> sink (read-ahead on io_uring)"),
+        ("strata-sync-readahead", "strata write_layer, read-ahead on the sync engine"),
+        ("strata-plain", "strata write_layer, each file read when its entry is written"),
+    ];
+    for (tool, command) in variants {
+        case.measurements.push(Measurement::new(tool, command, Unit::Seconds));
+    }
     for (tool, stages) in &peers {
         let command = describe(stages).replace(&upper.display().to_string(), "UPPER");
         case.measurements.push(Measurement::new(tool, &command, Unit::Seconds));
@@ -170,11 +179,16 @@ fn case(opts: &Options, scratch: &mut ScratchFs, fs: FsKind, cache: Cache) -> Re
                 proof = Some(Proof::fold(proof, p));
             }
             let (result, secs) = time(|| -> Result<Option<String>, BenchError> {
-                if i == 0 {
-                    let out = crate::image::diff::write_layer(&source, std::io::sink())?;
+                if i < variants.len() {
+                    let engine = match i {
+                        0 => crate::uring::IoEngine::with_kind(crate::uring::IoEngineKind::Uring).ok(),
+                        1 => Some(crate::uring::IoEngine::sync()),
+                        _ => None,
+                    };
+                    let out = crate::image::diff::write_layer_using(&source, std::io::sink(), engine)?;
                     Ok(Some(format!("{} ({} bytes)", out.diff_id, out.size)))
                 } else {
-                    pipeline(&peers[i - 1].1).map(|out| {
+                    pipeline(&peers[i - variants.len()].1).map(|out| {
                         let text = String::from_utf8_lossy(&out);
                         text.split_whitespace().next().map(|h| format!("sha256:{h} (GNU tar's own layout)"))
                     })
@@ -194,6 +208,13 @@ fn case(opts: &Options, scratch: &mut ScratchFs, fs: FsKind, cache: Cache) -> Re
     if let Some(p) = proof {
         case.fact("cache", p.describe(cache));
     }
+    let digests: Vec<&String> =
+        variants.iter().filter_map(|(tool, _)| case.facts.get(&format!("{tool} digest"))).collect();
+    if digests.windows(2).any(|w| w[0] != w[1]) {
+        return Err(BenchError::Disagree(format!("diff {name}: strata's readers wrote different layers: {digests:?}")));
+    }
+    case.add_ratio("strata", "strata-plain");
+    case.add_ratio("strata", "strata-sync-readahead");
     case.add_ratio("strata", "tar|sha256sum");
     case.add_ratio("strata", "tar>/dev/null");
     Ok(case)

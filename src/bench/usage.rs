@@ -9,19 +9,19 @@
 //! | `uring` | the same walk with every group's `statx` batched on io_uring |
 //! | `du` | `du -s -b --inodes`-equivalent: `du -sb` then `du -s --inodes` is two walks, so `du -sb` alone |
 //!
-//! Each filesystem is measured warm (the tree's inodes and dentries in
-//! memory, after a first walk) and cold: before every cold sample the
-//! scratch filesystem is unmounted and mounted again from its loop
-//! device, which drops every cached inode, dentry and page of it without
-//! touching the rest of the host (no `drop_caches`). The loop device's
-//! backing file may still be in the host's page cache, so "cold" here
-//! means cold metadata caches over fast storage, not a cold disk.
+//! Each filesystem is measured warm (the tree read before every sample)
+//! and cold: before every cold sample [`super::cache::prepare_tree`]
+//! empties that scratch filesystem's caches and its backing file's pages
+//! (and nothing else on the host), proven with `mincore`; since that
+//! proof's own lookups cache the tree's inodes and dentries (all a usage
+//! walk reads), the caches are then emptied once more, the same way.
 
 use super::dataset::{write_tree, TreeSpec};
+use super::cache::{prepare_tree, Cache, Proof};
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::syncfs;
 use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
-use crate::scratch::{FsKind, ScratchFs};
+use crate::scratch::FsKind;
 use crate::uring::{IoEngine, IoEngineKind};
 use std::path::Path;
 
@@ -53,8 +53,8 @@ pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
         "usage",
         format!(
             "space held by a {}-file tree (apparent bytes of non-directories, hardlinks once, inodes), as ps -s \
-             counts it; warm: after a first walk; cold: the scratch filesystem remounted before every sample \
-             (its inodes, dentries and pages dropped; the loop device's backing file may stay in the host's cache)",
+             counts it; warm: the tree read before every sample; cold: the scratch filesystem's caches and its \
+             backing file's pages emptied before every sample of every tool, mincore-proven",
             spec.files
         ),
     );
@@ -68,28 +68,11 @@ pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
     Ok(suite)
 }
 
-/// Unmounts the scratch filesystem and mounts it again at the same place:
-/// the kernel forgets every inode, dentry and page of it.
-pub fn remount(fs: &ScratchFs) -> Result<(), BenchError> {
-    let err = |what: &'static str| {
-        let path = fs.path().to_owned();
-        move |source| BenchError::Io { what, path, source }
-    };
-    let device = fs.device().ok_or_else(|| BenchError::Unavailable {
-        what: "cold cache".into(),
-        reason: "the scratch filesystem has no loop device to remount".into(),
-    })?;
-    crate::mount::unmount_all(fs.path()).map_err(err("unmount for a cold cache"))?;
-    crate::sys::mount::mount_fs(fs.kind().fstype(), &device.path().display().to_string(), &[], fs.path())
-        .map_err(err("mount again for a cold cache"))?;
-    Ok(())
-}
-
 /// The tools of one case, in measurement order.
 const TOOLS: [&str; 4] = ["uring", "sync", "walk", "du"];
 
 fn cases(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Vec<Case>, BenchError> {
-    let scratch = scratch(opts, fs, fs_size(spec.total_bytes * 4, 512 << 20))?;
+    let mut scratch = scratch(opts, fs, fs_size(spec.total_bytes * 4, 512 << 20))?;
     let tree = scratch.path().join("tree");
     opts.progress(&format!("usage {}: writing a {}-file tree", fs.fstype(), spec.files));
     write_tree(spec, &tree)?;
@@ -97,7 +80,9 @@ fn cases(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Vec<Case>, Bench
     let mut uring = IoEngine::with_kind(IoEngineKind::Uring).ok();
     let mut sync = IoEngine::sync();
     let mut out = Vec::new();
-    for cold in [false, true] {
+    for cache in Cache::BOTH {
+        let cold = cache == Cache::Cold;
+        let mut proof = None;
         let name = format!("{} {}", fs.fstype(), if cold { "cold" } else { "warm" });
         let mut case = Case::new(&name);
         if let Some(m) = super::env::mount_of(scratch.path()) {
@@ -122,8 +107,19 @@ fn cases(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Vec<Case>, Bench
         let mut answers: Vec<(String, (u64, u64))> = Vec::new();
         for round in 0..=opts.runs {
             for i in rotation(tools.len(), round) {
+                let p = prepare_tree(cache, &mut scratch, &tree)?;
+                if round > 0 {
+                    proof = Some(Proof::fold(proof, p));
+                }
                 if cold {
-                    remount(&scratch)?;
+                    // The proof's own lookups cached the tree's inodes and
+                    // dentries, which are all a usage walk reads: empty the
+                    // caches once more, so they are cold too.
+                    scratch.drop_cache().map_err(|source| BenchError::Io {
+                        what: "drop the cache of",
+                        path: scratch.path().to_owned(),
+                        source,
+                    })?;
                 }
                 let (result, secs) = time(|| measure(tools[i], &tree, uring.as_mut(), &mut sync));
                 let got = result?;
@@ -138,6 +134,9 @@ fn cases(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Vec<Case>, Bench
             }
         }
         check_agreement(&answers)?;
+        if let Some(p) = proof {
+            case.fact("cache", p.describe(cache));
+        }
         for (tool, (bytes, inodes)) in &answers {
             case.fact(&format!("{tool} answer"), format!("{bytes} bytes, {inodes} inodes"));
         }

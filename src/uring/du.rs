@@ -49,17 +49,19 @@ pub fn tree_usage_simple(dir: &Path) -> std::io::Result<Usage> {
 /// chose (see [`super::tree_usage`]): what the overlay and copy drivers'
 /// `usage`, `ps -s`, `system df -v` and volume sizes call.
 ///
-/// That is the batched walk on the default engine ([`super::IoEngine::new`]:
-/// io_uring unless `STRATA_IO=sync` or the ring is unavailable):
-/// `bench usage` measured it 1.2-3.3x faster than the simple twin on XFS
-/// and ext4, warm and cold, and io_uring's batched `statx` 1.2-2.3x
-/// faster than the sync engine's cold (it loses warm on ext4; a usage walk
-/// is mostly of trees not touched lately). It also never follows a path
-/// again: subdirectories are opened relative to their parent under
-/// `RESOLVE_IN_ROOT`, so a container swapping a directory for a symlink
-/// mid-walk cannot send the host's walk elsewhere.
+/// That is the engine's walk on the **sync** engine: `getdents64` and
+/// one `statx` per entry relative to its directory's descriptor.
+/// `strata bench usage` (benches/results/2026-12-07-usage-quick.json, 10k
+/// files, idle machine) measured it 1.17-1.38x faster than the simple
+/// twin warm and 1.08-1.18x cold, while io_uring's `IORING_OP_STATX`
+/// (always punted to an io-wq worker) was 1.3-2.2x *slower* than it
+/// except ext4 cold (1.08x faster, inside the noise): io_uring stays off
+/// here. It also never follows a path again: subdirectories are opened
+/// relative to the root under `RESOLVE_IN_ROOT`, so a container swapping
+/// a directory for a symlink mid-walk cannot send the host's walk
+/// elsewhere.
 pub fn tree_usage(dir: &Path) -> std::io::Result<Usage> {
-    let mut engine = super::IoEngine::new();
+    let mut engine = super::IoEngine::sync();
     super::tree_usage(&mut engine, dir).map_err(|e| {
         let kind = match &e {
             super::UringError::Io { source, .. } => source.kind(),
