@@ -16,8 +16,8 @@
 //! proof's own lookups cache the tree's inodes and dentries (all a usage
 //! walk reads), the caches are then emptied once more, the same way.
 
-use super::dataset::{write_tree, TreeSpec};
 use super::cache::{prepare_tree, Cache, Proof};
+use super::dataset::{write_tree, TreeSpec};
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::syncfs;
 use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
