@@ -54,6 +54,39 @@ fn name_c(at: &At<'_>) -> Result<CString, UringError> {
     CString::new(at.name).map_err(|_| UringError::NulInName(at.dir.child_path(at.name)))
 }
 
+/// Hands a finished `READ` of item `i` to `f` (a piece, or the error);
+/// returns whether the file goes on (the read was not short) and where,
+/// with `buf` emptied for reuse.
+fn deliver(
+    i: usize,
+    buf: &mut Vec<u8>,
+    offset: u64,
+    len: usize,
+    result: Result<Outcome, Errno>,
+    path: impl FnOnce() -> PathBuf,
+    f: &mut impl FnMut(usize, Result<Chunk<'_>, UringError>),
+) -> (bool, u64) {
+    let more = match result {
+        Err(Errno::ISDIR) => {
+            f(i, Err(UringError::NotAFile(path())));
+            false
+        }
+        Err(e) => {
+            f(i, Err(UringError::io("read", path(), e)));
+            false
+        }
+        Ok(_) => {
+            // Short (see `Op::Read`): the end of the file.
+            let eof = buf.len() < len;
+            f(i, Ok(Chunk { offset, data: buf, eof }));
+            !eof
+        }
+    };
+    let pos = offset + buf.len() as u64;
+    buf.clear();
+    (more, pos)
+}
+
 impl RingIo {
     pub(super) fn new(entries: u32) -> Result<RingIo, RingError> {
         Ok(RingIo { ring: Ring::new(entries)?, noatime: true })
@@ -177,24 +210,7 @@ impl RingIo {
                     self.ring.push(op, Tag::Read(i));
                 }
                 (Tag::Read(i), Op::Read { fd, mut buf, offset, len, .. }, result) => {
-                    let more = match result {
-                        Err(Errno::ISDIR) => {
-                            f(i, Err(UringError::NotAFile(path(i))));
-                            false
-                        }
-                        Err(e) => {
-                            f(i, Err(UringError::io("read", path(i), e)));
-                            false
-                        }
-                        Ok(_) => {
-                            // Short (see `Op::Read`): the end of the file.
-                            let eof = buf.len() < len;
-                            f(i, Ok(Chunk { offset, data: &buf, eof }));
-                            !eof
-                        }
-                    };
-                    let pos = offset + buf.len() as u64;
-                    buf.clear();
+                    let (more, pos) = deliver(i, &mut buf, offset, len, result, || path(i), &mut f);
                     if more {
                         self.ring.push(Op::Read { fd, buf, offset: pos, len: CHUNK, fill: false }, Tag::Read(i));
                     } else {
@@ -239,23 +255,7 @@ impl RingIo {
             };
             match (c.tag, c.op, c.result) {
                 (Tag::Read(i), Op::Read { fd, mut buf, offset, len, .. }, result) => {
-                    let more = match result {
-                        Err(Errno::ISDIR) => {
-                            f(i, Err(UringError::NotAFile(items[i].path.clone())));
-                            false
-                        }
-                        Err(e) => {
-                            f(i, Err(UringError::io("read", items[i].path.clone(), e)));
-                            false
-                        }
-                        Ok(_) => {
-                            let eof = buf.len() < len;
-                            f(i, Ok(Chunk { offset, data: &buf, eof }));
-                            !eof
-                        }
-                    };
-                    let pos = offset + buf.len() as u64;
-                    buf.clear();
+                    let (more, pos) = deliver(i, &mut buf, offset, len, result, || items[i].path.clone(), &mut f);
                     if more {
                         self.ring.push(Op::Read { fd, buf, offset: pos, len: CHUNK, fill: false }, Tag::Read(i));
                     } else {

@@ -27,6 +27,38 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
     }
 }
 
+/// As the ring: one `pread` per piece of item `i`, the first up to
+/// [`FIRST_READ`], then [`CHUNK`]; a short one ends the file.
+fn read_whole(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    i: usize,
+    path: impl Fn() -> std::path::PathBuf,
+    f: &mut impl FnMut(usize, Result<Chunk<'_>, UringError>),
+) {
+    let (mut offset, mut len) = (0, FIRST_READ);
+    loop {
+        // Grown once and never cleared: zeroing 64 KiB per small file
+        // would cost more than reading it.
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        match retry(|| pread(fd, &mut buf[..len], offset)) {
+            Err(Errno::ISDIR) => f(i, Err(UringError::NotAFile(path()))),
+            Err(e) => f(i, Err(UringError::io("read", path(), e))),
+            Ok(n) => {
+                let eof = n < len;
+                f(i, Ok(Chunk { offset, data: &buf[..n], eof }));
+                if !eof {
+                    (offset, len) = (offset + n as u64, CHUNK);
+                    continue;
+                }
+            }
+        }
+        break;
+    }
+}
+
 /// `pread` until `buf` holds `len` bytes or the file ends.
 fn pread_full(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<(), Errno> {
     buf.clear();
@@ -93,25 +125,7 @@ impl SyncIo {
     pub(super) fn read_fds_with(&mut self, items: &[FdRead], mut f: impl FnMut(usize, Result<Chunk<'_>, UringError>)) {
         let mut buf = std::mem::take(&mut self.buf);
         for (i, item) in items.iter().enumerate() {
-            let (mut offset, mut len) = (0, FIRST_READ);
-            loop {
-                if buf.len() < len {
-                    buf.resize(len, 0);
-                }
-                match retry(|| pread(item.fd.as_fd(), &mut buf[..len], offset)) {
-                    Err(Errno::ISDIR) => f(i, Err(UringError::NotAFile(item.path.clone()))),
-                    Err(e) => f(i, Err(UringError::io("read", item.path.clone(), e))),
-                    Ok(n) => {
-                        let eof = n < len;
-                        f(i, Ok(Chunk { offset, data: &buf[..n], eof }));
-                        if !eof {
-                            (offset, len) = (offset + n as u64, CHUNK);
-                            continue;
-                        }
-                    }
-                }
-                break;
-            }
+            read_whole(item.fd.as_fd(), &mut buf, i, || item.path.clone(), &mut f);
         }
         self.buf = buf;
     }
@@ -135,28 +149,7 @@ impl SyncIo {
                     continue;
                 }
             };
-            // As the ring: one `pread` per piece, a short one ends the file.
-            let (mut offset, mut len) = (0, FIRST_READ);
-            loop {
-                // Grown once and never cleared: zeroing 64 KiB per small
-                // file would cost more than reading it.
-                if buf.len() < len {
-                    buf.resize(len, 0);
-                }
-                match retry(|| pread(fd.as_fd(), &mut buf[..len], offset)) {
-                    Err(Errno::ISDIR) => f(i, Err(UringError::NotAFile(path()))),
-                    Err(e) => f(i, Err(UringError::io("read", path(), e))),
-                    Ok(n) => {
-                        let eof = n < len;
-                        f(i, Ok(Chunk { offset, data: &buf[..n], eof }));
-                        if !eof {
-                            (offset, len) = (offset + n as u64, CHUNK);
-                            continue;
-                        }
-                    }
-                }
-                break;
-            }
+            read_whole(fd.as_fd(), &mut buf, i, path, &mut f);
         }
         self.buf = buf;
     }
