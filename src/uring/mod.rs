@@ -392,10 +392,10 @@ impl IoEngine {
     }
 
     /// [`read_files_with`](Self::read_files_with) on descriptors the
-    /// caller has already opened and checked (say, `O_PATH` + inode check
-    /// + reopen, where a hostile tree could swap a FIFO or a device in
-    /// under a name): the same pieces and end-of-file rule, from offset 0;
-    /// nothing is closed.
+    /// caller has already opened and checked (say, `O_PATH`, an inode
+    /// check and a reopen, where a hostile tree could swap a FIFO or a
+    /// device in under a name): the same pieces and end-of-file rule,
+    /// from offset 0; nothing is closed.
     pub fn read_fds_with(&mut self, items: &[FdRead], f: impl FnMut(usize, Result<Chunk<'_>, UringError>)) {
         match &mut self.backend {
             Backend::Sync(s) => s.read_fds_with(items, f),

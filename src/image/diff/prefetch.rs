@@ -107,7 +107,7 @@ impl Window {
             }
         }
         let mut data: Vec<Result<Vec<u8>, DiffError>> =
-            slots.iter().map(|&(_, _, size)| Ok(Vec::with_capacity(size as usize))).collect();
+            slots.iter().map(|&(_, _, size)| Ok(Vec::with_capacity(usize::try_from(size).unwrap_or(0)))).collect();
         reader.engine.read_fds_with(&items, |i, piece| {
             let (_, path, size) = &slots[i];
             match piece {
@@ -180,11 +180,11 @@ mod tests {
                 _ => {
                     let size = match rng.index(10) {
                         0 => 0,
-                        1 => FILE_MAX as usize + rng.index(3) - 1,
+                        1 => usize::try_from(FILE_MAX).unwrap() + rng.index(3) - 1,
                         2 => rng.range_usize(1 << 20, 3 << 20),
                         _ => rng.range_usize(1, 40 << 10),
                     };
-                    let data: Vec<u8> = (0..size).map(|i| (i as u64 * 131 + seed) as u8).collect();
+                    let data: Vec<u8> = (0..size).map(|i| ((i as u64 * 131 + seed) % 251) as u8).collect();
                     std::fs::write(&p, data).unwrap();
                     if n % 5 == 0 {
                         crate::sys::xattr::lset(&p, &"user.k".into(), format!("v{n}").as_bytes()).unwrap();
