@@ -197,13 +197,16 @@ impl ScratchFs {
     /// superblock), `BLKFLSBUF` on the loop device, `POSIX_FADV_DONTNEED`
     /// on the (now clean) backing file, mount again at the same place, and
     /// drop the backing file's pages the mount read.
-    /// Nothing may be open or mounted on it (`EBUSY` otherwise, and it
-    /// stays mounted).
+    /// Nothing may be open or mounted on it (`EBUSY` after a second's
+    /// retries otherwise, and it stays mounted).
     pub fn drop_cache(&mut self) -> io::Result<()> {
         let at =
             |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {e}", self.mountpoint.display()));
         crate::sys::fs::syncfs_path(&self.mountpoint).map_err(|e| at("syncfs", e))?;
-        crate::sys::mount::unmount_path(&self.mountpoint, false).map_err(|e| at("unmount", e))?;
+        // With EBUSY retried for about a second: a process forked by
+        // another thread (tests run side by side) briefly holds copies of
+        // this thread's descriptors until it execs.
+        crate::mount::unmount_all(&self.mountpoint).map_err(|e| at("unmount", e))?;
         self.mounted = false;
         let device = self.device.as_ref().ok_or_else(|| at("no loop device under", io::ErrorKind::NotFound.into()))?;
         device.flush_buffers().map_err(|e| at("flush buffers of the device of", e))?;
