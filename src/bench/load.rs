@@ -16,8 +16,7 @@ use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::pull::{build_layout, layer_bytes, LAYERS};
 use super::run::{pipeline, syncfs};
 use super::start::os;
-use super::{rotation, scratch, BenchError, Options, Scale};
-use crate::scratch::FsKind;
+use super::{rotation, BenchError, Options};
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -58,12 +57,7 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
             opts.sync_policy()
         ),
     );
-    let size = match opts.scale {
-        Scale::Full => 8 << 30,
-        Scale::Quick => 2 << 30,
-        Scale::Tiny => 1 << 30,
-    };
-    let fs = scratch(opts, FsKind::Ext4, size)?;
+    let fs = super::pull::image_scratch(opts)?;
     let work = fs.path().to_owned();
     opts.progress("load: building the image");
     let layout = work.join("layout");

@@ -162,12 +162,7 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
             opts.sync_policy()
         ),
     );
-    let size = match opts.scale {
-        Scale::Full => 8 << 30,
-        Scale::Quick => 2 << 30,
-        Scale::Tiny => 1 << 30,
-    };
-    let fs = scratch(opts, FsKind::Ext4, size)?;
+    let fs = image_scratch(opts)?;
     let work = fs.path().to_owned();
     opts.progress("pull: building the image");
     let (compressed, files) = build_layout(&work.join("layout"), opts.scale)?;
@@ -264,4 +259,15 @@ fn unpack_peer(umoci: bool, oci: &Path, bundle: &Path) -> Result<(), BenchError>
         pipeline(&[v])?;
     }
     Ok(())
+}
+
+/// The journaled ext4 scratch filesystem an image suite (pull, load)
+/// builds its 5-layer image on and unpacks it into, sized for the scale.
+pub(super) fn image_scratch(opts: &Options) -> Result<crate::scratch::ScratchFs, BenchError> {
+    let size = match opts.scale {
+        Scale::Full => 8 << 30,
+        Scale::Quick => 2 << 30,
+        Scale::Tiny => 1 << 30,
+    };
+    scratch(opts, FsKind::Ext4, size)
 }

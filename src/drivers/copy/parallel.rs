@@ -408,21 +408,12 @@ impl Worker<'_> {
         if (md.uid(), md.gid()) != (c.uid, c.gid) {
             sys::fs::fchown(output.as_fd(), md.uid(), md.gid()).map_err(io_err("fchown", dst))?;
         }
-        let has_xattrs = match sys::xattr::fhas_any(input) {
-            Ok(any) => any,
-            Err(e) if Errno::from_io_error(&e) == Some(Errno::OPNOTSUPP) => false,
-            Err(e) => return Err(io_err("flistxattr", src)(e)),
-        };
-        if has_xattrs {
-            self.copier.copy_xattrs(src, dst)?;
-        }
+        let has_xattrs = self.copier.xattrs_if_any(input, src, dst)?;
         // An ACL among the xattrs rewrites the group bits: then always.
         if has_xattrs || md.mode() & 0o7777 != md.mode() & 0o777 & !c.umask {
             sys::fs::fchmod(output.as_fd(), md.mode() & 0o7777).map_err(io_err("fchmod", dst))?;
         }
-        let nsec = |n: i64| u32::try_from(n).unwrap_or(0);
-        let (atime, mtime) = ((md.atime(), nsec(md.atime_nsec())), (md.mtime(), nsec(md.mtime_nsec())));
-        sys::fs::futimens(output.as_fd(), atime, mtime).map_err(io_err("futimens", dst))
+        super::tree::set_times(output, dst, md)
     }
 }
 

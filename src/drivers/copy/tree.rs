@@ -234,14 +234,7 @@ impl Copier {
         if (st.uid(), st.gid()) != (md.uid(), md.gid()) {
             std::os::unix::fs::fchown(output, Some(md.uid()), Some(md.gid())).map_err(io_err("fchown", dst))?;
         }
-        let has_xattrs = match sys::xattr::fhas_any(input) {
-            Ok(any) => any,
-            Err(e) if Errno::from_io_error(&e) == Some(Errno::OPNOTSUPP) => false,
-            Err(e) => return Err(io_err("flistxattr", src)(e)),
-        };
-        if has_xattrs {
-            self.copy_xattrs(src, dst)?;
-        }
+        let has_xattrs = self.xattrs_if_any(input, src, dst)?;
         // chown may have cleared setuid/setgid, and the umask may have
         // dropped bits: compare with what is there now.
         let now_mode = if has_xattrs || (st.uid(), st.gid()) != (md.uid(), md.gid()) {
@@ -254,10 +247,21 @@ impl Copier {
                 .set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
                 .map_err(io_err("fchmod", dst))?;
         }
-        // Nanoseconds from stat are always below 10^9.
-        let nsec = |n: i64| u32::try_from(n).unwrap_or(0);
-        let (atime, mtime) = ((md.atime(), nsec(md.atime_nsec())), (md.mtime(), nsec(md.mtime_nsec())));
-        sys::fs::futimens(output.as_fd(), atime, mtime).map_err(io_err("futimens", dst))
+        set_times(output, dst, md)
+    }
+
+    /// Copies the xattrs of `src` if its open descriptor `input` has any
+    /// (one `flistxattr` for the common case of none); says whether it had.
+    pub(super) fn xattrs_if_any(&mut self, input: &File, src: &Path, dst: &Path) -> Result<bool, CopyError> {
+        let has_xattrs = match sys::xattr::fhas_any(input) {
+            Ok(any) => any,
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::OPNOTSUPP) => false,
+            Err(e) => return Err(io_err("flistxattr", src)(e)),
+        };
+        if has_xattrs {
+            self.copy_xattrs(src, dst)?;
+        }
+        Ok(has_xattrs)
     }
 
     pub(super) fn copy_xattrs(&mut self, src: &Path, dst: &Path) -> Result<(), CopyError> {
@@ -395,4 +399,12 @@ pub(super) fn copy_data(
     }
     stats.read_written += 1;
     Ok(())
+}
+
+/// `md`'s access and modification times on the descriptor `output`.
+pub(super) fn set_times(output: &File, dst: &Path, md: &Metadata) -> Result<(), CopyError> {
+    // Nanoseconds from stat are always below 10^9.
+    let nsec = |n: i64| u32::try_from(n).unwrap_or(0);
+    let (atime, mtime) = ((md.atime(), nsec(md.atime_nsec())), (md.mtime(), nsec(md.mtime_nsec())));
+    sys::fs::futimens(output.as_fd(), atime, mtime).map_err(io_err("futimens", dst))
 }

@@ -153,8 +153,7 @@ fn write_with_reader<W: Write>(
         DiffSource::OverlayUpper(upper) => (open(upper)?, None, true),
         DiffSource::Trees { lower, upper } => (open(upper)?, lower.as_deref().map(open).transpose()?, false),
     };
-    let mut w = Writer::new(out, overlay, placeholders);
-    w.reader = engine.map(prefetch::Reader::new);
+    let mut w = Writer::new(out, overlay, placeholders, engine);
     if one_file_system {
         w.root_dev = Some(sysfs::fstat(upper.as_fd()).map_err(at(b"", "stat"))?.dev);
     }
@@ -195,7 +194,7 @@ pub fn write_layer_using<W: Write>(
 /// without following symlinks, so a tree a container controls cannot
 /// point the walk elsewhere. Sockets are left out, as in layers.
 pub fn write_entry<W: Write>(parent: BorrowedFd<'_>, name: &[u8], out: W) -> Result<DiffOutcome, DiffError> {
-    let mut w = Writer::new(out, false, &[]);
+    let mut w = Writer::new(out, false, &[], Some(crate::uring::IoEngine::new()));
     w.root_dev = Some(sysfs::fstat(parent).map_err(at(b"", "stat"))?.dev);
     let meta = sysfs::lstat_at(parent, name).map_err(at(name, "stat"))?;
     let xattrs = content_xattrs(sysfs::lxattrs_at(parent, name).map_err(at(name, "list xattrs"))?);
@@ -214,7 +213,7 @@ pub fn write_entry<W: Write>(parent: BorrowedFd<'_>, name: &[u8], out: W) -> Res
 /// A tar of what directory `dir` holds, named relative to it (`docker cp
 /// CONTAINER:SRC/. -`), walked as [`write_entry`] walks.
 pub fn write_contents<W: Write>(dir: BorrowedFd<'_>, out: W) -> Result<DiffOutcome, DiffError> {
-    let mut w = Writer::new(out, false, &[]);
+    let mut w = Writer::new(out, false, &[], Some(crate::uring::IoEngine::new()));
     w.root_dev = Some(sysfs::fstat(dir).map_err(at(b"", "stat"))?.dev);
     w.walk(dir, None, &[])?;
     w.finish()
@@ -269,7 +268,9 @@ struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
-    fn new(out: W, overlay: bool, placeholders: &[&str]) -> Writer<W> {
+    /// `engine` reads small files ahead ([`prefetch`]); `None` reads each
+    /// file when its entry is written.
+    fn new(out: W, overlay: bool, placeholders: &[&str], engine: Option<crate::uring::IoEngine>) -> Writer<W> {
         Writer {
             out: HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, out)),
             overlay,
@@ -280,7 +281,7 @@ impl<W: Write> Writer<W> {
             buf: vec![0; BUF_SIZE],
             root_dev: None,
             placeholders: placeholders.iter().map(|p| p.as_bytes().to_vec()).collect(),
-            reader: Some(prefetch::Reader::new(crate::uring::IoEngine::new())),
+            reader: engine.map(prefetch::Reader::new),
         }
     }
 
@@ -321,28 +322,19 @@ impl<W: Write> Writer<W> {
         // lower tree an unchanged file is not, and is never read.
         let read_ahead = lower.is_none() && self.reader.is_some();
         let mut window = prefetch::Window::default();
-        let mut ahead_from = 0;
 
         for (index, child) in children.iter().enumerate() {
             let path = [prefix, &child.name].concat();
-            let mut ahead = None;
-            if let (true, Some(meta), Some(reader)) = (read_ahead, &child.meta, self.reader.as_mut()) {
-                if child.key == child.name && prefetch::candidate(meta) {
-                    ahead = window.take(reader, index);
-                    if ahead.is_none() && index >= ahead_from {
-                        let rest = children.iter().enumerate().skip(index).filter_map(|(i, c)| {
-                            let m = c.meta.filter(|m| c.key == c.name && prefetch::candidate(m))?;
-                            Some((i, c.name.clone(), [prefix, &c.name].concat(), m))
-                        });
-                        let mut last = index;
-                        let rest = rest.inspect(|(i, ..)| last = *i);
-                        if window.fill(reader, upper, rest) {
-                            ahead = window.take(reader, index);
-                        }
-                        ahead_from = last + 1;
-                    }
+            let ahead = match (read_ahead, &child.meta, self.reader.as_mut()) {
+                (true, Some(meta), Some(reader)) if child.key == child.name && prefetch::candidate(meta) => {
+                    let rest = children[index..].iter().zip(index..).filter_map(|(c, i)| {
+                        let m = c.meta.filter(|m| c.key == c.name && prefetch::candidate(m))?;
+                        Some((i, c.name.clone(), [prefix, &c.name].concat(), m))
+                    });
+                    window.get(reader, upper, index, rest)
                 }
-            }
+                _ => None,
+            };
             let Some(meta) = child.meta else {
                 self.whiteout(&[prefix, &child.key].concat())?;
                 continue;

@@ -69,6 +69,23 @@ impl Window {
         Some(got)
     }
 
+    /// The bytes of child `index`: from this window, or from a new one
+    /// filled from `index` on (`entries` starts there); `None` when the
+    /// walk's limit leaves no room, and the caller reads it the plain way.
+    pub fn get(
+        &mut self,
+        reader: &mut Reader,
+        dir: BorrowedFd<'_>,
+        index: usize,
+        entries: impl Iterator<Item = (usize, Vec<u8>, Vec<u8>, Meta)>,
+    ) -> Option<Result<Vec<u8>, DiffError>> {
+        if let Some(got) = self.take(reader, index) {
+            return Some(got);
+        }
+        self.fill(reader, dir, entries);
+        self.take(reader, index)
+    }
+
     /// Reads ahead the candidates among `entries` (child index, name, path,
     /// meta), which start at the file the walk needs now; stops at the
     /// window's limits or the walk's. Returns false if nothing could be
