@@ -295,7 +295,10 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
     let mut child_ends = Some((to_init_r, from_init_w));
     let kill_with_parent = opts.kill_with_parent;
     let parent = std::process::id() as i32;
-    let cloned = crate::sys::process::clone_into(clone_flags, &mut || {
+    // Born in its cgroup2 group (clone3, CLONE_INTO_CGROUP): no moment
+    // outside its limits and one write fewer; v1 groups are joined below.
+    let unified = cg.open_unified().map_err(StartError::from_error)?;
+    let mut init_main = || {
         // First, so no moment passes in which our death leaves the init
         // behind; then check we were not already gone (the signal would
         // never come). Later credential changes clear the setting: the
@@ -329,8 +332,21 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
         let sync =
             init::Sync { from_parent: BufReader::new(std::fs::File::from(r)), to_parent: std::fs::File::from(w) };
         init::run(&args, sync)
-    })
-    .map_err(|e| ExecError::io("clone the init", &dir, e))?;
+    };
+    let (cloned, born_in_group) = match unified
+        .as_ref()
+        .map(|g| crate::sys::clone3::clone3_into(clone_flags, Some(std::os::fd::AsFd::as_fd(g)), &mut init_main))
+    {
+        Some(Ok(c)) => (c, true),
+        // No child was made: an older kernel, or a group that refuses the
+        // process, which the write below reports in its own words.
+        Some(Err(_)) | None => (
+            crate::sys::process::clone_into(clone_flags, &mut init_main)
+                .map_err(|e| ExecError::io("clone the init", &dir, e))?,
+            false,
+        ),
+    };
+    drop(unified);
     let pid = cloned.pid;
     let pidfd = std::sync::Arc::new(cloned.pidfd);
     undo.init = Some((pid, std::sync::Arc::clone(&pidfd)));
@@ -342,7 +358,7 @@ pub fn create(mut opts: CreateOptions) -> Result<Container, ExecError> {
     if new_user {
         write_id_maps(pid, &linux)?;
     }
-    cg.add_pid(pid).map_err(StartError::from_error)?;
+    if born_in_group { cg.add_pid_v1(pid) } else { cg.add_pid(pid) }.map_err(StartError::from_error)?;
     cg.apply(&cgroup_resources(&linux)).map_err(StartError::from_error)?;
     if let Some(adj) = process.oom_score_adj {
         let p = PathBuf::from(format!("/proc/{pid}/oom_score_adj"));

@@ -22,6 +22,7 @@ pub mod bpf;
 pub mod btrfs;
 pub mod capability;
 pub mod clone;
+pub mod clone3;
 pub mod dm;
 pub mod event;
 pub mod fiemap;

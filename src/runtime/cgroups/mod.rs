@@ -267,6 +267,21 @@ impl Manager {
         self.paths.dirs().iter().try_for_each(|d| write(d, "cgroup.procs", &pid.to_string()))
     }
 
+    /// Moves process `pid` into every group but the cgroup2 one: for a
+    /// process born there ([`Manager::open_unified`] and `clone3`'s
+    /// `CLONE_INTO_CGROUP`).
+    pub fn add_pid_v1(&self, pid: i32) -> Result<(), CgroupError> {
+        let v2 = self.paths.unified.as_ref();
+        self.paths.dirs().iter().filter(|d| Some(*d) != v2).try_for_each(|d| write(d, "cgroup.procs", &pid.to_string()))
+    }
+
+    /// The cgroup2 group's directory, opened for `CLONE_INTO_CGROUP`;
+    /// `None` without a cgroup2 hierarchy.
+    pub fn open_unified(&self) -> Result<Option<std::fs::File>, CgroupError> {
+        let Some(d) = &self.paths.unified else { return Ok(None) };
+        std::fs::File::open(d).map(Some).map_err(io_err(d))
+    }
+
     /// Moves the calling process into every group (`0` names the writer).
     pub fn join_self(&self) -> Result<(), CgroupError> {
         self.paths.dirs().iter().try_for_each(|d| write(d, "cgroup.procs", "0"))

@@ -340,3 +340,82 @@ fn v2_limits_freeze_stats_and_devices() {
     assert_eq!((s.pids.current, s.pids.limit), (1, 20), "{s:?}");
     assert_eq!(s.memory.usage.limit, 64 << 20);
 }
+
+/// `strata-runc` beside this test binary (`target/<profile>/`), or `None`
+/// with the reason printed; inside tools/vmtest's VM it must be there.
+fn strata_runc() -> Option<PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("strata-runc")).filter(|p| p.is_file());
+    if bin.is_none() {
+        assert!(std::env::var_os("STRATA_VMTEST").is_none(), "tools/vmtest builds strata-runc; not found near {exe:?}");
+        eprintln!("skipped: needs strata-runc beside {exe:?} (cargo build --bin strata-runc)");
+    }
+    bin
+}
+
+/// The container's init is created in its cgroup2 group by `clone3`
+/// (`CLONE_INTO_CGROUP`), never in the runtime's own group: `create` runs
+/// in a group whose `pids.max` is 1 (the runtime itself), where a clone
+/// followed by a `cgroup.procs` write would fail with EAGAIN; born in the
+/// container's group, the init is charged there.
+#[test]
+fn v2_init_is_born_in_its_group() {
+    if !pure_v2() {
+        return;
+    }
+    let Some(runc) = strata_runc() else { return };
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(Path::new).find(|p| p.is_file());
+    let busybox = busybox.expect("busybox-static (tools/deps installs it)");
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
+    std::fs::copy(busybox, bundle.join("rootfs/bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bundle.join("rootfs/bin/sh")).unwrap();
+    let ctr = format!("/strata-cgtest/clone3-ctr-{}", std::process::id());
+    let mut spec = crate::runtime::spec::Spec::default_for_run();
+    let process = spec.process.as_mut().unwrap();
+    process.terminal = false;
+    process.args = vec!["sh".into(), "-c".into(), "exit 7".into()];
+    spec.linux.as_mut().unwrap().cgroups_path = ctr.clone();
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("create.log");
+    let runc_cmd = |args: &[&str]| {
+        let out = Command::new(&runc).arg("--root").arg(&state).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    struct Delete<'a>(&'a dyn Fn(&[&str]) -> (Option<i32>, String), PathBuf);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["delete", "--force", "clone3-test"]);
+            let _ = std::fs::remove_dir(&self.1);
+        }
+    }
+    let v2_root = Layout::detect().v2.unwrap();
+    let _delete = Delete(&runc_cmd, v2_root.join(ctr.trim_start_matches('/')));
+    let mut runtime = Group::new("clone3-runtime");
+    let script = format!(
+        "exec {} --root {} create --bundle {} clone3-test >{} 2>&1",
+        runc.display(),
+        state.display(),
+        bundle.display(),
+        log.display()
+    );
+    let pid = runtime.child(&script);
+    let dir = runtime.m.paths().unified.clone().unwrap();
+    write(&dir, "pids.max", "1").unwrap();
+    assert_eq!(file(&dir, "cgroup.procs"), pid.to_string(), "only the runtime's shell in its group");
+    let c = runtime.children.last_mut().unwrap();
+    c.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let status = c.wait().unwrap();
+    let created = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "create in a group with pids.max 1: {created}");
+    assert_eq!(file(&dir, "pids.events"), "max 0", "nothing was refused in the runtime's group: {created}");
+    let (code, st) = runc_cmd(&["state", "clone3-test"]);
+    assert_eq!(code, Some(0), "{st}");
+    let init: serde_json::Value = serde_json::from_str(&st).unwrap();
+    let init = init["pid"].as_i64().unwrap().to_string();
+    assert_eq!(file(&v2_root.join(ctr.trim_start_matches('/')), "cgroup.procs"), init, "the init is in its group");
+    let (code, out) = runc_cmd(&["start", "clone3-test"]);
+    assert_eq!(code, Some(0), "{out}");
+}
