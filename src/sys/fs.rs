@@ -419,6 +419,23 @@ pub fn getdents(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, FileType)>, Errno> 
     Ok(out)
 }
 
+/// [`getdents`] with each entry's inode number (`d_ino`) too: walks that
+/// stat every entry visit them in inode order, which on XFS and ext4 is
+/// close to on-disk order (what `fts`, and so `du`, does for big
+/// directories).
+pub fn getdents_ino(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, FileType, u64)>, Errno> {
+    let mut d = Dir::read_from(dir)?;
+    let mut out = Vec::new();
+    while let Some(entry) = d.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push((name.to_vec(), entry.file_type(), entry.ino()));
+        }
+    }
+    Ok(out)
+}
+
 /// `mknodat(dir, path, kind | mode, dev)`: a device node, fifo or socket.
 ///
 /// See mknod(2).

@@ -20,17 +20,19 @@ use std::path::{Path, PathBuf};
 /// Directories listed per batch.
 const DIR_GROUP: usize = 64;
 
-/// One directory entry: its name and, when `getdents64` knows it, its kind.
+/// One directory entry: its name, its inode number and, when `getdents64`
+/// knows it, its kind.
 struct DirEntry {
     name: Vec<u8>,
     kind: Option<Kind>,
+    ino: u64,
 }
 
 /// `getdents64` of `dir`, without `.` and `..`.
 fn list(dir: &Dir) -> Result<Vec<DirEntry>, UringError> {
     use crate::sys::fs::FileType;
-    let entries = crate::sys::fs::getdents(dir.as_fd()).map_err(|e| UringError::io("getdents64", dir.path(), e))?;
-    let entry = |(name, file_type)| {
+    let entries = crate::sys::fs::getdents_ino(dir.as_fd()).map_err(|e| UringError::io("getdents64", dir.path(), e))?;
+    let entry = |(name, file_type, ino)| {
         let kind = match file_type {
             FileType::RegularFile => Some(Kind::File),
             FileType::Directory => Some(Kind::Dir),
@@ -38,7 +40,7 @@ fn list(dir: &Dir) -> Result<Vec<DirEntry>, UringError> {
             FileType::Unknown => None,
             _ => Some(Kind::Socket),
         };
-        DirEntry { name, kind }
+        DirEntry { name, kind, ino }
     };
     Ok(entries.into_iter().map(entry).collect())
 }
@@ -89,11 +91,16 @@ pub fn tree_usage(engine: &mut IoEngine, path: &Path) -> Result<Usage, UringErro
     let mut usage = Usage { size: if top.kind == Kind::Dir { 0 } else { top.size }, inodes: 1 };
     let mut seen: HashSet<(u32, u32, u64)> = HashSet::new();
     while let Some(group) = walk.next_group()? {
-        let items: Vec<At<'_>> =
-            group.iter().flat_map(|(_, dir, entries)| entries.iter().map(move |e| At { dir, name: &e.name })).collect();
+        // In inode order, as fts (du) does: on XFS and ext4 that is close
+        // to the order of the inodes on disk, which a cold walk feels.
+        let mut order: Vec<(u64, &PathBuf, &Dir, &[u8])> = group
+            .iter()
+            .flat_map(|(rel, dir, entries)| entries.iter().map(move |e| (e.ino, rel, dir, e.name.as_slice())))
+            .collect();
+        order.sort_unstable_by_key(|(ino, ..)| *ino);
+        let items: Vec<At<'_>> = order.iter().map(|&(_, _, dir, name)| At { dir, name }).collect();
         let stats = engine.statx(&items);
-        let rels = group.iter().flat_map(|(rel, _, entries)| entries.iter().map(move |e| (rel, &e.name)));
-        for ((rel, name), st) in rels.zip(stats) {
+        for ((_, rel, _, name), st) in order.iter().zip(stats) {
             let st = st?;
             if st.nlink > 1 && st.kind != Kind::Dir && !seen.insert((st.dev.0, st.dev.1, st.ino)) {
                 continue;
