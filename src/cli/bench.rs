@@ -153,6 +153,18 @@ pub struct CopyUpArgs {
     /// The test matrix (seconds): a smoke check of the suite.
     #[arg(long, hide = true)]
     tiny: bool,
+    /// Run the setups that fit the existing filesystem mounted at DIR, in a
+    /// fresh subdirectory removed afterwards (nothing is formatted).
+    #[arg(long, value_name = "DIR", conflicts_with = "device")]
+    on: Option<PathBuf>,
+    /// Format this block device for each setup (mkfs.xfs/ext4/btrfs) and
+    /// run there. Needs --destroy-data; refused while anything on it is
+    /// mounted.
+    #[arg(long, value_name = "DEV")]
+    device: Option<PathBuf>,
+    /// Allow --device to erase everything on the device.
+    #[arg(long)]
+    destroy_data: bool,
 }
 
 /// Options every benchmark takes.
@@ -207,9 +219,18 @@ fn copy_up(a: CopyUpArgs) -> Result<()> {
     if a.no_peers {
         p.peer_sizes.clear();
     }
+    if let Some(dir) = &a.on {
+        p.target = copyup::storage::Target::on(dir)?;
+    }
+    if let Some(dev) = &a.device {
+        p.target = copyup::storage::Target::device(dev, a.destroy_data)?;
+    } else if a.destroy_data {
+        bail!("--destroy-data only goes with --device");
+    }
     if !a.setups.is_empty() {
-        let known: Vec<String> = p.setups.iter().map(copyup::Setup::label).collect();
-        p.setups.retain(|s| a.setups.iter().any(|f| s.label().contains(f.as_str())));
+        let target = p.target.clone();
+        let known: Vec<String> = p.setups.iter().map(|s| target.label(s)).collect();
+        p.setups.retain(|s| a.setups.iter().any(|f| target.label(s).contains(f.as_str())));
         if p.setups.is_empty() {
             bail!("no setup matches {:?}; this matrix has: {}", a.setups, known.join(", "));
         }

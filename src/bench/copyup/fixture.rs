@@ -18,7 +18,6 @@
 use super::Setup;
 use crate::bench::BenchError;
 use crate::mount::TempMount;
-use crate::scratch::ScratchFs;
 use crate::snapshot::{SnapshotKey, Snapshotter};
 use std::cell::Cell;
 use std::io::Write;
@@ -41,7 +40,7 @@ pub struct Bed {
     /// Containers mount with overlay's `volatile` ([`super::VOLATILE`]).
     volatile: bool,
     // Last: dropped after the snapshotter is done with it.
-    fs: ScratchFs,
+    fs: super::place::Place,
 }
 
 fn key(s: &str) -> SnapshotKey {
@@ -68,10 +67,15 @@ fn snap_err(e: crate::snapshot::SnapshotError) -> BenchError {
 }
 
 impl Bed {
-    /// Makes the scratch filesystem and opens the setup's driver on it.
-    pub fn open(opts: &crate::bench::Options, setup: &Setup, fs_bytes: u64) -> Result<Bed, Unavailable> {
+    /// Makes the setup's filesystem on `target` and opens its driver there.
+    pub fn open(
+        opts: &crate::bench::Options,
+        target: &super::storage::Target,
+        setup: &Setup,
+        fs_bytes: u64,
+    ) -> Result<Bed, Unavailable> {
         let fs =
-            crate::bench::scratch_direct(opts, setup.fs, fs_bytes).map_err(|e| Unavailable::Here(e.to_string()))?;
+            super::place::Place::make(opts, target, setup, fs_bytes).map_err(|e| Unavailable::Here(e.to_string()))?;
         let root = crate::root::Root::open(fs.path().join("root")).map_err(|e| Unavailable::Here(e.to_string()))?;
         let volatile = setup.options.contains(&super::VOLATILE);
         let options: Vec<String> =
@@ -123,13 +127,20 @@ impl Bed {
     /// filesystem's backing file, and returns how many of its pages are
     /// resident (the proof: 0). With direct I/O there is nothing to drop;
     /// without it the (synced, so clean) pages are dropped with
-    /// `POSIX_FADV_DONTNEED` first.
-    pub fn evict_backing(&self) -> Result<u64, BenchError> {
-        let backing = self.fs.backing_file();
-        if !self.fs.direct_io() {
+    /// `POSIX_FADV_DONTNEED` first. `None` where there is no backing file
+    /// (`--on`, `--device`).
+    pub fn evict_backing(&self) -> Result<Option<u64>, BenchError> {
+        let Some(fs) = self.fs.scratch() else { return Ok(None) };
+        let backing = fs.backing_file();
+        if !fs.direct_io() {
             crate::bench::cache::evict_file(backing).map_err(io("fadvise(DONTNEED)", backing))?;
         }
-        Ok(self.fs.backing_residency().map_err(io("mincore", backing))?.resident)
+        Ok(Some(fs.backing_residency().map_err(io("mincore", backing))?.resident))
+    }
+
+    /// What the report says about the storage under this bed.
+    pub fn storage(&self) -> super::storage::StorageFacts {
+        self.fs.facts()
     }
 
     /// Writes every dirty page and all metadata of the filesystem.

@@ -241,14 +241,22 @@ pub fn render(before: &Results, after: Option<&Results>) -> String {
         esc(env["strata_profile"].as_str().unwrap_or("?")),
         esc(env["loadavg"].as_str().unwrap_or("?")),
     );
-    h.push_str("<h2>Setups</h2><table><tr><th>setup</th><th>status</th><th>backing filesystem (mount; superblock options)</th></tr>");
+    h.push_str("<h2>Setups</h2>");
+    if let Some(s) = &r.storage {
+        let _ = write!(h, "<p>storage: {}</p>", esc(s));
+    }
+    h.push_str(
+        "<table><tr><th>setup</th><th>status</th><th>backing filesystem (mount; superblock options)</th>\
+         <th>storage (device, model, rotational, scheduler, size)</th></tr>",
+    );
     for a in r.setups.iter().chain(&r.peers) {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&a.name),
             esc(&a.status),
-            esc(a.filesystem.as_deref().unwrap_or("-"))
+            esc(a.filesystem.as_deref().unwrap_or("-")),
+            esc(&a.storage.as_ref().map_or_else(|| "-".to_owned(), super::storage::StorageFacts::describe))
         );
     }
     h.push_str("</table>");

@@ -29,6 +29,12 @@
 //! table ([`table`]), and `report.html` with inline SVG plots and a
 //! physics check ([`html`], [`physics`]). `strata bench report` re-renders
 //! a saved run or compares two ([`compare`]).
+//!
+//! **Where** ([`storage`], [`place`]): by default each setup gets a fresh
+//! filesystem on a loop device; `--on DIR` runs the setups that fit an
+//! existing mounted filesystem in a fresh subdirectory of it, and
+//! `--device DEV --destroy-data` formats a real block device per setup.
+//! The report names the storage (device, model, rotational, scheduler).
 
 pub mod compare;
 mod fixture;
@@ -36,8 +42,10 @@ pub mod html;
 pub mod ops;
 mod peers;
 pub mod physics;
+mod place;
 mod runner;
 pub mod stats;
+pub mod storage;
 pub mod table;
 
 pub use runner::run;
@@ -66,10 +74,16 @@ impl Setup {
 
     /// `overlay on ext4`, `overlay (metacopy=on) on ext4`.
     pub fn label(&self) -> String {
+        self.label_on(self.fs.fstype())
+    }
+
+    /// The label with the filesystem it actually ran on (`--on` a tmpfs:
+    /// `overlay on tmpfs`).
+    pub fn label_on(&self, fstype: &str) -> String {
         if self.options.is_empty() {
-            format!("{} on {}", self.driver, self.fs.fstype())
+            format!("{} on {fstype}", self.driver)
         } else {
-            format!("{} ({}) on {}", self.driver, self.options.join(","), self.fs.fstype())
+            format!("{} ({}) on {fstype}", self.driver, self.options.join(","))
         }
     }
 
@@ -243,6 +257,10 @@ pub struct Availability {
     pub status: String,
     /// The backing filesystem and its mount options, when one was made.
     pub filesystem: Option<String>,
+    /// The storage under it: device, model, rotational, scheduler, size
+    /// (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<storage::StorageFacts>,
 }
 
 /// Everything one `bench copy-up` run measured: `results.json`.
@@ -256,6 +274,10 @@ pub struct Results {
     pub environment: serde_json::Value,
     /// How things were measured, one sentence each.
     pub method: Vec<String>,
+    /// Where the setups' filesystems were: loop devices, `--on DIR` or
+    /// `--device DEV` (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
     pub setups: Vec<Availability>,
     pub peers: Vec<Availability>,
     pub records: Vec<Record>,
@@ -312,8 +334,10 @@ pub struct Params {
     /// `warmup` + `samples` like strata's cases, interleaved with each
     /// other and with strata's overlay on ext4 (see `peers`).
     pub peer_sizes: Vec<u64>,
-    /// Scratch filesystem size per setup.
+    /// Scratch filesystem size per setup (loop target only).
     pub fs_bytes: u64,
+    /// Where the setups' filesystems are made (default: loop devices).
+    pub target: storage::Target,
 }
 
 const KIB: u64 = 1 << 10;
@@ -341,6 +365,7 @@ impl Params {
                 start_image: (1_000, 20 * MIB),
                 peer_sizes: vec![4 * KIB, MIB, 64 * MIB],
                 fs_bytes: 6 * GIB,
+                target: storage::Target::Loop,
             },
             Scale::Quick => Params {
                 setups: SETUPS.to_vec(),
@@ -358,6 +383,7 @@ impl Params {
                 start_image: (300, 5 * MIB),
                 peer_sizes: vec![64 * MIB],
                 fs_bytes: 2 * GIB,
+                target: storage::Target::Loop,
             },
             Scale::Tiny => Params {
                 setups: vec![SETUPS[0], SETUPS[4], SETUPS[5], SETUPS[7]],
@@ -375,6 +401,7 @@ impl Params {
                 start_image: (20, MIB),
                 peer_sizes: Vec::new(),
                 fs_bytes: 512 * MIB,
+                target: storage::Target::Loop,
             },
         }
     }

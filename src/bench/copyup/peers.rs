@@ -197,7 +197,7 @@ pub fn run(opts: &Options, p: &Params, pr: &mut Progress, res: &mut Results) {
     let per_peer = p.peer_sizes.len() * (p.warmup + p.samples);
     let not_run = |res: &mut Results, pr: &mut Progress, name: &str, why: String| {
         pr.skip(per_peer);
-        res.peers.push(Availability { name: name.to_owned(), status: why, filesystem: None });
+        res.peers.push(Availability { name: name.to_owned(), status: why, filesystem: None, storage: None });
     };
     if p.peer_sizes.is_empty() {
         for n in names.iter().chain(&[STRATA]) {
@@ -217,6 +217,11 @@ pub fn run(opts: &Options, p: &Params, pr: &mut Progress, res: &mut Results) {
     };
     let work = fs.path().to_owned();
     let filesystem = crate::bench::env::mount_of(&work).map(|m| m.describe());
+    let storage = fs.device().map(|d| {
+        let mut f = super::storage::StorageFacts::of_block_device(d.path());
+        f.fstype = Some("ext4".into());
+        f
+    });
     let runroot = PathBuf::from(format!("/tmp/scu-{}", std::process::id()));
     let _cleanup = MountsUnder { dir: work.clone(), also: runroot.clone() };
     let tar = match probe_image(&work, &p.peer_sizes) {
@@ -231,7 +236,7 @@ pub fn run(opts: &Options, p: &Params, pr: &mut Progress, res: &mut Results) {
     let mut peers: Vec<Peer> = Vec::new();
     // strata's overlay on ext4, on its own bed, in the same rounds.
     let setup = super::Setup::new("overlay", FsKind::Ext4);
-    let bed = match Bed::open(opts, &setup, p.fs_bytes) {
+    let bed = match Bed::open(opts, &super::storage::Target::Loop, &setup, p.fs_bytes) {
         Ok(bed) => {
             let built = p.peer_sizes.iter().try_for_each(|size| {
                 bed.layer(
@@ -338,8 +343,14 @@ pub fn run(opts: &Options, p: &Params, pr: &mut Progress, res: &mut Results) {
     }
     let outcomes = measure(&peers, bed.as_ref(), p, pr, &mut res.records);
     for (peer, outcome) in peers.iter().zip(outcomes) {
-        let fs = if peer.argv.is_none() { bed.as_ref().and_then(Bed::describe_fs) } else { filesystem.clone() };
-        res.peers.push(availability(peer.name, outcome, &fs));
+        let (fs, storage) = if peer.argv.is_none() {
+            (bed.as_ref().and_then(Bed::describe_fs), bed.as_ref().map(Bed::storage))
+        } else {
+            (filesystem.clone(), storage.clone())
+        };
+        let mut a = availability(peer.name, outcome, &fs);
+        a.storage = storage;
+        res.peers.push(a);
     }
     drop(bed);
     drop(dockerd);
@@ -357,8 +368,11 @@ fn availability(name: &str, outcome: Result<Option<String>, BenchError>, fs: &Op
             name: name.into(),
             status: "measured".into(),
             filesystem: Some(format!("{} over {backing}", mount.as_deref().unwrap_or("?"))),
+            storage: None,
         },
-        Err(e) => Availability { name: name.into(), status: format!("failed: {e}"), filesystem: fs.clone() },
+        Err(e) => {
+            Availability { name: name.into(), status: format!("failed: {e}"), filesystem: fs.clone(), storage: None }
+        }
     }
 }
 

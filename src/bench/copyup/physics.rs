@@ -345,10 +345,12 @@ mod tests {
             elapsed_s: 0.0,
             environment: serde_json::Value::Null,
             method: Vec::new(),
+            storage: None,
             setups: vec![Availability {
                 name: "dmthin on ext4".into(),
                 status: "not available in this build".into(),
                 filesystem: None,
+                storage: None,
             }],
             peers: Vec::new(),
             records,

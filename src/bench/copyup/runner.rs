@@ -29,6 +29,7 @@ fn method(p: &Params) -> Vec<String> {
          backing file where the host allows it (else the backing file's pages are dropped too), and \
          mincore verifies none of the backing file's pages is in the host's cache before each cold call."
             .into(),
+        p.target.cold_method().into(),
         "second_write: the same call again on the same file right after the first write (already copied up).".into(),
         "Layer depth: the file is in the bottom layer under N-1 empty layers; lookup = stat + open(O_RDONLY), \
          then the first write, on the same fresh container. Directory depth: the file under N nested \
@@ -56,7 +57,7 @@ impl Acc {
     #[allow(clippy::too_many_arguments)]
     fn new(
         part: Part,
-        setup: &Setup,
+        (setup, fs): (&Setup, &str),
         op: Op,
         size: u64,
         layers: usize,
@@ -67,9 +68,9 @@ impl Acc {
         Acc {
             record: Record {
                 part,
-                setup: setup.label(),
+                setup: setup.label_on(fs),
                 driver: setup.driver.to_owned(),
-                backing_fs: setup.fs.fstype().to_owned(),
+                backing_fs: fs.to_owned(),
                 driver_options: setup.options.iter().map(|s| (*s).to_owned()).collect(),
                 operation: op,
                 file_size: size,
@@ -155,7 +156,7 @@ fn first_write(
         let f = c.path().join("f");
         let r = ops::prepare(cache, bed.fs_path(), &f).map_err(io_err("prepare cache", &f))?;
         let backing = match cache {
-            Cache::Cold => Some(bed.evict_backing()?),
+            Cache::Cold => bed.evict_backing()?,
             Cache::Warm => None,
         };
         let ns = ops::time(op, &f).map_err(io_err(op.name(), &f))?;
@@ -283,7 +284,9 @@ fn file_case(
 }
 
 /// Everything one setup measures.
-fn measure_setup(bed: &Bed, setup: &Setup, p: &Params, pr: &mut Progress, res: &mut Results) {
+fn measure_setup(bed: &Bed, on: (&Setup, &str), p: &Params, pr: &mut Progress, res: &mut Results) {
+    let (setup, fs) = on;
+    let name = setup.label_on(fs);
     let mut cells: Vec<(u64, Op, usize, usize)> = Vec::new();
     for size in &p.sizes {
         for op in p.ops.iter().filter(|o| setup.runs(**o)) {
@@ -297,11 +300,11 @@ fn measure_setup(bed: &Bed, setup: &Setup, p: &Params, pr: &mut Progress, res: &
     }
     for (size, op, warmup, samples) in cells {
         for cache in &p.caches {
-            let case = format!("{} {} {} {}", setup.label(), op.name(), super::stats::fmt_size(size), cache.name());
+            let case = format!("{} {} {} {}", name, op.name(), super::stats::fmt_size(size), cache.name());
             pr.label(&case);
-            let mut a = Acc::new(Part::FirstWrite, setup, op, size, 1, 1, *cache, warmup);
-            let mut second = (op == Op::Write)
-                .then(|| Acc::new(Part::SecondWrite, setup, Op::SecondWrite, size, 1, 1, *cache, warmup));
+            let mut a = Acc::new(Part::FirstWrite, on, op, size, 1, 1, *cache, warmup);
+            let mut second =
+                (op == Op::Write).then(|| Acc::new(Part::SecondWrite, on, Op::SecondWrite, size, 1, 1, *cache, warmup));
             let outcome = first_write(bed, &mut a, &mut second, samples, pr)
                 .map(|()| std::iter::once(a.finish()).chain(second.map(Acc::finish)).collect());
             file_case(res, pr, &case, outcome, warmup + samples);
@@ -312,35 +315,35 @@ fn measure_setup(bed: &Bed, setup: &Setup, p: &Params, pr: &mut Progress, res: &
     }
     let per = p.warmup + p.depth_samples;
     for depth in &p.layer_depths {
-        let case = format!("{} layer depth {depth}", setup.label());
+        let case = format!("{name} layer depth {depth}");
         pr.label(&case);
-        let mut l = Acc::new(Part::LayerDepth, setup, Op::Lookup, 4096, *depth, 1, Cache::Warm, p.warmup);
-        let mut w = Acc::new(Part::LayerDepth, setup, Op::Write, 4096, *depth, 1, Cache::Warm, p.warmup);
+        let mut l = Acc::new(Part::LayerDepth, on, Op::Lookup, 4096, *depth, 1, Cache::Warm, p.warmup);
+        let mut w = Acc::new(Part::LayerDepth, on, Op::Write, 4096, *depth, 1, Cache::Warm, p.warmup);
         let outcome = depth_case(bed, &format!("depth-{depth}"), Path::new("f"), &mut l, &mut w, p.depth_samples, pr)
             .map(|()| vec![l.finish(), w.finish()]);
         file_case(res, pr, &case, outcome, per);
     }
     for depth in &p.dir_depths {
-        let case = format!("{} directory depth {depth}", setup.label());
+        let case = format!("{name} directory depth {depth}");
         pr.label(&case);
-        let mut l = Acc::new(Part::DirDepth, setup, Op::Lookup, 4096, 1, *depth, Cache::Warm, p.warmup);
-        let mut w = Acc::new(Part::DirDepth, setup, Op::Write, 4096, 1, *depth, Cache::Warm, p.warmup);
+        let mut l = Acc::new(Part::DirDepth, on, Op::Lookup, 4096, 1, *depth, Cache::Warm, p.warmup);
+        let mut w = Acc::new(Part::DirDepth, on, Op::Write, 4096, 1, *depth, Cache::Warm, p.warmup);
         let outcome = depth_case(bed, "dirs", &deep_dir(*depth).join("f"), &mut l, &mut w, p.depth_samples, pr)
             .map(|()| vec![l.finish(), w.finish()]);
         file_case(res, pr, &case, outcome, per);
     }
     let size = p.start_image.1;
     for n in &p.start_counts {
-        let case = format!("{} start {n}", setup.label());
+        let case = format!("{name} start {n}");
         pr.label(&case);
         let warmup = usize::from(*n == 1);
-        let mut a = Acc::new(Part::ContainerStart, setup, Op::Start, size, 1, 1, Cache::Warm, warmup);
+        let mut a = Acc::new(Part::ContainerStart, on, Op::Start, size, 1, 1, Cache::Warm, warmup);
         let outcome = start_case(bed, &mut a, *n, p.start_samples, pr).map(|()| vec![a.finish()]);
         file_case(res, pr, &case, outcome, warmup + p.start_samples);
     }
-    let case = format!("{} full copy", setup.label());
+    let case = format!("{name} full copy");
     pr.label(&case);
-    let mut a = Acc::new(Part::ContainerStart, setup, Op::FullCopy, size, 1, 1, Cache::Warm, 1);
+    let mut a = Acc::new(Part::ContainerStart, on, Op::FullCopy, size, 1, 1, Cache::Warm, 1);
     let outcome = full_copy_case(bed, &mut a, p.start_samples, pr).map(|()| vec![a.finish()]);
     file_case(res, pr, &case, outcome, 1 + p.start_samples);
 }
@@ -354,7 +357,7 @@ pub fn run(opts: &Options, p: &Params) -> Results {
     if cfg!(debug_assertions) {
         opts.progress("warning: a debug build; its numbers are not strata's (use --release)");
     }
-    let total: usize = p.setups.iter().map(|s| planned(s, p)).sum::<usize>() + peers_planned(p);
+    let total: usize = p.target.plan(&p.setups).iter().map(|(s, _)| planned(s, p)).sum::<usize>() + peers_planned(p);
     let mut pr = Progress::new(total, opts.quiet);
     let mut res = Results {
         suite: "copy-up".into(),
@@ -363,16 +366,25 @@ pub fn run(opts: &Options, p: &Params) -> Results {
         elapsed_s: 0.0,
         environment: serde_json::to_value(&environment).unwrap_or_default(),
         method: method(p),
+        storage: Some(p.target.describe(&opts.scratch_dir)),
         setups: Vec::new(),
         peers: Vec::new(),
         records: Vec::new(),
         failures: Vec::new(),
         refused: Vec::new(),
     };
-    for setup in &p.setups {
-        let name = setup.label();
+    for (setup, skip) in p.target.plan(&p.setups) {
+        let setup = &setup;
+        let fs = p.target.fstype(setup);
+        let name = setup.label_on(&fs);
+        if let Some(why) = skip {
+            pr.skip(planned(setup, p));
+            pr.note(&format!("{name}: skipped: {why}"));
+            res.setups.push(Availability { name, status: format!("skipped: {why}"), filesystem: None, storage: None });
+            continue;
+        }
         pr.label(&format!("{name}: setting up"));
-        let bed = match Bed::open(opts, setup, p.fs_bytes) {
+        let bed = match Bed::open(opts, &p.target, setup, p.fs_bytes) {
             Ok(b) => b,
             Err(u) => {
                 let status = match u {
@@ -381,18 +393,32 @@ pub fn run(opts: &Options, p: &Params) -> Results {
                 };
                 pr.skip(planned(setup, p));
                 pr.note(&format!("{name}: {status}"));
-                res.setups.push(Availability { name, status, filesystem: None });
+                res.setups.push(Availability { name, status, filesystem: None, storage: None });
                 continue;
             }
         };
         let filesystem = bed.describe_fs();
+        let storage = bed.storage();
+        // A filesystem on no block device (tmpfs, ramfs) keeps every page
+        // in memory: POSIX_FADV_DONTNEED drops nothing, so there is no cold
+        // case to measure, and none is labelled cold.
+        let warm_only = matches!(p.target, super::storage::Target::On(_)) && storage.device.is_none();
+        let here = if warm_only {
+            let mut q = p.clone();
+            q.caches.retain(|c| *c == Cache::Warm);
+            pr.skip(planned(setup, p) - planned(setup, &q));
+            q
+        } else {
+            p.clone()
+        };
         let failed_before = res.failures.len();
-        let status = match build_images(&bed, setup, p) {
+        let status = match build_images(&bed, setup, &here) {
             Ok(()) => {
-                measure_setup(&bed, setup, p, &mut pr, &mut res);
+                measure_setup(&bed, (setup, &fs), &here, &mut pr, &mut res);
+                let warm = if warm_only { format!(" (warm only: {fs} is on no block device)") } else { String::new() };
                 match res.failures.len() - failed_before {
-                    0 => "measured".to_owned(),
-                    n => format!("measured; {n} case(s) failed"),
+                    0 => format!("measured{warm}"),
+                    n => format!("measured{warm}; {n} case(s) failed"),
                 }
             }
             Err(e) => {
@@ -401,7 +427,7 @@ pub fn run(opts: &Options, p: &Params) -> Results {
                 format!("failed: {e}")
             }
         };
-        res.setups.push(Availability { name, status, filesystem });
+        res.setups.push(Availability { name, status, filesystem, storage: Some(storage) });
         drop(bed);
     }
     super::peers::run(opts, p, &mut pr, &mut res);

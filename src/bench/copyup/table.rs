@@ -161,6 +161,14 @@ pub fn print(out: &mut impl Write, r: &Results) -> io::Result<()> {
         3,
     )?;
     writeln!(out)?;
+    if let Some(s) = &r.storage {
+        writeln!(out, "storage: {s}")?;
+    }
+    for a in r.setups.iter().chain(&r.peers) {
+        if let Some(f) = &a.storage {
+            writeln!(out, "  {}: {}", a.name, f.describe())?;
+        }
+    }
     for a in r.setups.iter().chain(&r.peers) {
         if a.status != "measured" {
             writeln!(out, "{}: {}", a.name, a.status)?;
