@@ -59,7 +59,7 @@ impl FsKind {
     /// than leaving them to the `ext4lazyinit` kernel thread, which would
     /// otherwise write to the device for a while after the mount (see
     /// `mke2fs(8)`, `lazy_itable_init`); XFS and btrfs have no such work.
-    fn mkfs(self, eager: bool) -> (&'static str, &'static [&'static str]) {
+    pub fn mkfs(self, eager: bool) -> (&'static str, &'static [&'static str]) {
         match self {
             FsKind::Ext4 if eager => {
                 ("mkfs.ext4", &["-q", "-F", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0"])

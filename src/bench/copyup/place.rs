@@ -151,15 +151,6 @@ pub struct DeviceFs {
     mounted: bool,
 }
 
-/// The mkfs lines of the loop setups (`scratch::FsKind::mkfs`, eager).
-fn mkfs(kind: FsKind) -> (&'static str, &'static [&'static str]) {
-    match kind {
-        FsKind::Ext4 => ("mkfs.ext4", &["-q", "-F", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0"]),
-        FsKind::Xfs => ("mkfs.xfs", &["-q", "-f", "-K", "-m", "reflink=1"]),
-        FsKind::Btrfs => ("mkfs.btrfs", &["-q", "-f", "-K"]),
-    }
-}
-
 impl DeviceFs {
     pub fn new(device: &Path, kind: FsKind, scratch_dir: &Path) -> io::Result<DeviceFs> {
         let mountpoint = scratch_dir.join(format!("strata-copyup-dev-{}.mnt", crate::root::unique_suffix()));
@@ -168,7 +159,7 @@ impl DeviceFs {
         if !uses.is_empty() {
             return Err(io::Error::other(format!("{} is in use: {}", device.display(), uses.join("; "))));
         }
-        let (tool, args) = mkfs(kind);
+        let (tool, args) = kind.mkfs(true);
         let out = Command::new(tool).args(args).arg(device).output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
