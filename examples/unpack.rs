@@ -8,7 +8,7 @@
 //! `UNPACK_HASH_THREAD` (`1`), `UNPACK_RUNS` (`3`).
 
 use strata::bench::apply::{run, Dataset, Tool};
-use strata::image::apply::ApplyOptions;
+use strata::image::apply::{ApplyIo, ApplyOptions};
 use strata::scratch::FsKind;
 
 fn var(name: &str, default: &str) -> String {
@@ -37,7 +37,13 @@ fn main() -> anyhow::Result<()> {
                 Some(w) => (w, true),
                 None => w.strip_suffix('n').map_or((w, sync), |w| (w, false)),
             };
-            Tool::Strata(ApplyOptions { workers: w.parse().unwrap_or(2), hash_thread, blob_hash_thread: true, sync })
+            Tool::Strata(ApplyOptions {
+                workers: w.parse().unwrap_or(2),
+                hash_thread,
+                blob_hash_thread: true,
+                sync,
+                io: ApplyIo::from_env(),
+            })
         })
         .collect();
     let runs = var("UNPACK_RUNS", "3").parse().unwrap_or(3);

@@ -13,8 +13,19 @@
 //!
 //! strata's apply is measured in-process through its public API, with the
 //! default engine and, beside it in the same rounds, with the blob's
-//! digest on the reading thread ([`strata_variants`]).
+//! digest on the reading thread and with the io_uring file writer
+//! ([`strata_variants`]).
+//!
+//! Every case runs warm and cold ([`Cache`]). Warm: the blob was read by
+//! the warm-up round. Cold: before every sample the fresh scratch
+//! filesystem's caches are dropped ([`ScratchFs::drop_cache`]: unmount,
+//! `BLKFLSBUF`, fadvise of the backing file, mount) and the blob's pages
+//! are evicted (`POSIX_FADV_DONTNEED`, [`super::cache::evict_file`]), its
+//! residency recorded as the proof.
+//!
+//! [`ScratchFs::drop_cache`]: crate::scratch::ScratchFs::drop_cache
 
+use super::cache::{evict_file, Cache};
 use super::dataset::{self, Dataset, DatasetKind, SyntheticSpec};
 use super::harness::{time, Case, Measurement, Suite, Unit};
 use super::run::{describe, pipeline, syncfs};
@@ -95,13 +106,21 @@ fn file_name(p: &Path) -> String {
 /// blob's digest computed on the reading thread (what it did before the
 /// blob hasher thread), so the gain is measured in the same run.
 fn strata_variants() -> Vec<Tool> {
-    vec![Tool::Strata { label: "strata" }, Tool::Strata { label: "strata-inline-blob-hash" }]
+    vec![
+        Tool::Strata { label: "strata" },
+        Tool::Strata { label: "strata-inline-blob-hash" },
+        Tool::Strata { label: "strata-sync-writer" },
+        Tool::Strata { label: "strata-uring-writer" },
+    ]
 }
 
 fn strata_options(label: &str) -> crate::image::apply::ApplyOptions {
-    let opts = crate::image::apply::ApplyOptions::default();
+    use crate::image::apply::{ApplyIo, ApplyOptions};
+    let opts = ApplyOptions::default();
     match label {
-        "strata-inline-blob-hash" => crate::image::apply::ApplyOptions { blob_hash_thread: false, ..opts },
+        "strata-inline-blob-hash" => ApplyOptions { blob_hash_thread: false, ..opts },
+        "strata-sync-writer" => ApplyOptions { io: ApplyIo::Sync, ..opts },
+        "strata-uring-writer" => ApplyOptions { io: ApplyIo::Uring, ..opts },
         _ => opts,
     }
 }
@@ -138,7 +157,8 @@ pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
     let mut suite = Suite::new(
         "unpack",
         format!(
-            "layer blob -> empty dir on a fresh scratch fs per run (backing files in {}); {}; blob in page cache",
+            "layer blob -> empty dir on a fresh scratch fs per run (backing files in {}); {}; warm: blob in page \
+             cache; cold: scratch fs caches dropped and blob pages evicted before every sample",
             opts.scratch_dir.display(),
             opts.sync_policy()
         ),
@@ -160,8 +180,8 @@ pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
             },
         };
         for &fs in &p.fs {
-            for &c in &p.compressions {
-                match case(opts, &data, kind, fs, c) {
+            for (&c, cache) in p.compressions.iter().flat_map(|c| Cache::BOTH.map(|k| (c, k))) {
+                match case(opts, &data, kind, fs, c, cache) {
                     Ok(case) => suite.cases.push(case),
                     Err(BenchError::Unavailable { what, reason }) => suite.skip(what, reason),
                     Err(e) => return Err(e),
@@ -180,8 +200,15 @@ fn blob(data: &Dataset, c: Compression) -> (PathBuf, u64) {
     }
 }
 
-fn case(opts: &Options, data: &Dataset, kind: DatasetKind, fs: FsKind, c: Compression) -> Result<Case, BenchError> {
-    let name = format!("{} {} {}", kind.name(), c, fs.fstype());
+fn case(
+    opts: &Options,
+    data: &Dataset,
+    kind: DatasetKind,
+    fs: FsKind,
+    c: Compression,
+    cache: Cache,
+) -> Result<Case, BenchError> {
+    let name = format!("{} {} {} {}", kind.name(), c, fs.fstype(), cache.name());
     let (blob, blob_bytes) = blob(data, c);
     let mut case = Case::new(&name);
     case.fact("dataset", format!("{}: {}", data.name, data.description));
@@ -208,9 +235,11 @@ fn case(opts: &Options, data: &Dataset, kind: DatasetKind, fs: FsKind, c: Compre
     case.measurements = tools.iter().map(|t| Measurement::new(t.name(), &t.command(&blob), Unit::Seconds)).collect();
     // 4x the tar leaves room for filesystem overhead of small files.
     let size = fs_size(data.tar_bytes * 4, 512 << 20);
+    // Most pages of the blob resident when a cold sample started.
+    let mut blob_resident: Option<(u64, u64)> = None;
     for round in 0..=opts.runs {
         for i in rotation(tools.len(), round) {
-            let scratch = scratch(opts, fs, size)?;
+            let mut scratch = scratch(opts, fs, size)?;
             if round == 0 && i == 0 {
                 if let Some(m) = super::env::mount_of(scratch.path()) {
                     case.fact("fs", m.describe());
@@ -224,6 +253,17 @@ fn case(opts: &Options, data: &Dataset, kind: DatasetKind, fs: FsKind, c: Compre
             })?;
             // Start from a clean filesystem: mkfs/mount writes are not ours.
             syncfs(&target)?;
+            if cache == Cache::Cold {
+                scratch.drop_cache().map_err(|source| BenchError::Io {
+                    what: "drop the cache of",
+                    path: scratch.path().to_owned(),
+                    source,
+                })?;
+                let r =
+                    evict_file(&blob).map_err(|source| BenchError::Io { what: "evict", path: blob.clone(), source })?;
+                let (most, _) = blob_resident.unwrap_or((0, r.pages));
+                blob_resident = Some((most.max(r.resident), r.pages));
+            }
             let (result, secs) = time(|| -> Result<Option<String>, BenchError> {
                 let diff_id = match &tools[i] {
                     Tool::Strata { label } => {
@@ -262,12 +302,23 @@ fn case(opts: &Options, data: &Dataset, kind: DatasetKind, fs: FsKind, c: Compre
             drop(scratch);
         }
     }
+    if let Some((most, pages)) = blob_resident {
+        let verdict = if most == 0 { "proven" } else { "NOT proven" };
+        case.fact(
+            "cache",
+            format!("cold {verdict}: scratch fs caches dropped; blob at most {most} of {pages} pages resident"),
+        );
+    } else {
+        case.fact("cache", "warm: blob read by the warm-up round");
+    }
     for t in &tools[1..] {
         if let Tool::Peer { name, .. } = t {
-            case.add_ratio("strata", name);
-            case.add_ratio("strata-inline-blob-hash", name);
+            for s in ["strata", "strata-inline-blob-hash", "strata-sync-writer", "strata-uring-writer"] {
+                case.add_ratio(s, name);
+            }
         }
     }
     case.add_ratio("strata", "strata-inline-blob-hash");
+    case.add_ratio("strata-uring-writer", "strata-sync-writer");
     Ok(case)
 }

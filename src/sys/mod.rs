@@ -45,6 +45,7 @@ pub mod statfs;
 pub mod stdio;
 pub mod term;
 pub mod uring;
+pub mod uring_create;
 pub mod uts;
 pub mod xattr;
 

@@ -31,7 +31,7 @@ use super::applier::{Applier, Files, NewFile, Op};
 use super::blobhash::HashedBlob;
 use super::entry::{create_file_mode, fd_attrs_created, Entry};
 use super::tarstream::{Chunk, Chunks, Parsed, Piece, TarStream};
-use super::{ApplyError, ApplyOptions, ApplyOutcome};
+use super::{ApplyError, ApplyIo, ApplyOptions, ApplyOutcome};
 use crate::digest::{DiffId, Hasher};
 use crate::image::compression::{self, Compression, Decompressor};
 use crate::snapshot::Whiteouts;
@@ -84,9 +84,13 @@ pub(super) fn apply<R: Read>(
         false => None,
     };
     let (extracted, plain) = thread::scope(|s| {
+        let ring_flags = super::ringwriter::flags_from_env();
         for _ in 0..opts.workers.max(1) {
             let (rx, shared) = (job_rx.clone(), shared.clone());
-            s.spawn(move || work(&rx, &shared));
+            match opts.io {
+                ApplyIo::Sync => s.spawn(move || work(&rx, &shared)),
+                ApplyIo::Uring => s.spawn(move || super::ringwriter::work(&rx, &shared, ring_flags)),
+            };
         }
         drop(job_rx);
         // An uncompressed blob *is* the tar: its digest is the diff ID.
@@ -250,12 +254,12 @@ fn drive<C: Chunks>(
 }
 
 /// One regular file for a worker.
-struct Job {
-    file: NewFile,
-    data: Data,
+pub(super) struct Job {
+    pub file: NewFile,
+    pub data: Data,
 }
 
-enum Data {
+pub(super) enum Data {
     Pieces(Vec<Piece>),
     /// A large file, its pieces sent as the driver reads them.
     Stream(Receiver<Piece>),
@@ -263,20 +267,20 @@ enum Data {
 
 /// What the driver and the workers share.
 #[derive(Default)]
-struct Shared {
+pub(super) struct Shared {
     /// Jobs handed out and not yet finished.
     pending: Mutex<usize>,
     idle: Condvar,
-    failed: AtomicBool,
+    pub failed: AtomicBool,
     /// The first worker error.
-    error: Mutex<Option<ApplyError>>,
+    pub error: Mutex<Option<ApplyError>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
+pub(super) fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
     loop {
         let job = lock(rx).recv();
         let Ok(job) = job else { return };
@@ -286,15 +290,20 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
                 shared.failed.store(true, Ordering::Relaxed);
             }
         }
-        let mut pending = lock(&shared.pending);
-        *pending -= 1;
-        if *pending == 0 {
-            shared.idle.notify_all();
-        }
+        finish_job(shared);
     }
 }
 
-fn write(job: Job) -> Result<(), ApplyError> {
+/// Counts one job handed out as done, waking the driver when none is left.
+pub(super) fn finish_job(shared: &Shared) {
+    let mut pending = lock(&shared.pending);
+    *pending -= 1;
+    if *pending == 0 {
+        shared.idle.notify_all();
+    }
+}
+
+pub(super) fn write(job: Job) -> Result<(), ApplyError> {
     let f = &job.file;
     let mut file = std::fs::File::from(create_file_mode(f.parent.as_fd(), &f.name, f.attrs.mode, &f.raw)?);
     let err = |e| super::entry::at(&f.raw, "write data")(e);

@@ -2,7 +2,7 @@
 //! workers) and by the sequential twin must build identical trees and
 //! report identical digests. Root tier (owners, device nodes, xattrs).
 
-use super::{apply_layer_with, ApplyOptions, ApplyOutcome};
+use super::{apply_layer_with, ApplyIo, ApplyOptions, ApplyOutcome};
 use crate::rng::Rng;
 use crate::snapshot::Whiteouts;
 use crate::sys::fs::{self as sysfs, Kind};
@@ -188,9 +188,11 @@ fn apply_pair(
     layers: &[Vec<u8>],
     dir: &Path,
     workers: usize,
+    io: ApplyIo,
     whiteouts: Whiteouts,
 ) -> Result<Vec<ApplyOutcome>, String> {
-    let opts = ApplyOptions { workers, hash_thread: workers % 2 == 0, blob_hash_thread: workers % 3 != 0, sync: false };
+    let opts =
+        ApplyOptions { workers, hash_thread: workers % 2 == 0, blob_hash_thread: workers % 3 != 0, sync: false, io };
     layers.iter().map(|l| apply_layer_with(&l[..], dir, whiteouts, &opts).map_err(|e| e.to_string())).collect()
 }
 
@@ -204,34 +206,37 @@ fn parallel_apply_matches_the_sequential_twin() {
         let zst = layers.iter().map(|l| zstd::encode_all(&l[..], 1).unwrap()).collect::<Vec<_>>();
         let whiteouts = if seed % 2 == 0 { Whiteouts::Delete } else { Whiteouts::Overlay };
         let twin = tempfile::tempdir().unwrap();
-        let want = apply_pair(&layers, twin.path(), 0, whiteouts);
+        let want = apply_pair(&layers, twin.path(), 0, ApplyIo::Sync, whiteouts);
         let want_tree = want.is_ok().then(|| tree(twin.path()));
-        for workers in 1..=3 {
+        // The plain workers (1 to 3 of them) and the io_uring writer (1, 2).
+        let runs =
+            [(1, ApplyIo::Sync), (2, ApplyIo::Sync), (3, ApplyIo::Sync), (1, ApplyIo::Uring), (2, ApplyIo::Uring)];
+        for (workers, io) in runs {
             let blobs: &[Vec<u8>] = if workers == 2 { &zst } else { &layers };
             let dir = tempfile::tempdir().unwrap();
-            let got = apply_pair(blobs, dir.path(), workers, whiteouts);
+            let got = apply_pair(blobs, dir.path(), workers, io, whiteouts);
             match (&want, &got) {
                 (Ok(w), Ok(g)) => {
                     let ids = |o: &Vec<ApplyOutcome>| {
                         o.iter().map(|o| (o.diff_id.clone(), o.size, o.content_size)).collect::<Vec<_>>()
                     };
-                    assert_eq!(ids(w), ids(g), "seed {seed}, {workers} workers: digests");
+                    assert_eq!(ids(w), ids(g), "seed {seed}, {workers} {io:?} workers: digests");
                     let got_tree = tree(dir.path());
                     let want_tree = want_tree.as_ref().unwrap();
                     assert_eq!(
                         want_tree.keys().collect::<Vec<_>>(),
                         got_tree.keys().collect::<Vec<_>>(),
-                        "seed {seed}, {workers} workers"
+                        "seed {seed}, {workers} {io:?} workers"
                     );
                     for (p, n) in want_tree {
-                        assert_eq!(Some(n), got_tree.get(p), "seed {seed}, {workers} workers: {p}");
+                        assert_eq!(Some(n), got_tree.get(p), "seed {seed}, {workers} {io:?} workers: {p}");
                     }
                 }
                 // Both refuse: for the same reason, naming the same entry.
                 (Err(w), Err(g)) => {
-                    assert_eq!(w.to_string(), g.to_string(), "seed {seed}, {workers} workers: refusals differ")
+                    assert_eq!(w.to_string(), g.to_string(), "seed {seed}, {workers} {io:?} workers: refusals differ")
                 }
-                _ => panic!("seed {seed}, {workers} workers: sequential {want:?}, parallel {got:?}"),
+                _ => panic!("seed {seed}, {workers} {io:?} workers: sequential {want:?}, parallel {got:?}"),
             }
         }
         if let (Err(e), Ok(dump)) = (&want, std::env::var("DUMP_LAYERS")) {
