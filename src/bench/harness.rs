@@ -78,6 +78,66 @@ impl Measurement {
     }
 }
 
+/// How a [`Noise`] bound was drawn from the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseMethod {
+    /// Both tools ran once per round (interleaved), so sample *i* of one
+    /// pairs with sample *i* of the other: the bound is the lowest and
+    /// highest of the per-round ratios `n[i] / d[i]`.
+    PairedRounds,
+    /// The sample counts differ, so no pairing: the bound is the worst and
+    /// best pairing, `min(n) / max(d)` to `max(n) / min(d)`.
+    Extremes,
+}
+
+/// The spread a ratio of medians could have had on this run: every ratio
+/// the samples support lies in `[low, high]`. When it contains 1.0 the
+/// two tools are not told apart by this run ([`Noise::straddles_one`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Noise {
+    pub low: f64,
+    pub high: f64,
+    pub method: NoiseMethod,
+}
+
+impl Noise {
+    /// The bound of `median(n) / median(d)` from the two sample sets;
+    /// `None` when either is empty or a denominator sample is not
+    /// positive.
+    pub fn of(n: &[f64], d: &[f64]) -> Option<Noise> {
+        if n.is_empty() || d.is_empty() || d.iter().any(|x| *x <= 0.0 || !x.is_finite()) {
+            return None;
+        }
+        let (low, high, method) = if n.len() == d.len() {
+            let r: Vec<f64> = n.iter().zip(d).map(|(a, b)| a / b).collect();
+            let low = r.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (low, high, NoiseMethod::PairedRounds)
+        } else {
+            let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (min(n) / max(d), max(n) / min(d), NoiseMethod::Extremes)
+        };
+        Some(Noise { low, high, method })
+    }
+
+    /// Whether the bound contains 1.0: the run cannot tell the two apart.
+    pub fn straddles_one(&self) -> bool {
+        self.low <= 1.0 && self.high >= 1.0
+    }
+}
+
+/// `1.62× [1.48–1.77]`: a value and its bound, each with two decimals
+/// (three below 0.1).
+pub fn fmt_ratio(value: f64, noise: Option<&Noise>) -> String {
+    let f = |v: f64| if v < 0.1 { format!("{v:.3}") } else { format!("{v:.2}") };
+    match noise {
+        Some(n) => format!("{}× [{}–{}]", f(value), f(n.low), f(n.high)),
+        None => format!("{}×", f(value)),
+    }
+}
+
 /// `numerator / denominator` of two tools' medians.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratio {
@@ -85,6 +145,10 @@ pub struct Ratio {
     pub denominator: String,
     pub value: f64,
     pub unit: Unit,
+    /// The ratio's bound from the samples; `None` for a derived ratio
+    /// whose terms are not two measurements of the case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
 }
 
 impl Ratio {
@@ -95,11 +159,21 @@ impl Ratio {
             Unit::GigabytesPerSecond => self.value > 1.0,
         };
         let factor = if self.value > 1.0 { self.value } else { 1.0 / self.value };
-        if (factor - 1.0).abs() < 0.005 {
+        let reading = if (factor - 1.0).abs() < 0.005 {
             "even".to_owned()
         } else {
             format!("{} {factor:.2}x {}", self.numerator, if faster { "faster" } else { "slower" })
+        };
+        if self.inside_noise() {
+            format!("{reading} (inside noise)")
+        } else {
+            reading
         }
+    }
+
+    /// Whether the noise bound contains 1.0.
+    pub fn inside_noise(&self) -> bool {
+        self.noise.is_some_and(|n| n.straddles_one())
     }
 }
 
@@ -156,7 +230,25 @@ impl Case {
                 denominator: denominator.to_owned(),
                 value: ns.median / ds.median,
                 unit: n.unit,
+                noise: Noise::of(&n.samples, &d.samples),
             });
+        }
+    }
+
+    /// Fills in the noise bound of every ratio that has none and whose
+    /// terms are two measurements of this case (for ratios a suite built
+    /// by hand).
+    pub fn fill_noise(&mut self) {
+        for i in 0..self.ratios.len() {
+            if self.ratios[i].noise.is_some() {
+                continue;
+            }
+            let r = &self.ratios[i];
+            let (Some(n), Some(d)) = (self.measurement(&r.numerator), self.measurement(&r.denominator)) else {
+                continue;
+            };
+            let noise = Noise::of(&n.samples, &d.samples);
+            self.ratios[i].noise = noise;
         }
     }
 }
@@ -280,14 +372,14 @@ pub fn print_suite(out: &mut impl Write, suite: &Suite) -> io::Result<()> {
             ratio_rows.push(vec![
                 case.name.clone(),
                 format!("{} / {} ({what})", r.numerator, r.denominator),
-                format!("{:.3}", r.value),
+                fmt_ratio(r.value, r.noise.as_ref()),
                 r.verdict(),
             ]);
         }
     }
     if !ratio_rows.is_empty() {
         writeln!(out)?;
-        print_table(out, &["case", "ratio", "value", "reading"], &ratio_rows, 2)?;
+        print_table(out, &["case", "ratio", "value [noise bound]", "reading"], &ratio_rows, 2)?;
     }
     let skips: Vec<String> = suite
         .skipped
@@ -334,9 +426,51 @@ mod tests {
         c.add_ratio("strata", "missing");
         assert_eq!(c.ratios.len(), 1);
         assert_eq!(c.ratios[0].value, 0.5);
-        assert_eq!(c.ratios[0].verdict(), "strata 2.00x faster");
-        let r = Ratio { unit: Unit::GigabytesPerSecond, ..c.ratios[0].clone() };
+        // Round 2 (9.0 against 4.0) puts the bound across 1.0.
+        assert_eq!(c.ratios[0].verdict(), "strata 2.00x faster (inside noise)");
+        let r = Ratio { unit: Unit::GigabytesPerSecond, noise: None, ..c.ratios[0].clone() };
         assert_eq!(r.verdict(), "strata 2.00x slower");
+    }
+
+    #[test]
+    fn noise_bound_pairs_rounds_when_it_can() {
+        // Round i of each tool: ratios 0.5, 0.8, 0.4.
+        let n = Noise::of(&[1.0, 4.0, 2.0], &[2.0, 5.0, 5.0]).unwrap();
+        assert_eq!((n.low, n.high, n.method), (0.4, 0.8, NoiseMethod::PairedRounds));
+        assert!(!n.straddles_one());
+        // Unequal counts: worst and best pairings, 1/5 to 4/2.
+        let n = Noise::of(&[1.0, 4.0], &[2.0, 5.0, 5.0]).unwrap();
+        assert_eq!((n.low, n.high, n.method), (0.2, 2.0, NoiseMethod::Extremes));
+        assert!(n.straddles_one());
+        assert!(Noise::of(&[], &[1.0]).is_none());
+        assert!(Noise::of(&[1.0], &[0.0]).is_none());
+    }
+
+    #[test]
+    fn ratios_carry_their_bound_and_say_when_inside_noise() {
+        let mut c = Case::new("c");
+        for (tool, samples) in [("a", [1.0, 1.1, 0.9]), ("b", [1.0, 1.0, 1.0]), ("c", [2.0, 2.0, 2.5])] {
+            let mut m = Measurement::new(tool, tool, Unit::Seconds);
+            samples.iter().for_each(|s| m.push(*s));
+            c.measurements.push(m);
+        }
+        c.add_ratio("a", "b");
+        c.add_ratio("a", "c");
+        let r = &c.ratios[0];
+        assert_eq!(fmt_ratio(r.value, r.noise.as_ref()), "1.00× [0.90–1.10]");
+        assert!(r.inside_noise());
+        assert_eq!(r.verdict(), "even (inside noise)");
+        let r = &c.ratios[1];
+        assert_eq!(fmt_ratio(r.value, r.noise.as_ref()), "0.50× [0.36–0.55]");
+        assert_eq!(r.verdict(), "a 2.00x faster");
+        // A ratio built by hand gets its bound from the case's samples.
+        c.ratios.push(Ratio { noise: None, ..c.ratios[1].clone() });
+        c.ratios.push(Ratio { noise: None, denominator: "c − x".into(), ..c.ratios[1].clone() });
+        c.fill_noise();
+        assert_eq!(c.ratios[2].noise, c.ratios[1].noise);
+        assert!(c.ratios[3].noise.is_none());
+        let json = serde_json::to_value(&c.ratios[1]).unwrap();
+        assert_eq!(json["noise"]["method"], "paired_rounds");
     }
 
     #[test]

@@ -2,20 +2,24 @@
 //! archive) loaded into an empty store until its files are on disk —
 //! `strata load` on overlay with every layer extracted at once, the same
 //! with the layers in order (`STRATA_LAYER_ORDER=ordered`, the baseline
-//! that always runs), `podman load`, `skopeo copy` + `umoci unpack`,
-//! `docker load` and `ctr images import` where they are installed and
-//! their daemons already run (the suite starts none: it records why a
-//! peer is left out instead).
+//! that always runs), `podman load`, `skopeo copy` + `umoci unpack`, and
+//! `docker load` and `ctr images import` against daemons of the suite's
+//! own: a private `dockerd` (overlay2) and a private containerd (its
+//! overlayfs snapshotter, in a mount namespace of its own), both with
+//! their state on the scratch filesystem and their sockets under a
+//! temporary directory, stopped when the suite ends. A daemon that cannot
+//! start leaves its row out with the reason.
 //!
 //! Every store lives on one scratch ext4 (journaled) filesystem; each
 //! round starts from empty stores and ends with `syncfs(2)` for every
 //! tool alike.
 
+use super::containerd::daemon::{Containerd, RunDir};
 use super::dataset::io_err;
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::pull::{build_layout, layer_bytes, LAYERS};
 use super::run::{pipeline, syncfs};
-use super::start::os;
+use super::start::{os, PrivateDockerd};
 use super::{rotation, BenchError, Options};
 use std::ffi::OsString;
 use std::path::Path;
@@ -35,15 +39,59 @@ fn arg(p: &Path) -> OsString {
     p.as_os_str().to_owned()
 }
 
-/// Whether a daemon answers (`docker info`, `ctr version`).
-fn answers(argv: &[&str]) -> bool {
-    std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+/// A dockerd of the suite's own with its data root on `scratch`, or why
+/// there is none.
+fn private_dockerd(scratch: &Path) -> Result<PrivateDockerd, String> {
+    for tool in ["docker", "dockerd"] {
+        if !super::env::have_tool(tool) {
+            return Err(format!("{tool} is not installed (apt-get install docker.io)"));
+        }
+    }
+    PrivateDockerd::start(scratch).map_err(|e| format!("a private dockerd did not start: {e}"))
+}
+
+/// A containerd of the suite's own (root and state on `scratch`, sockets
+/// under a short temporary directory, which is removed after it stops),
+/// or why there is none.
+fn private_containerd(scratch: &Path) -> Result<(Containerd, RunDir), String> {
+    for tool in ["containerd", "ctr", "unshare"] {
+        if !super::env::have_tool(tool) {
+            return Err(format!("{tool} is not installed (apt-get install containerd)"));
+        }
+    }
+    let run = RunDir::new().map_err(|e| e.to_string())?;
+    let cd = Containerd::start(run.path(), &scratch.join("containerd"), &[])
+        .map_err(|e| format!("a private containerd did not start: {e}"))?;
+    Ok((cd, run))
+}
+
+/// The same archive with a `manifest.json` beside the OCI layout (what
+/// `docker save` writes): dockerd's image store (overlay2) reads only
+/// that, not `index.json`. The blobs are the same files.
+fn docker_archive_of(layout: &Path, extra: &Path, out: &Path) -> Result<(), BenchError> {
+    let read = |p: &Path| -> Result<serde_json::Value, BenchError> {
+        let bytes = std::fs::read(p).map_err(io_err("read", p))?;
+        serde_json::from_slice(&bytes).map_err(|e| BenchError::Unavailable {
+            what: "docker load".into(),
+            reason: format!("{}: {e}", p.display()),
+        })
+    };
+    let blob = |digest: &serde_json::Value| format!("blobs/{}", digest.as_str().unwrap_or("").replacen(':', "/", 1));
+    let index = read(&layout.join("index.json"))?;
+    let manifest = read(&layout.join(blob(&index["manifests"][0]["digest"])))?;
+    let layers: Vec<String> =
+        manifest["layers"].as_array().map(|a| a.iter().map(|l| blob(&l["digest"])).collect()).unwrap_or_default();
+    let docker = serde_json::json!([{
+        "Config": blob(&manifest["config"]["digest"]),
+        "RepoTags": ["strata-bench/load:latest"],
+        "Layers": layers,
+    }]);
+    std::fs::create_dir_all(extra).map_err(io_err("create", extra))?;
+    let path = extra.join("manifest.json");
+    std::fs::write(&path, docker.to_string()).map_err(io_err("write", &path))?;
+    let mut tar = os(&["tar", "-cf"]);
+    tar.extend([arg(out), "-C".into(), arg(layout), ".".into(), "-C".into(), arg(extra), "manifest.json".into()]);
+    pipeline(&[tar]).map(|_| ())
 }
 
 /// Runs the load suite.
@@ -117,32 +165,63 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
     } else {
         case.skipped.push(Skip { what: "skopeo+umoci".into(), reason: "skopeo or umoci is not installed".into() });
     }
-    for (name, probe, why) in [
-        ("docker load", ["docker", "info"], "dockerd is not running (the suite starts no daemon)"),
-        ("ctr images import", ["ctr", "version"], "containerd is not running (the suite starts no daemon)"),
-    ] {
-        let reason = if !super::env::have_tool(probe[0]) {
-            format!("{} is not installed", probe[0])
-        } else if !answers(&probe) {
-            why.to_owned()
-        } else {
-            // Their stores live on the host's root, not the scratch
-            // filesystem: not comparable here.
-            "its daemon keeps its store on the host's root filesystem, not the scratch one".to_owned()
-        };
-        case.skipped.push(Skip { what: name.into(), reason });
+    // containerd first: its mount namespace copies the host's mounts as
+    // they are when it starts (the scratch filesystem, none of dockerd's).
+    let containerd = match private_containerd(&work) {
+        Ok(c) => Some(c),
+        Err(reason) => {
+            case.skipped.push(Skip { what: "ctr images import".into(), reason });
+            None
+        }
+    };
+    if let Some((cd, _)) = &containerd {
+        let mut v = cd.ctr(&["images", "import", "--digests"]);
+        v.push(arg(&archive));
+        tools.push(Tool {
+            name: "ctr",
+            command: "ctr -n NS images import --digests ARCHIVE (private containerd, overlayfs snapshotter)".into(),
+            stages: vec![vec![v]],
+        });
+    }
+    let dockerd = match private_dockerd(&work) {
+        Ok(d) => Some(d),
+        Err(reason) => {
+            case.skipped.push(Skip { what: "docker load".into(), reason });
+            None
+        }
+    };
+    let docker_archive = work.join("image-docker.tar");
+    if let Some(d) = &dockerd {
+        docker_archive_of(&layout, &work.join("docker-extra"), &docker_archive)?;
+        let mut v = os(&["docker", "-H", &d.host, "load", "-q", "-i"]);
+        v.push(arg(&docker_archive));
+        tools.push(Tool {
+            name: "docker",
+            command: "docker load -i ARCHIVE+manifest.json (private dockerd, overlay2)".into(),
+            stages: vec![vec![v]],
+        });
     }
     case.measurements = tools.iter().map(|t| Measurement::new(t.name, &t.command, Unit::Seconds)).collect();
-    let clear = || {
+    let clear = || -> Result<(), BenchError> {
         // containers/storage makes its overlay home a private bind mount.
         let _ = crate::mount::unmount_all(&podman.join("root/overlay"));
         for p in [root.as_path(), podman.as_path(), oci.as_path(), bundle.as_path(), Path::new(PODMAN_RUNROOT)] {
             let _ = std::fs::remove_dir_all(p);
         }
+        if let Some(d) = &dockerd {
+            pipeline(&[os(&["docker", "-H", &d.host, "image", "prune", "-a", "-f"])])?;
+        }
+        if let Some((cd, _)) = &containerd {
+            let names = cd.run(&["images", "ls", "-q"])?;
+            for name in names.lines().filter(|l| !l.trim().is_empty()) {
+                cd.run(&["images", "rm", "--sync", name.trim()])?;
+            }
+        }
+        Ok(())
     };
     for round in 0..=opts.runs {
         for i in rotation(tools.len(), round) {
-            clear();
+            clear()?;
             syncfs(&work)?;
             let (res, secs) = time(|| -> Result<(), BenchError> {
                 for stage in &tools[i].stages {
@@ -160,8 +239,11 @@ pub fn run(opts: &Options) -> Result<Suite, BenchError> {
             }
         }
     }
-    clear();
+    clear()?;
+    drop(dockerd);
+    drop(containerd);
     std::fs::remove_file(&archive).map_err(io_err("remove", &archive))?;
+    let _ = std::fs::remove_file(&docker_archive);
     for t in &tools[1..] {
         case.add_ratio("strata", t.name);
     }

@@ -8,7 +8,8 @@
 //! with a different tool each round, so drift in machine load spreads
 //! evenly), discards one warm-up round, and reports the median, minimum
 //! and maximum of `runs` timed rounds and the **ratio** of medians — the
-//! number that survives a noisy machine. Results go to stdout as aligned
+//! number that survives a noisy machine — with its noise bound
+//! ([`harness::Noise`]: the range of the per-round ratios). Results go to stdout as aligned
 //! tables and to `results.json` with the environment they were taken in
 //! ([`env::Environment`]).
 //!
@@ -20,6 +21,7 @@
 //! | [`hash`] | `Hasher` over an in-memory buffer | `openssl speed sha256`, `sha256sum` of a tmpfs file |
 //! | [`build`] | `strata build`, cached rebuild and `--no-cache`, of a 10-step Dockerfile | `buildah bud --layers` |
 //! | [`pull`] | `strata pull` of a 5-layer gzip image from a loopback `docker-registry` | `skopeo copy docker://… oci:DIR` + `umoci unpack` |
+//! | [`load`] | `strata load` of a 5-layer OCI archive, layers at once and in order | `podman load`, `skopeo copy` + `umoci unpack`, `docker load` and `ctr images import` against a private `dockerd` and containerd |
 //! | [`containerd`] | `ctr images pull`, `ctr run --rm`, `ctr snapshots usage` through `strata snapshotter serve` (a proxy snapshotter) | containerd's overlayfs and native snapshotters; `strata pull` |
 //! | [`start`] | the whole `strata run --rm busybox true`; `ps -a -s` of 100 containers | `crun run`, `runc run` of a bare bundle, `podman run --rm`, `docker run --rm`; `du -s` of each container's tree |
 //!
@@ -182,6 +184,7 @@ impl Bench {
             Bench::Usage(usage::Params::defaults(scale)),
             Bench::Start,
             Bench::Build,
+            Bench::Load,
         ]
     }
 
@@ -282,7 +285,10 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Containerd => containerd::run(opts),
         };
         match result {
-            Ok(suite) => report.suites.push(suite),
+            Ok(mut suite) => {
+                suite.cases.iter_mut().for_each(harness::Case::fill_noise);
+                report.suites.push(suite);
+            }
             Err(e) => {
                 opts.progress(&format!("{} failed: {e}", b.name()));
                 report.failures.push(Skip { what: b.name().to_owned(), reason: e.to_string() });

@@ -22,6 +22,10 @@
 //! | `start` | a `bench start` run | one row: every runtime's `run --rm true` median |
 //! | `copyup-first-write` | a `bench copy-up` run | first write by size, 64 MiB cold, second write; strata setups and peers |
 //! | `copyup-depth` | a `bench copy-up` run | lookup / first write by layer depth and directory depth |
+//! | `unpack`, `copy`, `diff`, `usage`, `load`, `build`, `pull`, `hash`, … (any suite name) | a `bench` run with that suite | one row per case: every tool's median, every ratio with its noise bound ([`generic`]) |
+//! | `engines` | one or more `bench` runs (`<!-- bench-table engines FILE FILE … -->`) | path × engine × fs × warm/cold: every case that measured a path on io_uring and on the sync engine |
+
+mod generic;
 
 use super::copyup::{Cache, Op, Part, Record, Results};
 use std::path::{Path, PathBuf};
@@ -72,13 +76,21 @@ pub fn render(readme: &str, repo: &Path) -> Result<String, ReadmeError> {
             continue;
         };
         let mut words = spec.split_whitespace();
-        let (Some(kind), Some(file)) = (words.next(), words.next()) else {
+        let kind = words.next();
+        let files: Vec<&str> = words.collect();
+        let (Some(kind), Some(file)) = (kind, files.first()) else {
             return Err(ReadmeError::Marker {
                 line: n + 1,
                 reason: "expected `<!-- bench-table KIND FILE -->`".into(),
             });
         };
-        out.push_str(&table(kind, &repo.join(file), n + 1)?);
+        if kind == "engines" {
+            out.push_str(&engines(&files, repo)?);
+        } else if files.len() > 1 {
+            return Err(ReadmeError::Marker { line: n + 1, reason: format!("table kind {kind:?} takes one file") });
+        } else {
+            out.push_str(&table(kind, &repo.join(file), n + 1)?);
+        }
         // Skip the old table up to the closing marker, which is kept.
         loop {
             match lines.next() {
@@ -98,6 +110,20 @@ pub fn render(readme: &str, repo: &Path) -> Result<String, ReadmeError> {
     Ok(out)
 }
 
+fn read_json(path: &Path) -> Result<serde_json::Value, ReadmeError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadmeError::Read { path: path.to_owned(), source })?;
+    serde_json::from_slice(&bytes).map_err(|e| ReadmeError::Parse { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// The `engines` table over `files` (relative to `repo`).
+fn engines(files: &[&str], repo: &Path) -> Result<String, ReadmeError> {
+    let mut loaded = Vec::new();
+    for f in files {
+        loaded.push(((*f).to_owned(), read_json(&repo.join(f))?));
+    }
+    Ok(generic::engine_table(&loaded))
+}
+
 fn table(kind: &str, path: &Path, line: usize) -> Result<String, ReadmeError> {
     let bytes = std::fs::read(path).map_err(|source| ReadmeError::Read { path: path.to_owned(), source })?;
     let parse = |reason: String| ReadmeError::Parse { path: path.to_owned(), reason };
@@ -110,7 +136,14 @@ fn table(kind: &str, path: &Path, line: usize) -> Result<String, ReadmeError> {
             let r: Results = serde_json::from_slice(&bytes).map_err(|e| parse(e.to_string()))?;
             Ok(if kind == "copyup-depth" { depth_table(&r) } else { first_write_table(&r) })
         }
-        _ => Err(ReadmeError::Marker { line, reason: format!("unknown table kind {kind:?}") }),
+        _ => {
+            let v = read_json(path)?;
+            if v["suites"].is_array() {
+                generic::suite_table(&v, kind).ok_or_else(|| parse(format!("no {kind:?} suite in it")))
+            } else {
+                Err(ReadmeError::Marker { line, reason: format!("unknown table kind {kind:?}") })
+            }
+        }
     }
 }
 
@@ -261,6 +294,26 @@ mod tests {
         assert_eq!(render(&out, dir.path()).unwrap(), out);
         assert!(render("<!-- bench-table start r.json -->\n| x |\n", dir.path()).is_err());
         assert!(render("<!-- bench-table nosuch r.json -->\n<!-- /bench-table -->\n", dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_hand_edited_ratio_or_bound_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = r#"{"suites":[{"name":"pull","cases":[{"name":"5 layers","facts":{},"measurements":[
+            {"tool":"strata","command":"strata pull","unit":"seconds","samples":[1.0,1.2,0.9],"summary":{"median":1.0}},
+            {"tool":"skopeo","command":"skopeo copy","unit":"seconds","samples":[4.0,4.0,4.5],"summary":{"median":4.0}}],
+            "ratios":[{"numerator":"strata","denominator":"skopeo"}]}]}]}"#;
+        std::fs::write(dir.path().join("p.json"), json).unwrap();
+        let text = "<!-- bench-table pull p.json -->\n<!-- /bench-table -->\n";
+        let out = render(text, dir.path()).unwrap();
+        assert!(out.contains("| 5 layers | 1 s | 4 s | strata / skopeo: 0.25× [0.20–0.30] |"), "{out}");
+        assert_eq!(render(&out, dir.path()).unwrap(), out);
+        for (from, to) in [("0.25×", "0.20×"), ("[0.20–0.30]", "[0.22–0.30]"), ("| 4 s |", "| 3.9 s |")] {
+            let edited = out.replace(from, to);
+            assert_ne!(render(&edited, dir.path()).unwrap(), edited, "editing {from} went unnoticed");
+        }
+        assert!(render("<!-- bench-table nosuite p.json -->\n<!-- /bench-table -->\n", dir.path()).is_err());
+        assert!(render("<!-- bench-table pull p.json p.json -->\n<!-- /bench-table -->\n", dir.path()).is_err());
     }
 
     /// Every figure in README.md's marked tables is what its committed

@@ -344,6 +344,7 @@ fn wrapper_free_ratio(case: &mut Case, numerator: &str, peer: &str) {
             denominator: format!("{peer} − wrapper"),
             value: n / (p - w),
             unit: Unit::Seconds,
+            noise: None,
         });
     }
 }

@@ -58,17 +58,17 @@ fn stop(child: &mut Child) {
 /// A short directory of the bench's own for sockets, logs and config
 /// (unix socket paths must fit 108 bytes, so not under a scratch mount
 /// point). Removed on drop.
-pub(super) struct RunDir(PathBuf);
+pub(in crate::bench) struct RunDir(PathBuf);
 
 impl RunDir {
-    pub(super) fn new() -> Result<RunDir, BenchError> {
+    pub(in crate::bench) fn new() -> Result<RunDir, BenchError> {
         let dir = PathBuf::from(format!("/tmp/strata-bcd-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
         Ok(RunDir(dir))
     }
 
-    pub(super) fn path(&self) -> &Path {
+    pub(in crate::bench) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -134,7 +134,7 @@ impl Drop for Service {
 }
 
 /// A containerd of the bench's own (see the module doc).
-pub(super) struct Containerd {
+pub(in crate::bench) struct Containerd {
     child: Child,
     /// `mnt:[inode]` of its namespace, and a descriptor holding the
     /// namespace so its inode number cannot be reused before teardown has
@@ -149,7 +149,11 @@ impl Containerd {
     /// Starts containerd with config, sockets and log under `run`, its
     /// root and state under `data`, and one `[proxy_plugins.NAME]` of type
     /// `snapshot` per `(NAME, socket)`.
-    pub(super) fn start(run: &Path, data: &Path, proxies: &[(&str, &Path)]) -> Result<Containerd, BenchError> {
+    pub(in crate::bench) fn start(
+        run: &Path,
+        data: &Path,
+        proxies: &[(&str, &Path)],
+    ) -> Result<Containerd, BenchError> {
         let address = run.join("containerd.sock");
         let q = |p: &Path| format!("{:?}", p.display().to_string());
         let mut config = format!(
@@ -214,7 +218,7 @@ impl Containerd {
     }
 
     /// `ctr --address … --namespace … ARGS…` as an argument vector.
-    pub(super) fn ctr(&self, args: &[&str]) -> Vec<OsString> {
+    pub(in crate::bench) fn ctr(&self, args: &[&str]) -> Vec<OsString> {
         let mut v = os(&["ctr", "--address"]);
         v.push(self.address.clone().into());
         v.extend(os(&["--namespace", &self.namespace]));
@@ -223,7 +227,7 @@ impl Containerd {
     }
 
     /// Runs `ctr ARGS…`; its stdout.
-    pub(super) fn run(&self, args: &[&str]) -> Result<String, BenchError> {
+    pub(in crate::bench) fn run(&self, args: &[&str]) -> Result<String, BenchError> {
         pipeline(&[self.ctr(args)]).map(|out| String::from_utf8_lossy(&out).into_owned())
     }
 

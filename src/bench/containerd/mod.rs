@@ -19,7 +19,7 @@
 //! when a case fails: containerd (and its mount namespace), the services,
 //! the registry, then the filesystems.
 
-mod daemon;
+pub(super) mod daemon;
 mod pull;
 mod usage;
 
