@@ -48,6 +48,7 @@
 //! write path exists so the two engines stay comparable, and callers that
 //! mostly create files may prefer [`IoEngine::sync`].
 
+pub mod blob;
 pub mod du;
 mod ring;
 mod sync;
