@@ -44,9 +44,11 @@ pub struct ContentStore {
 }
 
 /// The engine blob writes and reads use unless told otherwise: plain
-/// syscalls. On loop XFS and ext4 the io_uring path did not win by a
-/// margin the noise supports (see `strata bench blob` and
-/// [`crate::uring::blob`] for why).
+/// syscalls. io_uring lost on loop XFS and ext4 (`strata bench blob
+/// --quick`, 256 MiB, benches/results/2026-12-08-blob-quick.json, loaded
+/// host): write+commit 1.03–1.08x slower (within the spread), read+verify
+/// 1.40–1.43x slower warm and 1.06–2.45x slower cold; see
+/// [`crate::uring::blob`] for why.
 pub const DEFAULT_BLOB_IO: IoEngineKind = IoEngineKind::Sync;
 
 impl ContentStore {

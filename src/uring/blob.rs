@@ -16,6 +16,18 @@
 //! a buffered write that the kernel completes inline gains nothing over
 //! `write(2)`: the bench (`strata bench blob`) decides whether a store
 //! uses this path.
+//!
+//! **Why it loses here** (measured, not yet profiled): buffered writes
+//! and cached reads complete inline inside `io_uring_enter` on the owner's
+//! thread, so nothing overlaps the hashing; the reader copies every byte
+//! twice (page cache → ring buffer → caller) where `read(2)` copies once;
+//! and pushed ops wait in the submission queue until the owner next
+//! waits, so read-ahead comes in bursts. The kernel's own readahead
+//! already keeps the disk busy for a sequential reader. Worth trying
+//! next: `IOSQE_ASYNC` writes (io-wq copies while the owner hashes),
+//! handing the ring's buffers to the hasher instead of copying, and
+//! `sync_file_range` behind the writer so the commit's fsync has less
+//! left to flush (that one would help the plain path as much).
 
 use crate::sys::uring::{Op, Ring, RingError, SharedFd};
 use std::collections::BTreeMap;

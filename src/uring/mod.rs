@@ -53,6 +53,7 @@ pub mod du;
 mod ring;
 mod sync;
 mod tree;
+pub mod treehash;
 
 #[cfg(test)]
 mod differential;
