@@ -91,7 +91,7 @@ impl ContentStore {
         let f = self.open(d)?;
         Ok(match self.io {
             IoEngineKind::Uring => match RingReader::new(f.try_clone().map_err(|e| RootError::io(self.path(d), e))?) {
-                Ok(r) => BlobReader::Ring(r),
+                Ok(r) => BlobReader::Ring(Box::new(r)),
                 Err(_) => BlobReader::Plain(f),
             },
             IoEngineKind::Sync => BlobReader::Plain(f),
@@ -139,7 +139,7 @@ impl ContentStore {
         let f = File::create(&tmp).map_err(|e| RootError::io(&tmp, e))?;
         let sink = match self.io {
             IoEngineKind::Uring => match RingWriter::new(f.try_clone().map_err(|e| RootError::io(&tmp, e))?) {
-                Ok(w) => Sink::Ring(w),
+                Ok(w) => Sink::Ring(Box::new(w)),
                 Err(_) => Sink::Plain(io::BufWriter::with_capacity(BLOB_CHUNK, f)),
             },
             IoEngineKind::Sync => Sink::Plain(io::BufWriter::with_capacity(BLOB_CHUNK, f)),
@@ -167,7 +167,7 @@ impl ContentStore {
 #[derive(Debug)]
 pub enum BlobReader {
     Plain(File),
-    Ring(RingReader),
+    Ring(Box<RingReader>),
 }
 
 impl Read for BlobReader {
@@ -183,7 +183,7 @@ impl Read for BlobReader {
 #[derive(Debug)]
 enum Sink {
     Plain(io::BufWriter<File>),
-    Ring(RingWriter),
+    Ring(Box<RingWriter>),
 }
 
 impl Sink {
@@ -191,7 +191,7 @@ impl Sink {
     fn finish(self) -> io::Result<File> {
         match self {
             Sink::Plain(b) => b.into_inner().map_err(|e| e.into_error()),
-            Sink::Ring(r) => r.finish(),
+            Sink::Ring(r) => (*r).finish(),
         }
     }
 }

@@ -85,7 +85,7 @@ fn cases(opts: &Options, kind: FsKind, data: &[u8], files: usize, bytes: u64) ->
     let len = data.len() as u64;
     let mut fs = scratch(opts, kind, fs_size(len * 3 + bytes * 2, 512 << 20))?;
     let fsname = kind.fstype();
-    let root = Root::open(&fs.path().join("root")).map_err(|e| other("root", e))?;
+    let root = Root::open(fs.path().join("root")).map_err(|e| other("root", e))?;
     let stores = [("plain", IoEngineKind::Sync), ("uring", IoEngineKind::Uring)];
     let shm = Path::new("/dev/shm").join(format!("strata-bench-blob-{}", crate::root::unique_suffix()));
     std::fs::write(&shm, data).map_err(io("write", &shm))?;
