@@ -39,6 +39,7 @@
 //! engine uses; it has no private fast path of its own to measure.
 
 pub mod apply;
+pub mod blob;
 pub mod build;
 pub mod cache;
 pub mod containerd;
@@ -164,6 +165,8 @@ pub enum Bench {
     Diff(diff::Params),
     Usage(usage::Params),
     Hash,
+    /// Content store blobs and the build context digest, per engine.
+    Blob,
     Start,
     Build,
     Pull,
@@ -208,6 +211,7 @@ impl Bench {
             Bench::Diff(_) => "diff",
             Bench::Usage(_) => "usage",
             Bench::Hash => "hash",
+            Bench::Blob => "blob",
             Bench::Start => "start",
             Bench::Build => "build",
             Bench::Pull => "pull",
@@ -278,6 +282,7 @@ pub fn run(opts: &Options, benches: &[Bench]) -> Report {
             Bench::Diff(p) => diff::run(opts, p),
             Bench::Usage(p) => usage::run(opts, p),
             Bench::Hash => hash::run(opts),
+            Bench::Blob => blob::run(opts),
             Bench::Start => start::run(opts),
             Bench::Build => build::run(opts),
             Bench::Pull => pull::run(opts),

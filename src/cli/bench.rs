@@ -53,6 +53,11 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Content store blobs and the build context digest: plain vs io_uring.
+    Blob {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Container start latency vs crun, runc, podman, docker; ps -s vs du.
     Start {
         #[command(flatten)]
@@ -324,6 +329,7 @@ pub fn bench(cmd: BenchCommand) -> Result<()> {
             (common, vec![Bench::Diff(bench::diff::Params { fs: parse_all(fs, bench::parse_fs, d.fs)? })])
         }
         BenchCommand::Hash { common } => (common, vec![Bench::Hash]),
+        BenchCommand::Blob { common } => (common, vec![Bench::Blob]),
         BenchCommand::Start { common } => (common, vec![Bench::Start]),
         BenchCommand::Build { common } => (common, vec![Bench::Build]),
         BenchCommand::CopyUp(a) => return copy_up(a),

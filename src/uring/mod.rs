@@ -48,10 +48,12 @@
 //! write path exists so the two engines stay comparable, and callers that
 //! mostly create files may prefer [`IoEngine::sync`].
 
+pub mod blob;
 pub mod du;
 mod ring;
 mod sync;
 mod tree;
+pub mod treehash;
 
 #[cfg(test)]
 mod differential;

@@ -1,0 +1,244 @@
+//! Hashing a walk's bytes in walk order while the walk's small files are
+//! read in batches: the build context digest ([`crate::build::context`]).
+//!
+//! The walker hands over, in order, header bytes ([`TreeHasher::update`])
+//! and files it has already opened and checked ([`TreeHasher::file`]:
+//! `openat(O_NOFOLLOW)` in the parent's descriptor, type checked on the
+//! descriptor, so nothing here resolves a path the tree controls). With
+//! an engine, files of at most [`FEED_FILE_MAX`] bytes are queued and read
+//! [`FEED_FILES`] at a time ([`IoEngine::read_fds_with`]: io_uring keeps
+//! them all in flight); the queue is then fed to the hasher in the order
+//! it was built, so the digest is the one the plain path computes.
+//! Without an engine (the twin) every file is read at once, 64 KiB at a
+//! time, as the walk always did.
+//!
+//! **Same errors.** A file's read error surfaces at the next flush; a
+//! walker that fails on a later entry calls [`TreeHasher::flush`] first,
+//! and the first error in walk order wins, as on the plain path.
+
+use super::{FdRead, IoEngine, UringError};
+use crate::digest::{Digest, Hasher};
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::Arc;
+
+/// Largest file queued; bigger files stream through at once.
+pub const FEED_FILE_MAX: u64 = 1 << 20;
+/// Files per batch.
+pub const FEED_FILES: usize = 256;
+/// Bytes per batch (by the sizes the walk listed).
+pub const FEED_BYTES: u64 = 8 << 20;
+
+/// A file's read failed; `path` is the walk's name for it.
+#[derive(Debug)]
+pub struct FeedError {
+    pub path: String,
+    pub source: io::Error,
+}
+
+enum Piece {
+    Bytes(Vec<u8>),
+    /// Index into the batch.
+    File(usize),
+}
+
+/// A sha256 of a walk, with file reads batched when given an engine.
+pub struct TreeHasher<'e> {
+    engine: Option<&'e mut IoEngine>,
+    hasher: Hasher,
+    queue: Vec<Piece>,
+    files: Vec<(FdRead, String)>,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl<'e> TreeHasher<'e> {
+    /// `None`: the plain twin.
+    pub fn new(engine: Option<&'e mut IoEngine>) -> TreeHasher<'e> {
+        TreeHasher { engine, hasher: Hasher::new(), queue: Vec::new(), files: Vec::new(), bytes: 0, buf: Vec::new() }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        if self.queue.is_empty() {
+            self.hasher.update(bytes);
+        } else {
+            self.queue.push(Piece::Bytes(bytes.to_vec()));
+        }
+    }
+
+    /// Appends everything `file` holds, read to its end; `size` is what
+    /// the walk listed (for batching only), `path` names it in errors.
+    pub fn file(&mut self, file: File, size: u64, path: &str) -> Result<(), FeedError> {
+        if self.engine.is_none() || size > FEED_FILE_MAX {
+            self.flush()?;
+            return self.stream(file, path);
+        }
+        if self.files.len() == FEED_FILES || self.bytes + size > FEED_BYTES {
+            self.flush()?;
+        }
+        self.queue.push(Piece::File(self.files.len()));
+        self.files.push((FdRead { fd: Arc::new(file.into()), path: path.into() }, path.to_owned()));
+        self.bytes += size;
+        Ok(())
+    }
+
+    /// Reads `file` into the hasher now, 64 KiB at a time.
+    fn stream(&mut self, mut file: File, path: &str) -> Result<(), FeedError> {
+        self.buf.resize(1 << 16, 0);
+        loop {
+            let n = file.read(&mut self.buf).map_err(|source| FeedError { path: path.to_owned(), source })?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.hasher.update(&self.buf[..n]);
+        }
+    }
+
+    /// Reads the queued files and feeds the queue to the hasher in order;
+    /// the first failed file's error, after which the walk is abandoned.
+    pub fn flush(&mut self) -> Result<(), FeedError> {
+        let queue = std::mem::take(&mut self.queue);
+        let files = std::mem::take(&mut self.files);
+        self.bytes = 0;
+        if queue.is_empty() {
+            return Ok(());
+        }
+        let mut data: Vec<Result<Vec<u8>, UringError>> = files.iter().map(|_| Ok(Vec::new())).collect();
+        if let Some(engine) = self.engine.as_deref_mut() {
+            let items: Vec<FdRead> = files.iter().map(|(f, _)| f.clone()).collect();
+            engine.read_fds_with(&items, |i, piece| match piece {
+                Ok(chunk) => {
+                    if let Ok(v) = &mut data[i] {
+                        v.extend_from_slice(chunk.data);
+                    }
+                }
+                Err(e) => data[i] = Err(e),
+            });
+        }
+        let mut data = data.into_iter();
+        for piece in queue {
+            match piece {
+                Piece::Bytes(b) => self.hasher.update(&b),
+                Piece::File(i) => match data.next().expect("one result per queued file") {
+                    Ok(v) => self.hasher.update(&v),
+                    Err(e) => return Err(FeedError { path: files[i].1.clone(), source: io_error(e) }),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<Digest, FeedError> {
+        self.flush()?;
+        Ok(self.hasher.finish())
+    }
+}
+
+/// The plain path's error for a failed read.
+fn io_error(e: UringError) -> io::Error {
+    match e {
+        UringError::Io { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::context::Tree;
+    use crate::rng::Rng;
+    use crate::uring::IoEngineKind;
+    use std::path::Path;
+
+    /// Every way of hashing: the plain twin, batches on the sync engine,
+    /// batches on io_uring (when the kernel has it).
+    fn engines() -> Vec<(&'static str, Option<IoEngine>)> {
+        let mut out = vec![("plain", None), ("sync", Some(IoEngine::sync()))];
+        match IoEngine::with_kind(IoEngineKind::Uring) {
+            Ok(e) => out.push(("uring", Some(e))),
+            Err(e) => crate::scratch::skip_test(&format!("io_uring tree hash not tested: {e}")),
+        }
+        out
+    }
+
+    /// `tree.hash_using(tree.sources(pattern))` on every engine: the same
+    /// digest or the same error.
+    fn same_everywhere(tree: &Tree, pattern: &str) -> Result<String, String> {
+        let mut want: Option<Result<String, String>> = None;
+        for (name, mut engine) in engines() {
+            let got = tree
+                .sources(pattern)
+                .and_then(|s| tree.hash_using(&s, engine.as_mut()))
+                .map(|d| d.to_string())
+                .map_err(|e| e.to_string());
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert_eq!(&got, w, "{pattern}: {name} differs from plain"),
+            }
+        }
+        want.expect("the plain engine ran")
+    }
+
+    /// More files than a batch holds, files around [`FEED_FILE_MAX`],
+    /// empty files, nested directories, a FIFO, symlinks that point out
+    /// of the tree (absolute, `..`-laden) and a `.dockerignore` with an
+    /// exception.
+    fn random_tree(root: &Path, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let mut dirs = vec![root.to_owned()];
+        let hostile = ["/", "../../..", "/etc/passwd", "d1/../../../x", "/proc/self/root"];
+        for n in 0..700 {
+            let parent = dirs[rng.index(dirs.len())].clone();
+            let p = parent.join(format!("e{n}{}", ["", ".log", ".txt"][rng.index(3)]));
+            match rng.index(24) {
+                0..=1 => {
+                    std::fs::create_dir(&p).unwrap();
+                    dirs.push(p);
+                }
+                2..=3 => std::os::unix::fs::symlink(hostile[rng.index(hostile.len())], &p).unwrap(),
+                4 if n % 5 == 0 => crate::sys::fs::mkfifo(&p, 0o644).unwrap(),
+                _ => {
+                    let max = usize::try_from(FEED_FILE_MAX).unwrap();
+                    let size = match rng.index(12) {
+                        0 => 0,
+                        1 => max + rng.index(3) - 1,
+                        2 => rng.range_usize(max, 3 * max),
+                        _ => rng.range_usize(1, 30 << 10),
+                    };
+                    std::fs::write(&p, rng.bytes(size)).unwrap();
+                }
+            }
+        }
+        std::fs::write(root.join(".dockerignore"), "*.log\n!e1*.log\n**/*.txt\n").unwrap();
+    }
+
+    #[test]
+    fn batched_context_hash_matches_the_plain_walk() {
+        if !crate::sys::process::geteuid().is_root() {
+            return crate::scratch::skip_test("needs root for tmpfs");
+        }
+        for seed in [1, 2, 3] {
+            let place = crate::scratch::Tmpfs::new(1 << 30).unwrap();
+            random_tree(place.path(), seed);
+            std::os::unix::fs::symlink("/", place.path().join("rootlink")).unwrap();
+            let tree = Tree::context(place.path()).unwrap();
+            for pattern in [".", "e1*", "rootlink", "rootlink/e2*", "../x", "missing"] {
+                same_everywhere(&tree, pattern).ok();
+            }
+            assert!(same_everywhere(&tree, ".").is_ok(), "seed {seed}: the whole context hashes");
+        }
+    }
+
+    /// A file that cannot be opened for reading (sysfs's write-only
+    /// attributes, `EACCES` even for root) after files already queued:
+    /// every engine reports the same file's error.
+    #[test]
+    fn a_read_error_is_the_same_on_every_engine() {
+        if !crate::sys::process::geteuid().is_root() || !Path::new("/sys/bus/cpu/drivers_probe").exists() {
+            return crate::scratch::skip_test("needs root and sysfs's write-only /sys/bus/cpu/drivers_probe");
+        }
+        let tree = Tree::rootfs(Path::new("/sys/bus/cpu"), "sysfs".into()).unwrap();
+        let err = same_everywhere(&tree, ".").expect_err("a write-only sysfs file cannot be hashed");
+        assert!(err.contains("os error 13"), "{err}");
+    }
+}
