@@ -384,7 +384,8 @@ fn v2_init_is_born_in_its_group() {
         let out = Command::new(&runc).arg("--root").arg(&state).args(args).output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
     };
-    struct Delete<'a>(&'a dyn Fn(&[&str]) -> (Option<i32>, String), PathBuf);
+    type Runc<'a> = &'a dyn Fn(&[&str]) -> (Option<i32>, String);
+    struct Delete<'a>(Runc<'a>, PathBuf);
     impl Drop for Delete<'_> {
         fn drop(&mut self) {
             let _ = (self.0)(&["delete", "--force", "clone3-test"]);
