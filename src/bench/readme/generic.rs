@@ -12,7 +12,8 @@
 //! engine with one on the sync engine. A measurement's engine is the case
 //! fact `"<tool> engine"` when there is one (`io_uring` or `sync`: the
 //! way for a bench to say it), else read from its command line: `io_uring`
-//! in it means io_uring, `sync engine` means sync.
+//! in it means io_uring, `sync engine` means sync; else from the tool's
+//! name: a `-`-separated word `uring`, or `sync`/`plain` (the twin).
 
 use super::super::harness::{fmt_ratio, Noise};
 use super::fmt3_ns;
@@ -128,6 +129,20 @@ fn engine(case: &Value, m: &Value) -> Option<Engine> {
     } else if text.contains("sync engine") || text == "sync" {
         Some(Engine::Sync)
     } else {
+        engine_of_tool(str_of(&m["tool"]))
+    }
+}
+
+/// The engine a tool's name states, as the benches name their engine rows:
+/// a `-`-separated word `uring` (`strata-uring-writer`, `uring`), or
+/// `sync`/`plain` (`strata-sync-writer`, `plain`: the syscall twin).
+fn engine_of_tool(tool: &str) -> Option<Engine> {
+    let words: Vec<&str> = tool.split('-').collect();
+    if words.contains(&"uring") {
+        Some(Engine::Uring)
+    } else if words.contains(&"sync") || words.contains(&"plain") {
+        Some(Engine::Sync)
+    } else {
         None
     }
 }
@@ -149,7 +164,7 @@ fn fs_of(case: &Value) -> String {
 /// proven` kept), else a word of the case name.
 fn cache_of(case: &Value) -> String {
     if let Some(c) = case["facts"]["cache"].as_str() {
-        let word = c.split_whitespace().next().unwrap_or("–");
+        let word = c.split_whitespace().next().map_or("–", |w| w.trim_end_matches([':', ',', ';']));
         return if c.contains("NOT proven") { format!("{word} (not proven)") } else { word.to_owned() };
     }
     let name = str_of(&case["name"]);
@@ -290,5 +305,16 @@ mod tests {
             "| usage | xfs | cold | 200 ms (`uring`) | 200 ms (`sync`) | 1.00× [0.50–1.50] (inside noise) | `x.json` |"
         );
         assert_eq!(lines[3], "| usage: blob | ext4 | warm | 1 s (`w`) | 2 s (`p`) | 0.50× [0.50–0.50] | `x.json` |");
+    }
+
+    #[test]
+    fn a_tool_name_says_its_engine_when_nothing_else_does() {
+        assert_eq!(engine_of_tool("strata-uring-writer"), Some(Engine::Uring));
+        assert_eq!(engine_of_tool("uring"), Some(Engine::Uring));
+        assert_eq!(engine_of_tool("strata-sync-writer"), Some(Engine::Sync));
+        assert_eq!(engine_of_tool("plain"), Some(Engine::Sync));
+        assert_eq!(engine_of_tool("sha256sum"), None);
+        assert_eq!(engine_of_tool("strata-inline-blob-hash"), None);
+        assert_eq!(engine_of_tool("during"), None);
     }
 }
