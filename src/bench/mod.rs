@@ -188,6 +188,7 @@ impl Bench {
             Bench::Start,
             Bench::Build,
             Bench::Load,
+            Bench::Blob,
         ]
     }
 
