@@ -407,16 +407,7 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize, Errn
 ///
 /// See getdents64(2). Reads through a duplicate of `dir`, from its start.
 pub fn getdents(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, FileType)>, Errno> {
-    let mut d = Dir::read_from(dir)?;
-    let mut out = Vec::new();
-    while let Some(entry) = d.read() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            out.push((name.to_vec(), entry.file_type()));
-        }
-    }
-    Ok(out)
+    Ok(getdents_ino(dir)?.into_iter().map(|(name, kind, _)| (name, kind)).collect())
 }
 
 /// [`getdents`] with each entry's inode number (`d_ino`) too: walks that
