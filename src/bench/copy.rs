@@ -6,16 +6,20 @@
 //!
 //! One scratch filesystem per filesystem type holds the source tree, made
 //! before any timing; every run copies it to a new destination which is
-//! removed (and the removal synced) outside the timed region. The source
-//! is in the page cache for every tool after the warm-up round.
+//! removed (and the removal synced) outside the timed region. Each
+//! filesystem gets a warm case (the source read into the page cache
+//! before every sample) and a cold one (the scratch filesystem's caches
+//! and its backing file's pages emptied before every sample of every
+//! tool, [`super::cache::prepare_tree`], mincore-proven).
 
+use super::cache::{prepare_tree, Cache, Proof};
 use super::dataset::{write_tree, TreeSpec};
 use super::harness::{time, Case, Measurement, Skip, Suite, Unit};
 use super::run::{pipeline, syncfs};
 use super::{fs_size, rotation, scratch, BenchError, Options, Scale};
 use crate::drivers::copy::parallel::{copy_tree_with, Parallel};
 use crate::drivers::copy::tree::{copy_tree, copy_tree_sequential, CopyStats, Strategy};
-use crate::scratch::FsKind;
+use crate::scratch::{FsKind, ScratchFs};
 use crate::uring::{IoEngine, IoEngineKind};
 use std::path::Path;
 
@@ -104,15 +108,16 @@ pub fn run(opts: &Options, p: &Params) -> Result<Suite, BenchError> {
     let mut suite = Suite::new(
         "copy",
         format!(
-            "a {}-file, {} MiB tree copied within one scratch fs; {}; source in page cache",
+            "a {}-file, {} MiB tree copied within one scratch fs; {}; warm: source in page cache, cold: the \
+             scratch filesystem's caches emptied before every sample of every tool, mincore-proven",
             spec.files,
             spec.total_bytes >> 20,
             opts.sync_policy()
         ),
     );
     for &fs in &p.fs {
-        match case(opts, &spec, fs) {
-            Ok(c) => suite.cases.push(c),
+        match cases(opts, &spec, fs) {
+            Ok(c) => suite.cases.extend(c),
             Err(BenchError::Unavailable { what, reason }) => suite.skip(what, reason),
             Err(e) => return Err(e),
         }
@@ -131,19 +136,27 @@ fn describe_stats(s: &CopyStats) -> String {
     d
 }
 
-fn case(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Case, BenchError> {
-    let name = fs.fstype().to_owned();
-    let mut case = Case::new(&name);
+/// A warm and a cold case on one filesystem, one source tree.
+fn cases(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Vec<Case>, BenchError> {
     // Source, one copy in flight and its not-yet-reclaimed predecessor.
-    let scratch = scratch(opts, fs, fs_size(spec.total_bytes * 4, 512 << 20))?;
+    let mut scratch = scratch(opts, fs, fs_size(spec.total_bytes * 4, 512 << 20))?;
+    let src = scratch.path().join("src");
+    opts.progress(&format!("copy {}: writing the source tree ({} files)", fs.fstype(), spec.files));
+    let bytes = write_tree(spec, &src)?;
+    syncfs(&src)?;
+    let tree = format!("{} files, {bytes} bytes", spec.files);
+    Cache::BOTH.iter().map(|cache| case(opts, &mut scratch, fs, &tree, *cache)).collect()
+}
+
+fn case(opts: &Options, scratch: &mut ScratchFs, fs: FsKind, tree: &str, cache: Cache) -> Result<Case, BenchError> {
+    let name = format!("{} {}", fs.fstype(), cache.name());
+    let mut case = Case::new(&name);
     if let Some(m) = super::env::mount_of(scratch.path()) {
         case.fact("fs", m.describe());
     }
     let src = scratch.path().join("src");
-    opts.progress(&format!("copy {name}: writing the source tree ({} files)", spec.files));
-    let bytes = write_tree(spec, &src)?;
-    case.fact("tree", format!("{} files, {bytes} bytes", spec.files));
-    syncfs(&src)?;
+    case.fact("tree", tree.to_owned());
+    let mut proof = None;
     let mut tools = vec![Tool::Strata(Strategy::Reflink), Tool::Sequential, Tool::Strata(Strategy::ReadWrite)];
     match IoEngine::with_kind(IoEngineKind::Uring) {
         Ok(_) => tools.push(Tool::ReadWriteUring),
@@ -159,6 +172,10 @@ fn case(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Case, BenchError>
     for round in 0..=opts.runs {
         for i in rotation(tools.len(), round) {
             let dst = scratch.path().join(format!("dst-{round}-{i}"));
+            let p = prepare_tree(cache, scratch, &src)?;
+            if round > 0 {
+                proof = Some(Proof::fold(proof, p));
+            }
             let (stats, secs) = time(|| -> Result<Option<CopyStats>, BenchError> {
                 let stats = tools[i].copy(&src, &dst)?;
                 if opts.sync {
@@ -176,6 +193,9 @@ fn case(opts: &Options, spec: &TreeSpec, fs: FsKind) -> Result<Case, BenchError>
             }
             remove(&dst)?;
         }
+    }
+    if let Some(p) = proof {
+        case.fact("cache", p.describe(cache));
     }
     case.add_ratio("strata", "strata-read-write");
     case.add_ratio("strata", "cp");
