@@ -50,7 +50,7 @@ fn every_benchmark_runs_end_to_end_and_leaves_nothing_behind() {
 
     assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
     let names: Vec<&str> = report.suites.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["hash", "unpack", "copy", "diff", "usage", "start", "build"]);
+    assert_eq!(names, ["hash", "unpack", "copy", "diff", "usage", "start", "build", "load", "blob"]);
     let strict = std::env::var_os("STRATA_TEST_STRICT").is_some();
     for suite in &report.suites {
         for skip in &suite.skipped {

@@ -30,6 +30,8 @@
 pub mod cache;
 pub mod change;
 pub mod context;
+#[cfg(test)]
+mod context_hash_tests;
 mod executor;
 pub mod ignore;
 mod image;
