@@ -44,10 +44,10 @@ pub struct ContentStore {
 }
 
 /// The engine blob writes and reads use unless told otherwise: plain
-/// syscalls. io_uring lost on loop XFS and ext4 (`strata bench blob
-/// --quick`, 256 MiB, benches/results/2026-12-08-blob-quick.json, loaded
-/// host): write+commit 1.03–1.08x slower (within the spread), read+verify
-/// 1.40–1.43x slower warm and 1.06–2.45x slower cold; see
+/// syscalls. io_uring did not win on loop XFS and ext4 (idle `strata bench
+/// all --quick --runs 5`, 256 MiB, benches/results/2026-12-08-all-quick.json):
+/// write+commit 0.87–1.06x (inside the noise), read+verify 1.14–1.19x
+/// slower warm and 1.09–1.11x cold (inside the noise); see
 /// [`crate::uring::blob`] for why.
 pub const DEFAULT_BLOB_IO: IoEngineKind = IoEngineKind::Sync;
 

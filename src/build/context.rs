@@ -36,10 +36,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The engine [`Tree::hash`] reads files with. Plain, because io_uring
-/// did not win everywhere: on a 20k-file tree (`strata bench blob
-/// --quick`, benches/results/2026-12-08-blob-quick.json, loaded host) it
-/// was 2.5x (XFS) and 4.8x (ext4) faster cold but 1.38x slower warm on
-/// XFS (1.14x faster warm on ext4).
+/// did not win everywhere: on a 20k-file tree (idle `strata bench all
+/// --quick --runs 5`, benches/results/2026-12-08-all-quick.json) it was
+/// 3.8x (XFS) and 4.2x (ext4) faster cold but 1.55x slower warm on both,
+/// and a build context was usually just written, so it is warm.
 pub const HASH_IO: IoEngineKind = IoEngineKind::Sync;
 
 /// A tree sources are taken from.

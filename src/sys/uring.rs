@@ -405,18 +405,25 @@ impl<T> Ring<T> {
     }
 }
 
+/// One wait while a ring's owner drains it on drop: `false` when the
+/// kernel refused the wait (anything but `EINTR`/`EBUSY`), in which case
+/// ops may still be in flight and the owner must leak, never free, the
+/// buffers they use. Shared by [`Ring`] and `uring_create::CreateRing`.
+pub(super) fn wait_to_drain(ring: &IoUring) -> bool {
+    match ring.submit_and_wait(1) {
+        Ok(_) => true,
+        Err(e) => matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)),
+    }
+}
+
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
         self.parked.clear();
         while self.in_kernel > 0 {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
-                Err(_) => {
-                    // The kernel may still write into the slab: leak it.
-                    std::mem::forget(std::mem::take(&mut self.slots));
-                    return;
-                }
+            if !wait_to_drain(&self.ring) {
+                // The kernel may still write into the slab: leak it.
+                std::mem::forget(std::mem::take(&mut self.slots));
+                return;
             }
             let cqes: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
             for (data, res) in cqes {

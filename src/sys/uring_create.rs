@@ -388,14 +388,10 @@ fn chain_len<D: Deref<Target = [u8]>>(op: &CreateOp<D>) -> u32 {
 impl<D, T> Drop for CreateRing<D, T> {
     fn drop(&mut self) {
         while self.in_kernel > 0 {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
-                Err(_) => {
-                    // The kernel may still read the slab: leak it.
-                    std::mem::forget(std::mem::take(&mut self.slab));
-                    return;
-                }
+            if !super::uring::wait_to_drain(&self.ring) {
+                // The kernel may still read the slab: leak it.
+                std::mem::forget(std::mem::take(&mut self.slab));
+                return;
             }
             let n = self.ring.completion().count();
             self.in_kernel -= n;

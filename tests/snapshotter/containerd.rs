@@ -248,19 +248,8 @@ fn containerd_reaches_the_service_through_the_proxy_plugin() {
     assert_eq!(calls.len(), 1, "one prepare in the service's log:\n{}", service.log_text());
     assert!(calls[0].contains("fixture-a"), "{calls:?}");
     service.stop();
-    // containerd keeps its gRPC connection to the proxy: the first call
-    // after the service died may fail on that connection ("connection
-    // closed: unavailable"); the next ones dial the socket again and name
-    // it. Every attempt must fail.
-    let mut errors = Vec::new();
-    for _ in 0..5 {
-        let err = cd.ctr_out(&["snapshots", "--snapshotter", PLUGIN, "prepare", "fixture-b", ""]).fails();
-        let named = err.contains("strata.sock");
-        errors.push(err);
-        if named {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let errors = crate::failures_until_one_names("strata.sock", |_| {
+        cd.ctr_out(&["snapshots", "--snapshotter", PLUGIN, "prepare", "fixture-b", ""]).fails()
+    });
     assert!(errors.last().is_some_and(|e| e.contains("strata.sock")), "no error names the proxy's socket: {errors:?}");
 }

@@ -213,20 +213,9 @@ fn ctr_pulls_and_runs_a_pushed_image_on_strata_snapshots() {
     assert!(removed.is_some(), "the container's snapshot was not removed:\n{}", w.service.log_text());
 
     w.service.stop();
-    // containerd keeps its gRPC connection to the proxy: the first call
-    // after the service died may fail on that connection ("connection
-    // closed: unavailable"); the next ones dial the socket again and name
-    // it. Every attempt must fail.
-    let mut errors = Vec::new();
-    for n in 0..5 {
-        let err = run(&mut w.ctr_run(&["--rm"], &image, &format!("after-stop-{n}"), &["true"])).fails();
-        let named = err.contains("strata.sock");
-        errors.push(err);
-        if named {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let errors = crate::failures_until_one_names("strata.sock", |n| {
+        run(&mut w.ctr_run(&["--rm"], &image, &format!("after-stop-{n}"), &["true"])).fails()
+    });
     assert!(
         errors.last().is_some_and(|e| e.contains("strata.sock")),
         "no failure names the service's socket: {errors:?}"

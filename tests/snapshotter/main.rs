@@ -27,6 +27,26 @@ mod unit;
 use std::path::{Path, PathBuf};
 use strata::scratch::ScratchFs;
 
+/// Calls `attempt(n)` after the proxy service stopped, until a failure
+/// names `socket` (at most five attempts, each of which must fail):
+/// containerd keeps its gRPC connection to the proxy, so the first call
+/// after the service died may fail on that connection ("connection closed:
+/// unavailable"); the next ones dial the socket again and name it.
+/// Returns every failure, the naming one last.
+pub fn failures_until_one_names(socket: &str, mut attempt: impl FnMut(usize) -> String) -> Vec<String> {
+    let mut errors = Vec::new();
+    for n in 0..5 {
+        let err = attempt(n);
+        let named = err.contains(socket);
+        errors.push(err);
+        if named {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    errors
+}
+
 /// Whether the test can run here; prints why not (or panics in strict
 /// mode, where a skip would hide a test that never ran).
 pub fn require(ok: bool, what: &str, why: &str) -> bool {

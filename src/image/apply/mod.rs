@@ -114,8 +114,11 @@ pub enum ApplyIo {
     Uring,
 }
 
-/// The default [`ApplyIo`], measured with `examples/unpack.rs` and the
-/// `unpack` bench on loop XFS and ext4.
+/// The default [`ApplyIo`]: on loop XFS and ext4 the io_uring writer was
+/// 1.04–1.14x slower on XFS and level on ext4 (idle `strata bench all
+/// --quick --runs 5`, benches/results/2026-12-08-all-quick.json), and its
+/// DEFER_TASKRUN and IOSQE_ASYNC variants level too
+/// (2026-12-08-unpack-uring-{defer,async}-quick.json).
 pub const DEFAULT_IO: ApplyIo = ApplyIo::Sync;
 
 impl ApplyIo {

@@ -37,7 +37,7 @@ const SLOTS: u32 = 128;
 /// Ring setup and create flags from the environment:
 /// `STRATA_APPLY_URING_DEFER=1` (`SINGLE_ISSUER|DEFER_TASKRUN`) and
 /// `STRATA_APPLY_URING_ASYNC=1` (`IOSQE_ASYNC` on creates); both off by
-/// default (neither won in the `unpack` bench, see the module's callers).
+/// default (neither won in the `unpack` bench: see [`super::DEFAULT_IO`]).
 pub(super) fn flags_from_env() -> CreateFlags {
     let on = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
     CreateFlags { defer_taskrun: on("STRATA_APPLY_URING_DEFER"), async_open: on("STRATA_APPLY_URING_ASYNC") }
